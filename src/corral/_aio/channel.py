@@ -1,0 +1,99 @@
+"""``corral.Channel``: the asyncio view of a channel."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+from .._core.channel import CLOSED
+from .._core.context import Context, _check_timeout
+from .._core.waiter import AsyncWaiter
+from .._errors import ChannelClosed, EndOfChannel
+from .._shells import ChannelBase, check_ctx
+from .wait import park
+
+__all__ = ["Channel", "new_waiter"]
+
+T = TypeVar("T")
+
+_get_running_loop = asyncio.get_running_loop
+
+
+def new_waiter() -> AsyncWaiter:
+    return AsyncWaiter(_get_running_loop())
+
+
+class Channel(ChannelBase[T]):
+    """Channel(capacity=0): a Go channel for asyncio tasks; rendezvous by default.
+
+    ``capacity`` N buffers N items; ``math.inf`` never blocks a sender. The same channel
+    can be used from threads through :meth:`as_threads` (one shared state), and from tasks
+    on several event loops.
+
+    >>> import asyncio, corral
+    >>> async def main():
+    ...     ch = corral.Channel(2)
+    ...     await ch.send("a"); await ch.send("b"); ch.close()
+    ...     return [x async for x in ch]
+    >>> asyncio.run(main())
+    ['a', 'b']
+    """
+
+    __slots__ = ()
+    _flavour = "aio"
+
+    async def send(
+        self, item: T, *, timeout: float | None = None, ctx: Context | None = None
+    ) -> None:
+        """Send ``item``, waiting for a receiver (capacity 0) or a free buffer slot.
+
+        Raises ``ChannelClosed`` if the channel is or becomes closed (the item was not
+        sent), ``DeadlineExceeded`` after ``timeout`` seconds, ``Cancelled`` when ``ctx``
+        is done. Cancelled or timed out, the send had no effect.
+        """
+        if ctx is not None:
+            check_ctx(ctx, "Channel.send")
+        if timeout is not None:
+            _check_timeout(timeout)
+        w = self._st.send(item, new_waiter)
+        if w is None:
+            return
+        assert isinstance(w, AsyncWaiter)
+        await park(w, timeout, ctx)
+        if w.value is CLOSED:
+            raise ChannelClosed("channel closed while the send was waiting")
+
+    async def recv(self, *, timeout: float | None = None, ctx: Context | None = None) -> T:
+        """Receive the next item; ``EndOfChannel`` once closed and drained.
+
+        Cancelled or timed out, nothing was taken from the channel.
+        """
+        if ctx is not None:
+            check_ctx(ctx, "Channel.recv")
+        if timeout is not None:
+            _check_timeout(timeout)
+        r: Any = self._st.recv(new_waiter)
+        if r.__class__ is AsyncWaiter:
+            await park(r, timeout, ctx)
+            r = r.value
+        if r is CLOSED:
+            raise EndOfChannel("channel is closed and drained")
+        return r  # type: ignore[no-any-return]
+
+    def __aiter__(self) -> Channel[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        r: Any = self._st.recv(new_waiter)
+        if r.__class__ is AsyncWaiter:
+            await park(r, None, None)
+            r = r.value
+        if r is CLOSED:
+            raise StopAsyncIteration
+        return r  # type: ignore[no-any-return]
+
+    def as_threads(self) -> Any:
+        """The same channel as a ``corral.threads.Channel`` (blocking calls)."""
+        from .._threads.channel import Channel as ThreadChannel
+
+        return ThreadChannel._view(self._st)

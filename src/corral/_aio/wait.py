@@ -1,0 +1,90 @@
+"""How an asyncio task waits for a parked operation, and what cancellation means for it.
+
+The rule (trio's, carried to asyncio): an operation that is cancelled had no effect; an
+operation that completed is reported as completed. The claim protocol (``_core.waiter``)
+decides which one happened when a cancellation races a wake-up:
+
+* the task's abort wins the claim: the waiter is unlinked, ``CancelledError`` propagates,
+  and nothing was taken or given;
+* a waker won the claim first: the item or permit is already handed over. A channel
+  operation then returns its result and the cancellation is delivered again at the task's
+  next await, unless whoever asked for it withdrew it meanwhile (``asyncio.timeout``
+  does, via ``uncancel``, when it exits: re-delivering then would cancel the wrong
+  code). A semaphore acquire instead gives the permits back and raises, as Go does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from .._errors import DeadlineExceeded
+
+if TYPE_CHECKING:
+    from .._core.context import CancelContext, Context
+    from .._core.waiter import AsyncWaiter, Waiter
+
+__all__ = ["park"]
+
+_TASK_CANCELLED = asyncio.CancelledError()
+
+
+def _abort_deadline(w: Waiter, timeout: float) -> None:
+    w.abort(DeadlineExceeded(f"operation timed out after {timeout} s"))
+
+
+def _abort_ctx(w: Waiter, g: CancelContext) -> None:
+    w.abort(g._fresh_error())
+
+
+def _recancel(task: asyncio.Task[object], requested: int) -> None:
+    # Still requested (nobody called uncancel since): deliver it at the current await.
+    if not task.done() and task.cancelling() >= requested:
+        task.uncancel()
+        task.cancel()
+
+
+async def park(
+    w: AsyncWaiter,
+    timeout: float | None,
+    ctx: Context | None,
+    undo: Callable[[Waiter], None] | None = None,
+) -> None:
+    """Wait until ``w`` is completed (return) or aborted (raise).
+
+    On return the operation has happened and ``w.index`` / ``w.value`` hold its outcome.
+    """
+    loop = w.loop
+    timer = None
+    g = None
+    handle = None
+    if timeout is not None:
+        timer = loop.call_later(timeout, _abort_deadline, w, timeout)
+    if ctx is not None and (g := ctx._governor) is not None:
+        handle = g._on_cancel(partial(_abort_ctx, w, g))
+        if handle is None:
+            _abort_ctx(w, g)
+    try:
+        await w.fut
+    except asyncio.CancelledError:
+        if w.abort(_TASK_CANCELLED, wake=False) or w.error is not None:
+            w.unlink()
+            raise
+        if undo is not None:
+            undo(w)
+            raise
+        task = asyncio.current_task()
+        assert task is not None
+        loop.call_soon(_recancel, task, task.cancelling())
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if handle is not None:
+            assert g is not None
+            g._remove_callback(handle)
+    err = w.error
+    if err is not None:
+        w.unlink()
+        raise err

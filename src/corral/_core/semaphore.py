@@ -1,0 +1,133 @@
+"""The weighted semaphore's rules, once: Go's ``semaphore.Weighted``.
+
+* Strict FIFO with head-of-line blocking: permits go to waiters in arrival order, and a
+  large request at the head holds back smaller ones behind it, so it cannot be starved
+  by a stream of small requests (Go's ``notifyWaiters`` comment).
+* No barging: an acquire or ``try_acquire`` that finds anyone waiting waits (or fails),
+  even if enough permits are free for it.
+* A request larger than the size can never be granted: a ``ValueError`` at once rather
+  than a waiter that would block the queue forever.
+* Granting happens under the claim protocol (see ``waiter``): a waiter that timed out or
+  was cancelled is never granted; one granted and then cancelled gives its permits back
+  (Go: "acquired the semaphore after we were canceled"), which re-runs the grant loop.
+* When the head waiter leaves, the grant loop runs again: the ones behind it may fit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import tracking
+from .waiter import Entry, Waiter
+
+__all__ = ["SemaphoreState", "SemaphoreStatistics", "check_size", "check_weight"]
+
+
+@dataclass(frozen=True, slots=True)
+class SemaphoreStatistics:
+    """A snapshot of a semaphore."""
+
+    size: int
+    held: int  #: permits currently acquired
+    waiting: int  #: number of queued acquires
+    waiting_weight: int  #: permits the queued acquires ask for, in total
+
+
+def check_size(size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"Semaphore: size must be an int, got {type(size).__name__}")
+    if size < 1:
+        raise ValueError(f"Semaphore: size must be >= 1, got {size}")
+    return size
+
+
+def check_weight(n: object, size: int, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{what}: n must be an int, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"{what}: n must be >= 0, got {n}")
+    if n > size:
+        raise ValueError(f"{what}: n={n} is larger than the semaphore's size {size}")
+    return n
+
+
+class SemaphoreState:
+    __slots__ = ("__weakref__", "cur", "lock", "size", "views", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.lock = threading.Lock()
+        self.size = size
+        self.cur = 0
+        self.waiters: deque[Entry] = deque()
+        self.views: dict[str, object] = {}
+        if tracking.enabled:
+            tracking.track(self)
+
+    def acquire(self, n: int, make_waiter: Callable[[], Waiter]) -> Waiter | None:
+        with self.lock:
+            if self.size - self.cur >= n and not self.waiters:
+                self.cur += n
+                return None
+            w = make_waiter()
+            e = Entry(w, 0, n, self)
+            w.entries.append(e)
+            self.waiters.append(e)
+            return w
+
+    def try_acquire(self, n: int) -> bool:
+        with self.lock:
+            if self.size - self.cur >= n and not self.waiters:
+                self.cur += n
+                return True
+            return False
+
+    def release(self, n: int) -> None:
+        with self.lock:
+            if n > self.cur:
+                raise ValueError(
+                    f"Semaphore.release: n={n} is more than the {self.cur} permit(s) held"
+                )
+            self.cur -= n
+            self._grant_locked()
+
+    def _grant_locked(self) -> None:
+        q = self.waiters
+        while q:
+            e = q[0]
+            if e.waiter.done:  # stale: timed out or cancelled, not yet unlinked
+                q.popleft()
+                continue
+            if self.size - self.cur < e.item:
+                break  # head-of-line: nobody behind may overtake it
+            q.popleft()
+            self.cur += e.item
+            if not e.waiter.complete(0, None):
+                self.cur -= e.item  # lost the claim race to an abort, or its loop is gone
+
+    def _unlink(self, entry: Entry) -> None:
+        with self.lock:
+            q = self.waiters
+            was_head = bool(q) and q[0] is entry
+            try:
+                q.remove(entry)
+            except ValueError:
+                return
+            if was_head:
+                self._grant_locked()
+
+    def statistics(self) -> SemaphoreStatistics:
+        with self.lock:
+            live = [e for e in self.waiters if not e.waiter.done]
+            return SemaphoreStatistics(
+                size=self.size,
+                held=self.cur,
+                waiting=len(live),
+                waiting_weight=sum(e.item for e in live),
+            )
+
+    def queued_waiters(self) -> int:
+        with self.lock:
+            return sum(1 for e in self.waiters if not e.waiter.done)

@@ -1,0 +1,64 @@
+"""corral's exceptions: one small hierarchy, named by whose fault the condition is.
+
+::
+
+    CorralError
+    ├── ChannelClosed        you (or a peer) closed the channel, then sent on it
+    ├── EndOfChannel         the channel was closed and every buffered item was received
+    ├── WouldBlock           a ``*_nowait`` / ``try_*`` operation could not complete at once
+    └── Cancelled            a Context was cancelled; ``cause`` says why
+        └── DeadlineExceeded a deadline or ``timeout=`` passed (also a ``TimeoutError``)
+
+Bad arguments raise the built-in ``ValueError`` / ``TypeError`` with a message that names
+the argument. ``asyncio.CancelledError`` (a task was cancelled) is never converted: it is
+asyncio's own signal and passes through corral untouched.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Cancelled",
+    "ChannelClosed",
+    "CorralError",
+    "DeadlineExceeded",
+    "EndOfChannel",
+    "WouldBlock",
+]
+
+
+class CorralError(Exception):
+    """Base class of every exception corral raises on purpose."""
+
+
+class ChannelClosed(CorralError):
+    """A send (or a select send case) on a channel that was closed."""
+
+
+class EndOfChannel(CorralError):
+    """A receive on a channel that is closed and drained: there will be no more items."""
+
+
+class WouldBlock(CorralError):
+    """A non-blocking operation (``send_nowait``, ``recv_nowait``) could not complete now."""
+
+
+class Cancelled(CorralError):
+    """The Context an operation was bound to was cancelled.
+
+    ``cause`` is what the canceller gave (Go's ``context.Cause``); it is ``None`` when the
+    context was cancelled without one.
+    """
+
+    def __init__(self, message: str = "context cancelled", cause: BaseException | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+class DeadlineExceeded(Cancelled, TimeoutError):
+    """A deadline passed: a Context's deadline, or an operation's ``timeout=``.
+
+    It is a ``TimeoutError`` too, so ``except TimeoutError`` catches it.
+    """
+
+    def __init__(self, message: str = "deadline exceeded", cause: BaseException | None = None):
+        super().__init__(message, cause)

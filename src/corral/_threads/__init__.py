@@ -1,0 +1,1 @@
+"""The thread flavour's shells: they add only *how to wait* to the core's rules."""

@@ -1,0 +1,53 @@
+"""corral for threads: the same names as ``corral``, with blocking calls.
+
+Flavour-neutral names (Context and friends, errors, statistics types) are the very same
+objects as in ``corral``.
+"""
+
+from .._core.channel import ChannelStatistics as ChannelStatistics
+from .._core.channel import RecvCase as RecvCase
+from .._core.channel import SendCase as SendCase
+from .._core.context import CancelContext as CancelContext
+from .._core.context import Context as Context
+from .._core.context import background as background
+from .._core.context import with_cancel as with_cancel
+from .._core.context import with_deadline as with_deadline
+from .._core.context import with_timeout as with_timeout
+from .._core.context import with_value as with_value
+from .._core.context import without_cancel as without_cancel
+from .._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
+from .._errors import Cancelled as Cancelled
+from .._errors import ChannelClosed as ChannelClosed
+from .._errors import CorralError as CorralError
+from .._errors import DeadlineExceeded as DeadlineExceeded
+from .._errors import EndOfChannel as EndOfChannel
+from .._errors import WouldBlock as WouldBlock
+from .._select import Selected as Selected
+from .._threads.channel import Channel as Channel
+from .._threads.select import select as select
+from .._threads.semaphore import Semaphore as Semaphore
+
+__all__ = [
+    "CancelContext",
+    "Cancelled",
+    "Channel",
+    "ChannelClosed",
+    "ChannelStatistics",
+    "Context",
+    "CorralError",
+    "DeadlineExceeded",
+    "EndOfChannel",
+    "RecvCase",
+    "Selected",
+    "SendCase",
+    "Semaphore",
+    "SemaphoreStatistics",
+    "WouldBlock",
+    "background",
+    "select",
+    "with_cancel",
+    "with_deadline",
+    "with_timeout",
+    "with_value",
+    "without_cancel",
+]
