@@ -109,7 +109,9 @@ class ChannelBase(Generic[T]):
     def __repr__(self) -> str:
         s = self._st
         state = "closed" if s.closed else "open"
-        return f"<{type(self).__module__}.Channel capacity={self.capacity} len={len(s.buf)} {state}>"
+        return (
+            f"<{type(self).__module__}.Channel capacity={self.capacity} len={len(s.buf)} {state}>"
+        )
 
 
 class SemaphoreBase:

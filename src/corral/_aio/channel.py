@@ -10,7 +10,7 @@ from .._core.context import Context, _check_timeout
 from .._core.waiter import AsyncWaiter
 from .._errors import ChannelClosed, EndOfChannel
 from .._shells import ChannelBase, check_ctx
-from .wait import park
+from .wait import cancelled_while_parked, park
 
 __all__ = ["Channel", "new_waiter"]
 
@@ -51,15 +51,35 @@ class Channel(ChannelBase[T]):
         sent), ``DeadlineExceeded`` after ``timeout`` seconds, ``Cancelled`` when ``ctx``
         is done. Cancelled or timed out, the send had no effect.
         """
-        if ctx is not None:
-            check_ctx(ctx, "Channel.send")
-        if timeout is not None:
-            _check_timeout(timeout)
-        w = self._st.send(item, new_waiter)
+        st = self._st
+        if ctx is None and timeout is None:
+            # The buffered fast path of ChannelState.send, inlined: a method call is a
+            # sixth of this operation's cost. ChannelState.send stays the rule's owner.
+            lock = st.lock
+            lock.acquire()
+            try:
+                if not st.recvq and len(st.buf) < st.cap and not st.closed:
+                    st.buf.append(item)
+                    return
+            finally:
+                lock.release()
+        else:
+            if ctx is not None:
+                check_ctx(ctx, "Channel.send")
+            if timeout is not None:
+                _check_timeout(timeout)
+        w = st.send(item, new_waiter)
         if w is None:
             return
         assert isinstance(w, AsyncWaiter)
-        await park(w, timeout, ctx)
+        if timeout is None and ctx is None:
+            try:  # park() inlined for the plain case
+                await w.fut
+            except asyncio.CancelledError:
+                if cancelled_while_parked(w):
+                    raise
+        else:
+            await park(w, timeout, ctx)
         if w.value is CLOSED:
             raise ChannelClosed("channel closed while the send was waiting")
 
@@ -68,13 +88,32 @@ class Channel(ChannelBase[T]):
 
         Cancelled or timed out, nothing was taken from the channel.
         """
-        if ctx is not None:
-            check_ctx(ctx, "Channel.recv")
-        if timeout is not None:
-            _check_timeout(timeout)
-        r: Any = self._st.recv(new_waiter)
+        st = self._st
+        if ctx is None and timeout is None:
+            # The buffered fast path of ChannelState.recv, inlined (see send).
+            lock = st.lock
+            lock.acquire()
+            try:
+                buf = st.buf
+                if buf and not st.sendq:
+                    return buf.popleft()
+            finally:
+                lock.release()
+        else:
+            if ctx is not None:
+                check_ctx(ctx, "Channel.recv")
+            if timeout is not None:
+                _check_timeout(timeout)
+        r: Any = st.recv(new_waiter)
         if r.__class__ is AsyncWaiter:
-            await park(r, timeout, ctx)
+            if timeout is None and ctx is None:
+                try:  # park() inlined for the plain case
+                    await r.fut
+                except asyncio.CancelledError:
+                    if cancelled_while_parked(r):
+                        raise
+            else:
+                await park(r, timeout, ctx)
             r = r.value
         if r is CLOSED:
             raise EndOfChannel("channel is closed and drained")
@@ -84,9 +123,22 @@ class Channel(ChannelBase[T]):
         return self
 
     async def __anext__(self) -> T:
-        r: Any = self._st.recv(new_waiter)
+        st = self._st
+        lock = st.lock
+        lock.acquire()
+        try:
+            buf = st.buf
+            if buf and not st.sendq:
+                return buf.popleft()  # the fast path, as in recv
+        finally:
+            lock.release()
+        r: Any = st.recv(new_waiter)
         if r.__class__ is AsyncWaiter:
-            await park(r, None, None)
+            try:
+                await r.fut
+            except asyncio.CancelledError:
+                if cancelled_while_parked(r):
+                    raise
             r = r.value
         if r is CLOSED:
             raise StopAsyncIteration

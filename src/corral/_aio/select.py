@@ -16,7 +16,10 @@ __all__ = ["select"]
 
 @overload
 async def select(
-    *cases: Case, default: Literal[False] = False, timeout: float | None = ..., ctx: Context | None = ...
+    *cases: Case,
+    default: Literal[False] = False,
+    timeout: float | None = ...,
+    ctx: Context | None = ...,
 ) -> Selected: ...
 @overload
 async def select(*cases: Case, default: Literal[True]) -> Selected | None: ...

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .._core.context import CancelContext, Context
     from .._core.waiter import AsyncWaiter, Waiter
 
-__all__ = ["park"]
+__all__ = ["cancelled_while_parked", "park"]
 
 _TASK_CANCELLED = asyncio.CancelledError()
 
@@ -44,6 +44,24 @@ def _recancel(task: asyncio.Task[object], requested: int) -> None:
     if not task.done() and task.cancelling() >= requested:
         task.uncancel()
         task.cancel()
+
+
+def cancelled_while_parked(w: AsyncWaiter, undo: Callable[[Waiter], None] | None = None) -> bool:
+    """The task was cancelled while ``w`` was parked: ``True`` means re-raise.
+
+    ``False`` means the operation completed first: its result stands and the
+    cancellation will be re-delivered at the task's next await (see the module docs).
+    """
+    if w.abort(_TASK_CANCELLED, wake=False) or w.error is not None:
+        w.unlink()
+        return True
+    if undo is not None:
+        undo(w)
+        return True
+    task = asyncio.current_task()
+    assert task is not None
+    w.loop.call_soon(_recancel, task, task.cancelling())
+    return False
 
 
 async def park(
@@ -69,15 +87,8 @@ async def park(
     try:
         await w.fut
     except asyncio.CancelledError:
-        if w.abort(_TASK_CANCELLED, wake=False) or w.error is not None:
-            w.unlink()
+        if cancelled_while_parked(w, undo):
             raise
-        if undo is not None:
-            undo(w)
-            raise
-        task = asyncio.current_task()
-        assert task is not None
-        loop.call_soon(_recancel, task, task.cancelling())
     finally:
         if timer is not None:
             timer.cancel()

@@ -111,6 +111,13 @@ class ChannelState(Generic[T]):
         if tracking.enabled:
             tracking.track(self)
 
+    def __repr__(self) -> str:
+        cap = "inf" if self.cap == UNBOUNDED else self.cap
+        return (
+            f"<channel {id(self):#x} capacity={cap} buffered={len(self.buf)} "
+            f"senders={len(self.sendq)} receivers={len(self.recvq)} closed={self.closed}>"
+        )
+
     # -- the non-blocking steps, called with ``lock`` held ----------------------------------
 
     def send_locked(self, item: T) -> bool:

@@ -402,10 +402,16 @@ class _CancelScope:
         g = self._ctx._governor
         if g is not None and self._handle is not None:
             g._remove_callback(self._handle)
-        if self._fired and self._task.uncancel() <= self._base and et is not None:
-            if issubclass(et, asyncio.CancelledError):
-                assert g is not None
-                raise g._fresh_error() from e
+        # uncancel() balances our cancel() whatever happened; only a CancelledError that is
+        # ours (no other cancel request pending) becomes the context's error.
+        if (
+            self._fired
+            and self._task.uncancel() <= self._base
+            and et is not None
+            and issubclass(et, asyncio.CancelledError)
+        ):
+            assert g is not None
+            raise g._fresh_error() from e
 
 
 def _check_timeout(timeout: float | None, name: str = "timeout") -> None:

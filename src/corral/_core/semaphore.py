@@ -66,6 +66,10 @@ class SemaphoreState:
         if tracking.enabled:
             tracking.track(self)
 
+    def __repr__(self) -> str:
+        n = len(self.waiters)
+        return f"<semaphore {id(self):#x} size={self.size} held={self.cur} queued={n}>"
+
     def acquire(self, n: int, make_waiter: Callable[[], Waiter]) -> Waiter | None:
         with self.lock:
             if self.size - self.cur >= n and not self.waiters:

@@ -15,7 +15,10 @@ __all__ = ["select"]
 
 @overload
 def select(
-    *cases: Case, default: Literal[False] = False, timeout: float | None = ..., ctx: Context | None = ...
+    *cases: Case,
+    default: Literal[False] = False,
+    timeout: float | None = ...,
+    ctx: Context | None = ...,
 ) -> Selected: ...
 @overload
 def select(*cases: Case, default: Literal[True]) -> Selected | None: ...

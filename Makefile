@@ -1,0 +1,81 @@
+# corral — developer entry points. Needs only python3 (3.11+) and make; uses uv when present.
+#
+#   make demo        run `corral demo` in a fresh .venv
+#   make test        lint, format check, mypy --strict, tests, then the hammer tests
+#   make stress      the hammer tests only, with CORRAL_STRESS=1 (longer, more seeds)
+#   make bench       install the peers and run `corral bench`
+#
+# PYTHON and VENV pick the interpreter and the venv: make test PYTHON=python3.13 VENV=.venv-3.13
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# uv must never try to download an interpreter: use exactly $(PYTHON).
+export UV_PYTHON_DOWNLOADS := never
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# pytest exits 5 when it collects no test; the hammer pass may legitimately select none.
+HAMMER_OK := || test $$? -eq 5
+
+.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress clean
+
+help:
+	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
+
+# One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
+venv: $(VENV)/.stamp-test
+
+$(VENV)/.stamp-%: pyproject.toml
+	@set -e; \
+	py=$$($(PYTHON) -c 'import sys; print(sys.executable if sys.version_info >= (3, 11) else "")' 2>/dev/null || true); \
+	if [ -z "$$py" ]; then \
+	  echo "error: corral needs Python >= 3.11; PYTHON=$(PYTHON) is missing or older (set PYTHON=...)" >&2; \
+	  exit 1; \
+	fi; \
+	want=$$("$$py" -c 'import sys; print(*sys.version_info[:2])'); \
+	if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print(*sys.version_info[:2])' 2>/dev/null)" != "$$want" ]; then \
+	  echo "==> $(VENV) was made with another Python; recreating it"; \
+	  rm -rf "$(VENV)"; \
+	fi; \
+	if command -v uv >/dev/null 2>&1; then \
+	  echo "==> $(VENV): installing .[$*] with uv for $$py"; \
+	  [ -x $(BIN)/python ] || uv venv --quiet --python "$$py" "$(VENV)"; \
+	  uv pip install --quiet --python "$(BIN)/python" -e ".[$*]"; \
+	else \
+	  echo "==> $(VENV): installing .[$*] with pip for $$py"; \
+	  [ -x $(BIN)/python ] || "$$py" -m venv "$(VENV)"; \
+	  $(BIN)/python -m pip install --quiet -e ".[$*]"; \
+	fi; \
+	touch $@
+
+demo: venv
+	$(BIN)/corral demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -q -m "not hammer"
+
+hammer: venv
+	$(BIN)/pytest -q -m hammer $(HAMMER_OK)
+
+test: lint typecheck pytest hammer
+
+stress: venv
+	CORRAL_STRESS=1 $(BIN)/pytest -q -m hammer $(HAMMER_OK)
+
+bench: venv $(VENV)/.stamp-bench
+	$(BIN)/corral bench
+
+clean:
+	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
