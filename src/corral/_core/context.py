@@ -66,13 +66,19 @@ class Context:
     (True, 'Cancelled')
     """
 
-    __slots__ = ("__weakref__", "_governor", "_parent")
+    __slots__ = ("__weakref__", "_gov", "_parent")
 
     def __init__(self, parent: Context | None, governor: CancelContext | None) -> None:
         self._parent = parent
-        # The nearest cancellable context that decides this one's fate (self for a
-        # CancelContext, None when nothing can cancel it).
-        self._governor = governor
+        # The nearest cancellable context that decides this one's fate, None when nothing
+        # can cancel it. A CancelContext governs itself: it answers through the
+        # ``_governor`` property below instead of storing ``self`` (a self-reference is
+        # a cycle that only the garbage collector could free).
+        self._gov = governor
+
+    @property
+    def _governor(self) -> CancelContext | None:
+        return self._gov
 
     # -- state ---------------------------------------------------------------------------
 
@@ -226,7 +232,7 @@ class CancelContext(Context):
     )
 
     def __init__(self, parent: Context, deadline: float | None) -> None:
-        super().__init__(parent, self)
+        super().__init__(parent, None)
         self._children: set[CancelContext] = set()
         self._callbacks: dict[int, Callable[[], object]] | None = {}
         self._err: Cancelled | None = None
@@ -235,6 +241,10 @@ class CancelContext(Context):
         self._registered_in: CancelContext | None = None
         self._timer: _timer.Timer | None = None
         self._done_chan: Channel[NoReturn] | None = None
+
+    @property
+    def _governor(self) -> CancelContext:
+        return self
 
     def cancel(self, cause: BaseException | None = None) -> bool:
         """Cancel this context and every descendant; ``False`` if it was already done."""
@@ -262,11 +272,20 @@ class CancelContext(Context):
 
     def _current_err(self) -> Cancelled | None:
         err = self._err
-        if err is None and self._deadline is not None and time.monotonic() >= self._deadline:
-            # The timer thread may lag; a reader must never see a live context past its
-            # deadline, so expire it here.
-            self._expire()
-            err = self._err
+        if err is None and self._deadline is not None:
+            now = time.monotonic()
+            if now >= self._deadline:
+                # The timer thread may lag; a reader must never see a live context past
+                # its deadline, so expire it here. Expire the outermost ancestor whose
+                # deadline passed, as its timer would have: its error and cause then reach
+                # this context through the tree.
+                target = self
+                up = self._registered_in
+                while up is not None and up._deadline is not None and up._deadline <= now:
+                    target = up
+                    up = up._registered_in
+                target._expire()
+                err = self._err
         return err
 
     def _fresh_error(self) -> Cancelled:
@@ -342,9 +361,10 @@ class CancelContext(Context):
 
         with _tree:
             chan = self._done_chan
-            if chan is None:
-                chan = self._done_chan = Channel()
-        if self._on_cancel(chan.close) is None:
+            if chan is not None:
+                return chan
+            chan = self._done_chan = Channel()
+        if self._on_cancel(chan.close) is None:  # registered once, with the channel
             chan.close()
         return chan
 
