@@ -15,8 +15,9 @@ Every test under tests/ gets, with no opt-in:
     exception (``sys.unraisablehook``: an exception in ``__del__``, or "coroutine ... was never
     awaited", which ``-W error`` turns into one), an exception that ended a thread
     (``threading.excepthook``), or an error logged by asyncio ("Task exception was never
-    retrieved", "Exception in callback ..."). ``gc.collect()`` runs first, so garbage made by this
-    test is finalized, and blamed, here and not in a later test;
+    retrieved", "Exception in callback ..."), or by corral (a failing ``after_func`` or context
+    callback, which has no caller to raise to). ``gc.collect()`` runs first, so garbage made by
+    this test is finalized, and blamed, here and not in a later test;
   - no waiter is left queued in a corral primitive, when ``corral.testing`` offers tracking.
 
 Hooks the library may offer, probed only when the session has already imported ``corral`` (so
@@ -64,6 +65,8 @@ IGNORED_THREAD_PREFIXES: tuple[str, ...] = ("pytest_timeout",)
 # corral's shared timer thread; ignored only when corral._core.timer.wait_idle exists.
 CORRAL_TIMER_THREAD_PREFIX = "corral-timer"
 STACK_FRAMES_SHOWN = 12
+# Loggers whose ERROR records fail the test that caused them.
+LOGGERS_WATCHED = ("asyncio", "corral")
 
 _INCIDENTS = pytest.StashKey[list[str]]()
 
@@ -105,6 +108,52 @@ def _describe_task(task: asyncio.Task[Any]) -> str:
     return out.getvalue().rstrip()
 
 
+# --- hang dump: every asyncio task's stack next to every thread's ----------------------------
+#
+# pytest-timeout (timeout_method = "thread") prints every thread's stack before it kills a hung
+# run. A hung async test shows only the loop's thread, asleep in select(): what each *task* is
+# waiting for is the useful part. So its dump also prints every unfinished task (found through
+# the garbage collector, on any loop) with its chain of awaits down to the innermost frame.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        import pytest_timeout
+    except ImportError:  # pragma: no cover - a test dependency
+        return
+    dump_threads = pytest_timeout.dump_stacks
+    if getattr(dump_threads, "with_asyncio_tasks", False):
+        return
+
+    def dump_stacks(terminal: Any) -> None:
+        dump_threads(terminal)
+        terminal.sep("~", title="asyncio tasks")
+        terminal.write(_all_task_stacks() + "\n")
+
+    dump_stacks.with_asyncio_tasks = True  # type: ignore[attr-defined]
+    pytest_timeout.dump_stacks = dump_stacks
+
+
+def _all_task_stacks() -> str:
+    tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
+    out = []
+    for task in tasks:
+        try:
+            coro: Any = task.get_coro()
+            coro = getattr(coro, "_coro", coro)  # corral.testing's explorer wraps coroutines
+            frames = []
+            while coro is not None and len(frames) < 100:
+                frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                if frame is not None:
+                    frames.append((frame, frame.f_lineno))
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            stack = "".join(traceback.StackSummary.extract(frames).format())
+            out.append(f"Stack of {task!r} (innermost last):\n{stack}")
+        except Exception as exc:  # the dump must not stop half-way
+            out.append(f"{task!r}: no stack ({exc!r})")
+    return "\n".join(out) if out else "(no unfinished asyncio task)"
+
+
 # --- out-of-band errors: unraisable, thread exceptions, asyncio's error log ----------------
 #
 # pytest installs its own sys.unraisablehook / threading.excepthook (session-wide in pytest 9,
@@ -115,7 +164,8 @@ def _describe_task(task: asyncio.Task[Any]) -> str:
 
 class _AsyncioErrorLog(logging.Handler):
     """Records ERROR records of the ``asyncio`` logger: how any loop's default exception handler
-    reports "Task exception was never retrieved", "Exception in callback", and the like."""
+    reports "Task exception was never retrieved", "Exception in callback", and the like. Also
+    attached to the ``corral`` logger, where callbacks run by a cancelling thread report."""
 
     def __init__(self, record: Callable[[str], object]) -> None:
         super().__init__(level=logging.ERROR)
@@ -125,7 +175,7 @@ class _AsyncioErrorLog(logging.Handler):
         text = _trim_source_traceback(record.getMessage())
         if record.exc_info and record.exc_info[1] is not None:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        self._record(f"asyncio logged an error: {text}")
+        self._record(f"{record.name} logged an error: {text}")
 
 
 def _trim_source_traceback(text: str) -> str:
@@ -159,16 +209,18 @@ def _capturing_incidents(incidents: list[str]) -> Iterator[None]:
         tb = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
         incidents.append(f"exception ended thread {name!r}:\n{tb.rstrip()}")
 
-    asyncio_log = logging.getLogger("asyncio")
+    logs = [logging.getLogger(name) for name in LOGGERS_WATCHED]
     handler = _AsyncioErrorLog(incidents.append)
     saved = sys.unraisablehook, threading.excepthook
     sys.unraisablehook = on_unraisable
     threading.excepthook = on_thread_exception
-    asyncio_log.addHandler(handler)
+    for log in logs:
+        log.addHandler(handler)
     try:
         yield
     finally:
-        asyncio_log.removeHandler(handler)
+        for log in logs:
+            log.removeHandler(handler)
         sys.unraisablehook, threading.excepthook = saved
 
 
