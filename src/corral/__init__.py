@@ -7,6 +7,7 @@ Channels and semaphores of the two flavours are views of one shared state
 """
 
 from ._aio.channel import Channel as Channel
+from ._aio.group import Group as Group
 from ._aio.select import select as select
 from ._aio.semaphore import Semaphore as Semaphore
 from ._core.channel import ChannelStatistics as ChannelStatistics
@@ -20,12 +21,14 @@ from ._core.context import with_deadline as with_deadline
 from ._core.context import with_timeout as with_timeout
 from ._core.context import with_value as with_value
 from ._core.context import without_cancel as without_cancel
+from ._core.group import GroupStatistics as GroupStatistics
 from ._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
 from ._errors import Cancelled as Cancelled
 from ._errors import ChannelClosed as ChannelClosed
 from ._errors import CorralError as CorralError
 from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import EndOfChannel as EndOfChannel
+from ._errors import GroupError as GroupError
 from ._errors import WouldBlock as WouldBlock
 from ._select import Selected as Selected
 
@@ -41,6 +44,9 @@ __all__ = [
     "CorralError",
     "DeadlineExceeded",
     "EndOfChannel",
+    "Group",
+    "GroupError",
+    "GroupStatistics",
     "RecvCase",
     "Selected",
     "Semaphore",

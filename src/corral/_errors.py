@@ -6,6 +6,8 @@
     ├── ChannelClosed        you (or a peer) closed the channel, then sent on it
     ├── EndOfChannel         the channel was closed and every buffered item was received
     ├── WouldBlock           a ``*_nowait`` / ``try_*`` operation could not complete at once
+    ├── GroupError           a Group was misused: ``go`` after it finished, ``set_limit``
+    │                        while workers run, entering it twice
     └── Cancelled            a Context was cancelled; ``cause`` says why
         └── DeadlineExceeded a deadline or ``timeout=`` passed (also a ``TimeoutError``)
 
@@ -22,6 +24,7 @@ __all__ = [
     "CorralError",
     "DeadlineExceeded",
     "EndOfChannel",
+    "GroupError",
     "WouldBlock",
 ]
 
@@ -40,6 +43,15 @@ class EndOfChannel(CorralError):
 
 class WouldBlock(CorralError):
     """A non-blocking operation (``send_nowait``, ``recv_nowait``) could not complete now."""
+
+
+class GroupError(CorralError):
+    """A ``Group`` was used in a way its lifecycle forbids (your code's fault, not a worker's).
+
+    ``go``/``try_go``/``set_limit`` after the group finished (``wait()`` returned or its
+    ``with`` block exited), ``set_limit`` while workers run or wait for a slot, entering one
+    group twice, or using an asyncio group from another event loop.
+    """
 
 
 class Cancelled(CorralError):

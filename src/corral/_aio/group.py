@@ -1,0 +1,500 @@
+"""``corral.Group``: Go's errgroup for asyncio, structured like ``asyncio.TaskGroup``.
+
+The rules (first error wins, secondary cancellations filtered, the limit, what ``wait()``
+raises) are ``_core.group.GroupState``'s; this shell adds tasks and the parent task's
+cancellation. Tasks live exactly as long as ``g.ctx``: when it is done (first error,
+parent Context cancelled, the body cancelled from outside) every running task is
+cancelled; a plain function runs in a group-owned thread and sees ``g.ctx`` instead.
+
+Cancelling the parent task follows ``asyncio.TaskGroup`` (3.13), including its two
+repairs: an error is never dropped because the body was also cancelled from outside
+(gh-95704), and when the group raises an error while an outside cancellation is pending,
+the parent is re-cancelled so that cancellation is not lost either (gh-116720). The
+group's own request to cancel its parent is withdrawn (``uncancel``) before it exits,
+so no cancellation leaks out of a group that handled it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import sys
+import weakref
+from collections.abc import Callable, Coroutine
+from functools import partial
+from inspect import CO_COROUTINE
+from types import FunctionType, TracebackType
+from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack, overload
+
+from .._core.context import CancelContext, Context
+from .._core.group import (
+    GroupState,
+    GroupStatistics,
+    check_fn,
+    check_group_args,
+    check_limit,
+    raise_preserving_context,
+)
+from .._core.semaphore import SemaphoreState
+from .._core.waiter import AsyncWaiter, Waiter
+from .._errors import GroupError
+from .._threads.group import WorkerPool
+from .channel import new_waiter
+from .wait import park
+
+__all__ = ["Group"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_get_running_loop = asyncio.events._get_running_loop
+_JOIN_ABORTED = asyncio.CancelledError()
+_pool_names = iter(range(1, 1 << 62))
+
+
+async def _drop_withdrawn_cancel(task: asyncio.Task[Any]) -> None:
+    """Python < 3.13: ``uncancel()`` down to 0 leaves the task's pending-cancel flag set
+    (3.13 clears it), so a cancellation withdrawn by everyone who asked for it would still
+    be delivered at the caller's next await. Take delivery here and drop it. Only called
+    with ``cancelling() == 0``; a request that arrives meanwhile is re-raised."""
+    if sys.version_info < (3, 13) and getattr(task, "_must_cancel", False):
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if task.cancelling():
+                raise
+
+
+def _give_back(sem: SemaphoreState, _: Waiter) -> None:
+    sem.release(1)
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # pragma: no cover - the waiting task never cancels this future
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+async def _in_thread(
+    pool: WorkerPool, fn: Callable[..., Any], args: tuple[Any, ...], what: str
+) -> Any:
+    """Run ``fn(*args)`` in ``pool`` and wait for it (a module function, so tracebacks
+    through here do not keep the group alive)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+    cv = contextvars.copy_context()
+
+    def job() -> None:
+        try:
+            result = cv.run(fn, *args)
+            if inspect.iscoroutine(result):
+                result.close()
+                raise TypeError(
+                    f"{what}: {fn!r} returned a coroutine but is not an async function; "
+                    "pass the async function itself: go(fetch, url), not "
+                    "go(lambda: fetch(url))"
+                )
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_resolve, fut, None, exc)
+        else:
+            loop.call_soon_threadsafe(_resolve, fut, result, None)
+
+    pool.submit(job)
+    # The thread cannot be interrupted: a cancelled task keeps waiting for it (the thread
+    # sees g.ctx done when the group cancels), so no thread outlives its task and none
+    # outlives the group.
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancelled = True
+    exc = fut.exception()
+    if exc is not None:
+        raise exc  # an error is reported even if the task was cancelled meanwhile
+    if cancelled:
+        raise asyncio.CancelledError()
+    return fut.result()
+
+
+class Group:
+    """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for asyncio; no limit.
+
+    ``await g.go(fn, *args)`` runs ``fn(*args)`` as a task (an ``async def`` function)
+    or in a thread of the group's own pool (a plain function; contextvars copied in) and
+    returns the ``asyncio.Task``. Leaving ``async with`` (or ``await g.wait()``) waits for
+    every worker, then raises the **first** error itself, not an ExceptionGroup (unless
+    ``errors="all"``); the other errors are in :attr:`errors`. The first error cancels the
+    sibling tasks and the body (like ``asyncio.TaskGroup``), cancels ``g.ctx`` with the
+    error as its cause (thread workers watch it), aborts ``go()`` calls waiting for a
+    slot, and stops any new work from starting.
+
+    ``limit=n`` (or ``set_limit(n)``) keeps at most ``n`` workers alive: ``await g.go``
+    waits for a free slot *before* creating the task, ``try_go`` returns ``False``
+    instead. Without ``async with``, call ``await g.wait()`` (Go's zero ``Group``); an
+    error nobody waited for is reported when the group is garbage-collected.
+
+    >>> import asyncio, corral
+    >>> async def square(n):
+    ...     await asyncio.sleep(0)
+    ...     return n * n
+    >>> async def main():
+    ...     async with corral.Group(limit=2) as g:
+    ...         tasks = [await g.go(square, n) for n in range(5)]
+    ...     return [t.result() for t in tasks]
+    >>> asyncio.run(main())
+    [0, 1, 4, 9, 16]
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_entered",
+        "_exiting",
+        "_loop",
+        "_parent",
+        "_parent_cancel_requested",
+        "_parent_waiting",
+        "_pool",
+        "_st",
+        "_tasks",
+    )
+
+    def __init__(
+        self,
+        ctx: Context | None = None,
+        *,
+        limit: int | None = None,
+        errors: Literal["first", "all"] = "first",
+    ) -> None:
+        parent, lim = check_group_args(ctx, limit, errors)
+        self._st = GroupState(parent, lim, errors)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._parent: asyncio.Task[Any] | None = None
+        self._parent_cancel_requested = False
+        self._parent_waiting = False  # the parent task is inside wait(): do not cancel it
+        self._exiting = False
+        self._entered = False
+        self._pool: WorkerPool | None = None
+        # Weakly: the Context's callback must not keep an abandoned group alive.
+        ref = weakref.WeakMethod(self._on_ctx_done)
+        self._st.on_ctx_done = lambda: (m := ref()) is not None and m()
+
+    # -- binding -----------------------------------------------------------------------
+
+    def _bind(self, what: str) -> asyncio.AbstractEventLoop:
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError(f"{what}: no running event loop (corral.Group is for asyncio)")
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise GroupError(f"{what}: this group belongs to another event loop")
+        return loop
+
+    # -- starting work -----------------------------------------------------------------
+
+    @overload
+    async def go(
+        self, fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, T]], /, *args: *Ts
+    ) -> asyncio.Task[T]: ...
+
+    @overload
+    async def go(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> asyncio.Task[T]: ...
+
+    async def go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> asyncio.Task[Any]:
+        """Start ``fn(*args)`` as a task of the group and return the task.
+
+        Under a limit, first waits (cancellably) for a free slot. Once the group has
+        failed, raises ``Cancelled`` (its cause is the group's first error) instead of
+        starting work, also when the failure happens during that wait; after the group
+        finished, ``GroupError``.
+        """
+        st = self._st
+        loop = self._loop
+        if (
+            type(fn) is FunctionType
+            and fn.__code__.co_flags & CO_COROUTINE
+            and st.sem is None
+            and loop is not None
+            and loop is _get_running_loop()
+            and st.start_local()
+        ):
+            # The hot path (an async function, no limit, an open group): what it skips
+            # checking is exactly what the path below checks.
+            return self._create(fn, args, None, loop)
+        is_async = check_fn(fn, "Group.go")
+        loop = self._bind("Group.go")
+        st.check_open("Group.go")
+        sem = st.sem
+        if sem is not None:
+            w = sem.acquire(1, new_waiter)
+            if w is not None:
+                assert isinstance(w, AsyncWaiter)
+                await park(w, None, st.ctx, partial(_give_back, sem))
+        return self._spawn(fn, args, sem, is_async, loop, "Group.go")
+
+    def try_go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> bool:
+        """Start ``fn(*args)`` only if a slot is free now; ``False`` (nothing started) if
+        the limit is reached. Raises as :meth:`go` once the group failed or finished.
+        Call it from the group's event loop."""
+        is_async = check_fn(fn, "Group.try_go")
+        loop = self._bind("Group.try_go")
+        st = self._st
+        st.check_open("Group.try_go")
+        sem = st.sem
+        if sem is not None and not sem.try_acquire(1):
+            return False
+        self._spawn(fn, args, sem, is_async, loop, "Group.try_go")
+        return True
+
+    def _spawn(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        sem: SemaphoreState | None,
+        is_async: bool,
+        loop: asyncio.AbstractEventLoop,
+        what: str,
+    ) -> asyncio.Task[Any]:
+        self._st.start(sem, what)
+        if is_async:
+            return self._create(fn, args, sem, loop)
+        if self._pool is None:
+            self._pool = WorkerPool(f"corral-group-aio-{next(_pool_names)}")
+        return self._create(_in_thread, (self._pool, fn, args, what), sem, loop)
+
+    def _create(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        sem: SemaphoreState | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> asyncio.Task[Any]:
+        """Create the task of a worker already counted by ``start``."""
+        coro = None
+        try:
+            coro = fn(*args)
+            task = loop.create_task(coro)
+        except BaseException:
+            # Nothing started (fn's call raised, or it returned no coroutine): the caller
+            # gets the error, as from any other call; it is not a worker's error.
+            if inspect.iscoroutine(coro):
+                coro.close()
+            self._st.unstart(sem)
+            raise
+        self._tasks.add(task)
+        task.add_done_callback(
+            self._on_done_unlimited if sem is None else partial(self._on_task_done, sem)
+        )
+        return task
+
+    def _on_done_unlimited(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self._on_task_done(None, task)
+        else:
+            self._tasks.discard(task)
+            self._st.done_local()
+
+    def _on_task_done(self, sem: SemaphoreState | None, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        exc: BaseException | None = _JOIN_ABORTED if task.cancelled() else task.exception()
+        first = self._st.worker_done(exc, sem)
+        parent = self._parent
+        if (
+            first
+            and parent is not None
+            and not self._exiting
+            and not self._parent_waiting
+            and not self._parent_cancel_requested
+            and not parent.done()
+        ):
+            # Abort whatever the body is awaiting, as TaskGroup does; withdrawn in
+            # __aexit__ with uncancel(), so it never leaks out of the group.
+            self._parent_cancel_requested = True
+            parent.cancel()
+
+    def _on_ctx_done(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        if _get_running_loop() is loop:
+            self._cancel_tasks()
+        else:
+            try:
+                loop.call_soon_threadsafe(self._cancel_tasks)
+            except RuntimeError:  # the loop is closed: its tasks are gone
+                pass
+
+    def _cancel_tasks(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+
+    # -- waiting -----------------------------------------------------------------------
+
+    async def _join(self) -> bool:
+        """Wait until no worker runs and finish; True if this task was cancelled meanwhile
+        (the group was then aborted and waited for all the same)."""
+        st = self._st
+        cancelled = False
+        while True:
+            w = st.join(new_waiter)
+            if w is None:
+                if st.try_finish():
+                    break
+                continue
+            assert isinstance(w, AsyncWaiter)
+            try:
+                await w.fut
+            except asyncio.CancelledError:
+                if w.abort(_JOIN_ABORTED, wake=False):
+                    w.unlink()
+                if not cancelled:
+                    cancelled = True
+                    st.abort()  # every task is cancelled; keep waiting for them
+        if self._pool is not None:
+            # Every job has resolved its future: the threads are only going idle.
+            self._pool.shutdown()
+        return cancelled
+
+    async def wait(self) -> None:
+        """Wait for every worker, finish the group, and raise its error if it failed.
+
+        Go's ``Wait``: the first error (sticky: each call raises it again), or with
+        ``errors="all"`` an ``ExceptionGroup`` of all; a worker's ``KeyboardInterrupt`` /
+        ``SystemExit`` wins over both. If ``g.ctx`` was cancelled by its parent and that
+        cut work short, a fresh ``Cancelled`` / ``DeadlineExceeded``. Afterwards ``g.ctx``
+        is done and ``go`` raises ``GroupError``. If the waiting task is cancelled, the
+        group is aborted and still waited for, then ``CancelledError`` propagates
+        (unless a worker error is raised: that task is then cancelled again).
+        """
+        loop = self._bind("Group.wait")
+        task = asyncio.current_task(loop)
+        is_parent = task is not None and task is self._parent
+        if is_parent:
+            self._parent_waiting = True
+        try:
+            cancelled = await self._join()
+        finally:
+            if is_parent:
+                self._parent_waiting = False
+        err = self._st.outcome()
+        if cancelled and task is not None and err is not None:
+            self._recancel_if_outside(task)
+        if task is not None and task.cancelling() == 0:
+            await _drop_withdrawn_cancel(task)
+        if err is not None:
+            raise_preserving_context(err)
+        if cancelled:
+            raise asyncio.CancelledError()
+
+    def _recancel_if_outside(self, task: asyncio.Task[Any]) -> None:
+        # gh-116720: an error is about to replace a CancelledError that was requested
+        # from outside; cancel again (count unchanged) so it is delivered at the next
+        # await instead of being lost. Our own pending request does not count.
+        ours = 1 if (self._parent_cancel_requested and task is self._parent) else 0
+        if task.cancelling() > ours:
+            task.uncancel()
+            task.cancel()
+
+    async def __aenter__(self) -> Group:
+        if self._entered:
+            raise GroupError("Group: a Group can be entered only once")
+        if self._st.finished:
+            raise GroupError("Group: the group has finished (wait() returned); start a new one")
+        self._bind("Group")
+        self._entered = True
+        self._parent = asyncio.current_task()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        self._exiting = True
+        st = self._st
+        parent = self._parent
+        assert parent is not None
+        was_finished = st.finished  # wait() was called in the block: it reported
+        propagate_cancel = isinstance(exc, asyncio.CancelledError)
+        if not was_finished:
+            if exc is not None:
+                if propagate_cancel:
+                    # The body was cancelled: by us (a worker failed) or from outside.
+                    # Either way the workers stop; which one it was, the uncancel()
+                    # count below says.
+                    st.abort()
+                else:
+                    st.record_body(exc)
+            if await self._join():
+                propagate_cancel = True
+        if self._parent_cancel_requested:
+            self._parent_cancel_requested = False
+            if parent.uncancel() == 0:
+                propagate_cancel = False  # the only cancellation was our own
+        if parent.cancelling() == 0:
+            await _drop_withdrawn_cancel(parent)
+        err = None if was_finished else st.outcome()
+        if err is not None:
+            # Errors win over a cancellation (gh-95704); a pending outside cancellation is
+            # re-requested so it is not lost (gh-116720; the count stays the same).
+            if parent.cancelling():
+                parent.uncancel()
+                parent.cancel()
+            if err is exc:
+                return None  # the body's own exception is the group's error
+            raise_preserving_context(err)
+        if propagate_cancel:
+            if isinstance(exc, asyncio.CancelledError):
+                return None  # propagates as it is
+            raise asyncio.CancelledError()
+        # Our own cancellation of the body, withdrawn above, must not leak out.
+        return True if isinstance(exc, asyncio.CancelledError) else None
+
+    # -- the rest ----------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> CancelContext:
+        """The group's Context: a child of ``ctx``, cancelled by the first error (its
+        ``cause``), and when the group finishes. Thread workers watch it."""
+        return self._st.ctx
+
+    @property
+    def errors(self) -> tuple[BaseException, ...]:
+        """Every error recorded so far, in order (cancellations excluded)."""
+        return tuple(self._st.errors)
+
+    def set_limit(self, n: int | None) -> None:
+        """Keep at most ``n`` workers alive (``None``: no limit; 0 blocks every ``go``).
+
+        ``GroupError`` while workers run or wait for a slot, as Go's ``SetLimit`` panics.
+        """
+        self._st.set_limit(check_limit(n, "Group.set_limit"), "Group.set_limit")
+
+    def statistics(self) -> GroupStatistics:
+        """A :class:`GroupStatistics` snapshot."""
+        return self._st.statistics()
+
+    def __del__(self) -> None:
+        st: GroupState | None = getattr(self, "_st", None)
+        if st is None:
+            return
+        pool: WorkerPool | None = getattr(self, "_pool", None)
+        if pool is not None and not st.finished:
+            pool.shutdown(join=False)
+        first = st.unretrieved()
+        if first is not None:
+            raise GroupError(
+                f"a corral.Group was garbage-collected without wait() or `async with`, and "
+                f"{len(st.errors)} of its workers failed; the first error is the cause"
+            ) from first
+
+    def __repr__(self) -> str:
+        s = self._st.statistics()
+        return (
+            f"<corral.Group running={s.running} limit={s.limit} errors={s.errors}"
+            f"{' finished' if s.finished else ''}>"
+        )

@@ -1,0 +1,342 @@
+"""``corral.threads.Group``: Go's errgroup for threads, and the pool its workers run in.
+
+The rules (first error wins, secondary cancellations filtered, the limit, what ``wait()``
+raises) are ``_core.group.GroupState``'s; this shell adds threads and blocking waits.
+Threads cannot be interrupted, so siblings of a failed worker are cancelled
+cooperatively: they see ``g.ctx`` done (``g.ctx.raise_if_cancelled()``, ``ctx=g.ctx`` on
+corral's blocking calls, ``g.ctx.wait_blocking()``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
+
+from .._core.context import CancelContext, Context
+from .._core.group import (
+    GroupState,
+    GroupStatistics,
+    check_fn,
+    check_group_args,
+    check_limit,
+    raise_preserving_context,
+)
+from .._core.semaphore import SemaphoreState
+from .._core.waiter import ThreadWaiter, Waiter
+from .._errors import GroupError
+from .wait import park
+
+__all__ = ["Group", "WorkerPool"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_pool_ids = itertools.count(1)
+
+
+class _Worker:
+    __slots__ = ("job", "wake")
+
+    def __init__(self, job: Callable[[], None]) -> None:
+        self.job: Callable[[], None] | None = job
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+class WorkerPool:
+    """Threads owned by one group: reused while it lives, every one joined when it ends.
+
+    Unbounded: each running worker has a thread of its own, as each Go call gets a
+    goroutine (a bounded pool would deadlock workers that wait for one another); the
+    group's limit is what bounds it. ``ThreadPoolExecutor`` was rejected for this: it
+    is bounded, and its threads outlive the group until interpreter exit. Jobs must not
+    raise (the group's job wrapper catches everything).
+    """
+
+    __slots__ = ("_closed", "_idle", "_lock", "_name", "_threads")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("WorkerPool.submit: the pool is shut down")
+            if self._idle:
+                w = self._idle.pop()
+                w.job = job
+                w.wake.release()
+                return
+            w = _Worker(job)
+            t = threading.Thread(
+                target=self._run, args=(w,), name=f"{self._name}-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(t)
+        try:
+            t.start()
+        except BaseException:
+            with self._lock:
+                self._threads.remove(t)
+            raise
+
+    def _run(self, w: _Worker) -> None:
+        while True:
+            job = w.job
+            w.job = None
+            if job is None:
+                return
+            job()
+            del job  # drop the job's references (its result) while idle
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle.append(w)
+            w.wake.acquire()
+
+    def shutdown(self, *, join: bool = True) -> None:
+        """Stop every idle thread; with ``join``, wait until each thread has exited."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            threads, self._threads = self._threads, []
+        for w in idle:
+            w.job = None
+            w.wake.release()
+        if join:
+            me = threading.current_thread()
+            for t in threads:
+                if t is not me:
+                    t.join()
+
+
+def _give_back(sem: SemaphoreState, _: Waiter) -> None:
+    sem.release(1)
+
+
+class Group:
+    """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for threads; no limit.
+
+    ``g.go(fn, *args)`` runs ``fn(*args)`` in a thread of the group's own pool (a plain
+    function; contextvars are copied in) and returns a ``concurrent.futures.Future``.
+    Leaving ``with`` (or ``g.wait()``) waits for every worker, then raises the first
+    error; the pool's threads are joined, so nothing outlives the block. On the first
+    error ``g.ctx`` is cancelled with it as the cause: siblings see it (threads cannot be
+    interrupted), ``go()`` calls waiting for a slot give up, and no new work starts.
+
+    ``limit=n`` (or ``set_limit(n)``) runs at most ``n`` workers at once: ``go`` blocks
+    for a free slot, ``try_go`` returns ``False`` instead. ``errors="all"`` raises every
+    error as an ``ExceptionGroup``; in the default ``"first"`` mode the others are in
+    :attr:`errors`. See ``corral.Group`` for the asyncio flavour and docs/design.md.
+
+    >>> import corral.threads
+    >>> with corral.threads.Group(limit=2) as g:
+    ...     squares = [g.go(pow, n, 2) for n in range(5)]
+    >>> [f.result() for f in squares]
+    [0, 1, 4, 9, 16]
+    """
+
+    __slots__ = ("__weakref__", "_entered", "_pool", "_st")
+
+    def __init__(
+        self,
+        ctx: Context | None = None,
+        *,
+        limit: int | None = None,
+        errors: Literal["first", "all"] = "first",
+    ) -> None:
+        parent, lim = check_group_args(ctx, limit, errors)
+        self._st = GroupState(parent, lim, errors)
+        self._pool = WorkerPool(f"corral-group-{next(_pool_ids)}")
+        self._entered = False
+
+    # -- starting work -----------------------------------------------------------------
+
+    def go(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> Future[T]:
+        """Run ``fn(*args)`` in a worker thread; return its Future.
+
+        Under a limit, blocks until a slot is free; if the group fails meanwhile, raises
+        ``Cancelled`` (its cause is the group's first error) and starts nothing. Once the
+        group has failed, raises that ``Cancelled`` at once; after it finished,
+        ``GroupError``. ``TypeError`` for an async function (use ``corral.Group``).
+        """
+        self._check(fn, "Group.go")
+        st = self._st
+        st.check_open("Group.go")
+        sem = st.sem
+        if sem is not None:
+            w = sem.acquire(1, ThreadWaiter)
+            if w is not None:
+                assert isinstance(w, ThreadWaiter)
+                park(w, None, st.ctx, lambda _w: _give_back(sem, _w))
+        return self._spawn(fn, args, sem, "Group.go")
+
+    def try_go(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> bool:
+        """Start ``fn(*args)`` only if a slot is free now; ``False`` (and nothing started)
+        if the limit is reached. Raises as :meth:`go` once the group failed or finished.
+        """
+        self._check(fn, "Group.try_go")
+        st = self._st
+        st.check_open("Group.try_go")
+        sem = st.sem
+        if sem is not None and not sem.try_acquire(1):
+            return False
+        self._spawn(fn, args, sem, "Group.try_go")
+        return True
+
+    @staticmethod
+    def _check(fn: object, what: str) -> None:
+        if check_fn(fn, what):
+            raise TypeError(
+                f"{what}: {fn!r} is an async function; corral.threads.Group runs plain "
+                "functions in threads (use corral.Group to run coroutines)"
+            )
+
+    def _spawn(
+        self, fn: Callable[..., T], args: tuple[Any, ...], sem: SemaphoreState | None, what: str
+    ) -> Future[T]:
+        st = self._st
+        st.start(sem, what)
+        fut: Future[T] = Future()
+        fut.set_running_or_notify_cancel()  # a started worker cannot be cancelled
+        cv = contextvars.copy_context()
+
+        def job() -> None:
+            try:
+                result = cv.run(fn, *args)
+                if inspect.iscoroutine(result):
+                    result.close()
+                    raise TypeError(
+                        f"{what}: {fn!r} returned a coroutine; corral.threads.Group runs "
+                        "plain functions (use corral.Group for async work)"
+                    )
+            except BaseException as exc:
+                # Count it (and fail the group) before the Future resolves: whoever waits
+                # on the Future then sees the group's state already updated.
+                st.worker_returned(exc, sem)
+                fut.set_exception(exc)
+            else:
+                st.worker_returned(None, sem)
+                fut.set_result(result)
+            finally:
+                st.settle()
+
+        try:
+            self._pool.submit(job)
+        except BaseException:
+            st.unstart(sem)
+            raise
+        return fut
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def wait(self) -> None:
+        """Wait for every worker, finish the group, and raise its error if it failed.
+
+        Go's ``Wait``: the first error (sticky: every call raises it again), or, with
+        ``errors="all"``, an ``ExceptionGroup`` of all of them; a ``KeyboardInterrupt`` /
+        ``SystemExit`` raised by a worker wins over both. If ``g.ctx`` was cancelled by its
+        parent and that cut work short, a fresh ``Cancelled`` / ``DeadlineExceeded``.
+        Afterwards ``g.ctx`` is done and ``go`` raises ``GroupError``.
+        """
+        self._join()
+        err = self._st.outcome()
+        if err is not None:
+            raise_preserving_context(err)
+
+    def _join(self) -> None:
+        st = self._st
+        interrupted = False
+        while True:
+            w = st.join(ThreadWaiter)
+            if w is None:
+                if st.try_finish():
+                    break
+                continue  # a go() from another thread started a worker meanwhile
+            assert isinstance(w, ThreadWaiter)
+            try:
+                park(w, None, None)
+            except BaseException as exc:  # KeyboardInterrupt while waiting
+                if interrupted:
+                    # A second interrupt: stop waiting. Workers that ignore g.ctx keep
+                    # running in (daemon) threads; that is the price of insisting.
+                    raise
+                interrupted = True
+                st.record_body(exc)  # fails the group; workers see g.ctx done
+        self._pool.shutdown()
+
+    def __enter__(self) -> Group:
+        if self._entered:
+            raise GroupError("Group: a Group can be entered only once")
+        if self._st.finished:
+            raise GroupError("Group: the group has finished (wait() returned); start a new one")
+        self._entered = True
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        st = self._st
+        if st.finished:
+            return  # wait() was called in the block and delivered the outcome
+        if exc is not None:
+            st.record_body(exc)
+        self._join()
+        err = st.outcome()
+        if err is None or err is exc:
+            return  # nothing to raise, or the body's own exception propagates as it is
+        raise_preserving_context(err)
+
+    # -- the rest ----------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> CancelContext:
+        """The group's Context: a child of ``ctx``, cancelled by the first error (which is
+        its ``cause``) and when the group finishes. Workers watch it to stop early."""
+        return self._st.ctx
+
+    @property
+    def errors(self) -> tuple[BaseException, ...]:
+        """Every error recorded so far, in order (cancellations excluded)."""
+        return tuple(self._st.errors)
+
+    def set_limit(self, n: int | None) -> None:
+        """Run at most ``n`` workers at once (``None``: no limit; 0 blocks every ``go``).
+
+        ``GroupError`` while workers run or wait for a slot, as Go's ``SetLimit`` panics.
+        """
+        self._st.set_limit(check_limit(n, "Group.set_limit"), "Group.set_limit")
+
+    def statistics(self) -> GroupStatistics:
+        """A :class:`GroupStatistics` snapshot."""
+        return self._st.statistics()
+
+    def __del__(self) -> None:
+        st: GroupState | None = getattr(self, "_st", None)
+        if st is None:
+            return
+        pool: WorkerPool | None = getattr(self, "_pool", None)
+        if pool is not None and not st.finished:
+            pool.shutdown(join=False)
+        first = st.unretrieved()
+        if first is not None:
+            raise GroupError(
+                f"a corral.threads.Group was garbage-collected without wait() or `with`, and "
+                f"{len(st.errors)} of its workers failed; the first error is the cause"
+            ) from first
+
+    def __repr__(self) -> str:
+        s = self._st.statistics()
+        return (
+            f"<corral.threads.Group running={s.running} limit={s.limit} errors={s.errors}"
+            f"{' finished' if s.finished else ''}>"
+        )
