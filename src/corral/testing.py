@@ -651,11 +651,20 @@ class ExploreReport:
     seeds: tuple[int, ...] = field(repr=False, default=())
 
 
-def _seeds_from_env(seeds: Iterable[int]) -> list[int]:
+def _seeds_from_env(seeds: Iterable[int], what: str) -> list[int]:
     forced = os.environ.get(SEED_ENV)
     if forced:
         return [int(s) for s in forced.split(",")]
-    return list(seeds)
+    try:
+        seed_list = list(seeds)
+    except TypeError:
+        raise TypeError(
+            f"{what}: seeds must be an iterable of ints, got {type(seeds).__name__}"
+        ) from None
+    for s in seed_list:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise TypeError(f"{what}: seeds must be ints, got {type(s).__name__}")
+    return seed_list
 
 
 def _describe_seeds(seeds: Sequence[int]) -> str:
@@ -681,7 +690,7 @@ def explore(
     shows that with a failure). ``CORRAL_SEED=<seed>[,<seed>...]`` in the environment
     replaces ``seeds``, to replay a failure under the same test.
     """
-    seed_list = _seeds_from_env(seeds)
+    seed_list = _seeds_from_env(seeds, "explore")
     name = _scenario_name(scenario)
     print(f"corral.testing.explore: {name}, seeds {_describe_seeds(seed_list)}")
     traces: set[int] = set()
@@ -737,7 +746,7 @@ def cancel_sweep(
     ``CORRAL_CANCEL_AT`` in the environment narrow the sweep to one run.
     """
     name = _scenario_name(scenario)
-    seed_list = _seeds_from_env(seeds)
+    seed_list = _seeds_from_env(seeds, "cancel_sweep")
     forced_k = os.environ.get(CANCEL_AT_ENV)
     print(f"corral.testing.cancel_sweep: {name}, seeds {_describe_seeds(seed_list)}")
     runs = landed = longest = 0

@@ -17,9 +17,10 @@ import pytest
 import corral.testing as ct
 
 from . import figures
+from .pattern_scenarios import PATTERN_SCENARIOS
 from .scenarios import CORE_SCENARIOS, Scenario, Tally
 
-SCENARIOS = CORE_SCENARIOS
+SCENARIOS = CORE_SCENARIOS + PATTERN_SCENARIOS
 
 
 def _thread_runs(scenario: Scenario, runs: int) -> int:
