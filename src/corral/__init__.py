@@ -30,6 +30,17 @@ from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import GroupError as GroupError
 from ._errors import WouldBlock as WouldBlock
+from ._patterns._aio import fan_in as fan_in
+from ._patterns._aio import fan_out as fan_out
+from ._patterns._aio import or_done as or_done
+from ._patterns._aio import pipeline as pipeline
+from ._patterns._aio import tee as tee
+from ._patterns._common import Outcome as Outcome
+from ._patterns._common import PipelineStatistics as PipelineStatistics
+from ._patterns._common import Progress as Progress
+from ._patterns._common import Stage as Stage
+from ._patterns._common import StageStatistics as StageStatistics
+from ._patterns._common import stage as stage
 from ._select import Selected as Selected
 
 __version__ = "0.1.0"
@@ -47,14 +58,25 @@ __all__ = [
     "Group",
     "GroupError",
     "GroupStatistics",
+    "Outcome",
+    "PipelineStatistics",
+    "Progress",
     "RecvCase",
     "Selected",
     "Semaphore",
     "SemaphoreStatistics",
     "SendCase",
+    "Stage",
+    "StageStatistics",
     "WouldBlock",
     "background",
+    "fan_in",
+    "fan_out",
+    "or_done",
+    "pipeline",
     "select",
+    "stage",
+    "tee",
     "with_cancel",
     "with_deadline",
     "with_timeout",

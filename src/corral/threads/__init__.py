@@ -24,6 +24,17 @@ from .._errors import DeadlineExceeded as DeadlineExceeded
 from .._errors import EndOfChannel as EndOfChannel
 from .._errors import GroupError as GroupError
 from .._errors import WouldBlock as WouldBlock
+from .._patterns._common import Outcome as Outcome
+from .._patterns._common import PipelineStatistics as PipelineStatistics
+from .._patterns._common import Progress as Progress
+from .._patterns._common import Stage as Stage
+from .._patterns._common import StageStatistics as StageStatistics
+from .._patterns._common import stage as stage
+from .._patterns._threads import fan_in as fan_in
+from .._patterns._threads import fan_out as fan_out
+from .._patterns._threads import or_done as or_done
+from .._patterns._threads import pipeline as pipeline
+from .._patterns._threads import tee as tee
 from .._select import Selected as Selected
 from .._threads.channel import Channel as Channel
 from .._threads.group import Group as Group
@@ -43,14 +54,25 @@ __all__ = [
     "Group",
     "GroupError",
     "GroupStatistics",
+    "Outcome",
+    "PipelineStatistics",
+    "Progress",
     "RecvCase",
     "Selected",
     "Semaphore",
     "SemaphoreStatistics",
     "SendCase",
+    "Stage",
+    "StageStatistics",
     "WouldBlock",
     "background",
+    "fan_in",
+    "fan_out",
+    "or_done",
+    "pipeline",
     "select",
+    "stage",
+    "tee",
     "with_cancel",
     "with_deadline",
     "with_timeout",

@@ -1,0 +1,137 @@
+"""Where the thread flavour of the patterns truly differs from the asyncio flavour.
+
+The twin of ``_rt_aio`` (same names): ``_threads``, generated from ``_aio``, imports it as
+``rt``. A thread cannot be cancelled from outside, so a thread worker parks with the
+run's Context (its cancellation wakes the thread) and checks it between items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Executor
+from contextlib import AbstractContextManager
+from typing import Any
+
+from .._core.channel import CLOSED, ChannelState
+from .._core.context import Context
+from .._core.waiter import ThreadWaiter
+from .._errors import Cancelled
+from .._threads.channel import Channel as Channel
+from .._threads.select import select as select
+from .._threads.wait import park as park
+
+__all__ = [
+    "FLAVOUR",
+    "Channel",
+    "Waiter",
+    "blocking",
+    "cancel_scope",
+    "current_loop",
+    "executor_call",
+    "is_cancellation",
+    "iterate",
+    "must_reraise",
+    "new_waiter",
+    "park",
+    "park_ctx",
+    "pause",
+    "select",
+    "spawn",
+    "wait_closed",
+]
+
+FLAVOUR = "threads"
+Waiter = ThreadWaiter
+new_waiter = ThreadWaiter
+
+
+def park_ctx(ctx: Context) -> Context | None:
+    """The ctx a thread worker parks with: the run's, so its cancellation wakes the thread."""
+    return ctx
+
+
+def cancel_scope(ctx: Context) -> AbstractContextManager[None]:
+    """Nothing to do: threads are woken through the ctx they park with."""
+    return contextlib.nullcontext()
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, Cancelled)
+
+
+def must_reraise(exc: BaseException) -> bool:
+    return False
+
+
+def current_loop() -> asyncio.AbstractEventLoop | None:
+    """Task workers of the thread flavour get a private loop (see ``FlowRun``)."""
+    return None
+
+
+def wait_closed(st: ChannelState[Any]) -> None:
+    """Block until ``st`` is closed."""
+    r = st.recv(ThreadWaiter)
+    if r is CLOSED:
+        return
+    assert isinstance(r, ThreadWaiter)
+    park(r, None, None)
+
+
+def blocking(fn: Callable[[], object]) -> None:
+    fn()
+
+
+def _wake(w: ThreadWaiter) -> Callable[[object], None]:
+    def wake(_: object) -> None:
+        w.complete(0, None)
+
+    return wake
+
+
+def executor_call(ex: Executor, fn: Callable[[Any], Any], ctx: Context) -> Callable[[Any], Any]:
+    """``call(item)`` runs ``fn(item)`` on ``ex``; the wait ends early if ``ctx`` is done."""
+
+    def call(item: Any) -> Any:
+        fut = ex.submit(fn, item)
+        w = ThreadWaiter()
+        fut.add_done_callback(_wake(w))
+        try:
+            park(w, None, ctx)
+        except BaseException:
+            fut.cancel()
+            raise
+        return fut.result()
+
+    return call
+
+
+def spawn(fn: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
+    """Start a relay worker (or_done, tee, fan_in) as a daemon thread.
+
+    Daemon, so a relay that a program forgot about (its ctx never cancelled, its output
+    never drained or closed) cannot keep the interpreter from exiting.
+    """
+    cv = contextvars.copy_context()
+    threading.Thread(target=cv.run, args=(fn, *args), name=f"corral-{name}", daemon=True).start()
+
+
+def iterate(
+    source: object, what: str, arg: str
+) -> tuple[Callable[[], Any], Callable[[], object] | None]:
+    """``(pull, close)`` for a plain iterable: ``pull()`` raises ``StopIteration`` at the end."""
+    if isinstance(source, Iterable) and not hasattr(source, "__aiter__"):
+        it: Iterator[Any] = iter(source)
+        close = it.close if isinstance(it, Generator) else None
+        return it.__next__, close
+    raise TypeError(
+        f"{what}: {arg} must be corral Channels or iterables (async iterables need the "
+        f"asyncio flavour, corral.{what}), got {type(source).__name__}"
+    )
+
+
+def pause() -> None:
+    """Nothing: thread workers never take the loop-local path that pauses."""
