@@ -40,6 +40,10 @@ _live = 0
 _thread: threading.Thread | None = None
 
 
+def _noop() -> None:
+    pass
+
+
 def schedule(when: float, callback: Callable[[], None]) -> Timer:
     """Run ``callback`` on the timer thread at ``time.monotonic() >= when``."""
     global _live, _thread
@@ -62,6 +66,9 @@ def cancel(timer: Timer) -> None:
         if timer.cancelled:
             return
         timer.cancelled = True
+        # The heap keeps the entry until its deadline comes up; drop the callback now so
+        # it does not keep the cancelled Context (and all it references) alive till then.
+        timer.callback = _noop
         _live -= 1
         if _live == 0:
             # Let the thread see it has nothing to do and exit now, not at the old deadline.
