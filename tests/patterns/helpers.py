@@ -70,6 +70,18 @@ class Flavour:
             return await ch.recv()
         return ch.recv()
 
+    async def drain_together(self, *chans: Any) -> list[list[Any]]:
+        """Read ``chans`` round-robin to their end (tee outputs advance together)."""
+        got: list[list[Any]] = [[] for _ in chans]
+        live = list(range(len(chans)))
+        while live:
+            for i in list(live):
+                try:
+                    got[i].append(await self.recv(chans[i]))
+                except corral.EndOfChannel:
+                    live.remove(i)
+        return got
+
     async def aclose(self, flow: Any) -> None:
         if self.name == "aio":
             await flow.aclose()
@@ -210,3 +222,16 @@ class Background:
             thread = self._thread
             await until(lambda: not thread.is_alive(), "the consumer thread to end")
             thread.join()
+
+
+RELAY_NAMES = ("corral-or_done", "corral-tee", "corral-fan_in")
+
+
+def relays_running() -> int:
+    """Relay workers (tasks of the running loop, and threads) not yet finished."""
+    n = sum(t.name in RELAY_NAMES for t in threading.enumerate())
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # no running loop
+        return n
+    return n + sum(t.get_name() in RELAY_NAMES and not t.done() for t in tasks)
