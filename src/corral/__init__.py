@@ -10,6 +10,7 @@ from ._aio.channel import Channel as Channel
 from ._aio.group import Group as Group
 from ._aio.select import select as select
 from ._aio.semaphore import Semaphore as Semaphore
+from ._aio.singleflight import SingleFlight as SingleFlight
 from ._core.channel import ChannelStatistics as ChannelStatistics
 from ._core.channel import RecvCase as RecvCase
 from ._core.channel import SendCase as SendCase
@@ -23,6 +24,8 @@ from ._core.context import with_value as with_value
 from ._core.context import without_cancel as without_cancel
 from ._core.group import GroupStatistics as GroupStatistics
 from ._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
+from ._core.singleflight import FlightResult as FlightResult
+from ._core.singleflight import SingleFlightStatistics as SingleFlightStatistics
 from ._errors import Cancelled as Cancelled
 from ._errors import ChannelClosed as ChannelClosed
 from ._errors import CorralError as CorralError
@@ -55,6 +58,7 @@ __all__ = [
     "CorralError",
     "DeadlineExceeded",
     "EndOfChannel",
+    "FlightResult",
     "Group",
     "GroupError",
     "GroupStatistics",
@@ -66,6 +70,8 @@ __all__ = [
     "Semaphore",
     "SemaphoreStatistics",
     "SendCase",
+    "SingleFlight",
+    "SingleFlightStatistics",
     "Stage",
     "StageStatistics",
     "WouldBlock",

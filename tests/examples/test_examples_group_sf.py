@@ -46,3 +46,17 @@ threads, stats service down:
 
 def test_errgroup_example() -> None:
     assert run_example("errgroup.py") == ERRGROUP_OUTPUT
+
+
+SINGLEFLIGHT_OUTPUT = """\
+100 concurrent requests for user 42: 1 database query
+  every request got User(id='42', name='user-42'): True
+100 more requests, now cached: 1 database query in total
+first request for user 7: timed out
+  the other 9 got User(id='7', name='user-7'), from 1 query
+threads: 20 requests for user 9: 1 query, shared: True
+"""
+
+
+def test_singleflight_example() -> None:
+    assert run_example("singleflight.py") == SINGLEFLIGHT_OUTPUT

@@ -17,6 +17,8 @@ from .._core.context import with_value as with_value
 from .._core.context import without_cancel as without_cancel
 from .._core.group import GroupStatistics as GroupStatistics
 from .._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
+from .._core.singleflight import FlightResult as FlightResult
+from .._core.singleflight import SingleFlightStatistics as SingleFlightStatistics
 from .._errors import Cancelled as Cancelled
 from .._errors import ChannelClosed as ChannelClosed
 from .._errors import CorralError as CorralError
@@ -40,6 +42,7 @@ from .._threads.channel import Channel as Channel
 from .._threads.group import Group as Group
 from .._threads.select import select as select
 from .._threads.semaphore import Semaphore as Semaphore
+from .._threads.singleflight import SingleFlight as SingleFlight
 
 __all__ = [
     "CancelContext",
@@ -51,6 +54,7 @@ __all__ = [
     "CorralError",
     "DeadlineExceeded",
     "EndOfChannel",
+    "FlightResult",
     "Group",
     "GroupError",
     "GroupStatistics",
@@ -62,6 +66,8 @@ __all__ = [
     "Semaphore",
     "SemaphoreStatistics",
     "SendCase",
+    "SingleFlight",
+    "SingleFlightStatistics",
     "Stage",
     "StageStatistics",
     "WouldBlock",

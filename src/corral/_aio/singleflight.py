@@ -1,0 +1,271 @@
+"""``corral.SingleFlight``: the asyncio view of a SingleFlight.
+
+The call table and the waiters' rules are ``_core.singleflight``'s. A flight of an
+``async def`` ``fn`` runs as a task of its own on the starting caller's loop (never inside
+the caller's task: cancelling the first caller must not cancel, fail or hang the others);
+a plain ``fn`` runs in a thread (``_threads.singleflight.start_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import Callable, Coroutine, Hashable
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
+
+from .._core.context import Context, _check_timeout
+from .._core.group import check_fn
+from .._core.singleflight import (
+    CURRENT_FLIGHT,
+    Flight,
+    FlightResult,
+    SingleFlightBase,
+    SingleFlightState,
+    cancel_task_soon,
+    fresh_copy,
+)
+from .._core.waiter import AsyncWaiter
+from .._shells import check_ctx
+from .._threads.singleflight import start_thread
+from .wait import park
+
+if TYPE_CHECKING:
+    from .._threads.singleflight import SingleFlight as ThreadSingleFlight
+
+__all__ = ["SingleFlight"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+Ts = TypeVarTuple("Ts")
+
+_CANCELLED = asyncio.CancelledError()
+# Flight tasks are referenced here while they run: the event loop keeps only weak
+# references to tasks, and nobody else holds this one.
+_running: set[asyncio.Task[None]] = set()
+
+
+def _launch(
+    st: SingleFlightState,
+    f: Flight,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    loop: asyncio.AbstractEventLoop | None,
+) -> None:
+    """Start the call of the flight ``f``: a task on ``loop`` for an async ``fn``, else a
+    thread. A failure to start (``fn(*args)`` raising at once) is the call's outcome."""
+    if loop is None:
+        start_thread(st, f, fn, args)
+        return
+    cv = contextvars.copy_context()  # the leader's contextvars, as create_task would
+    assert f.ctx is not None
+    cv.run(CURRENT_FLIGHT.set, f.ctx)
+    coro = None
+    try:
+        coro = cv.run(fn, *args)
+        task = loop.create_task(_drive(st, f, coro), context=cv)
+    except BaseException as exc:
+        if inspect.iscoroutine(coro):
+            coro.close()
+        st.finish(f, None, exc)
+        return
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    st.on_cancel(f, partial(cancel_task_soon, loop, task))
+
+
+async def _drive(st: SingleFlightState, f: Flight, coro: Coroutine[Any, Any, Any]) -> None:
+    try:
+        value = await coro
+    except BaseException as exc:
+        # Every outcome reaches the waiters, BaseExceptions included (the key is freed
+        # either way). A CancelledError here is the flight being cancelled because its
+        # last waiter left: nobody to tell, and the task simply ends.
+        if not st.finish(f, None, exc) and isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+    else:
+        st.finish(f, value, None)
+
+
+def _deliver(w: AsyncWaiter, out: asyncio.Future[Any], _: asyncio.Future[None]) -> None:
+    if out.done() or w.error is not None:
+        return  # the caller cancelled its future
+    value, error, shared = w.value
+    if error is not None:
+        out.set_exception(fresh_copy(error))
+    else:
+        out.set_result(FlightResult(value, shared))
+
+
+def _on_out_done(w: AsyncWaiter, out: asyncio.Future[Any]) -> None:
+    if out.cancelled() and w.abort(_CANCELLED, wake=False):
+        w.unlink()
+
+
+class SingleFlight(SingleFlightBase[K, V]):
+    """SingleFlight(ctx=None): Go's singleflight for asyncio; flights are children of ``ctx``.
+
+    ``await sf.do(key, fn, *args)`` calls ``fn(*args)`` once for all the callers that ask
+    for ``key`` while that call runs, and returns its value to each (or raises, in each,
+    its own copy of the exception). The call is a task of its own (a thread for a plain
+    ``fn``), not the first caller's: a caller that is cancelled or times out leaves the
+    call running for the others; when the last one leaves, the call is cancelled and the
+    key is free for a fresh call. Threads and tasks on any loop share calls:
+    ``as_threads()`` is the same table for ``corral.threads.SingleFlight``.
+
+    >>> import asyncio, corral
+    >>> calls = []
+    >>> async def load(user_id):
+    ...     calls.append(user_id)
+    ...     await asyncio.sleep(0.01)
+    ...     return {"id": user_id}
+    >>> async def main():
+    ...     sf = corral.SingleFlight()
+    ...     users = await asyncio.gather(*(sf.do(7, load, 7) for _ in range(100)))
+    ...     return users[0], len(users), calls
+    >>> asyncio.run(main())
+    ({'id': 7}, 100, [7])
+    """
+
+    __slots__ = ()
+    _flavour = "aio"
+
+    @overload
+    async def do(
+        self,
+        key: K,
+        fn: Callable[[*Ts], Coroutine[Any, Any, V]],
+        /,
+        *args: *Ts,
+        timeout: float | None = None,
+        ctx: Context | None = None,
+    ) -> V: ...
+
+    @overload
+    async def do(
+        self,
+        key: K,
+        fn: Callable[[*Ts], V],
+        /,
+        *args: *Ts,
+        timeout: float | None = None,
+        ctx: Context | None = None,
+    ) -> V: ...
+
+    async def do(
+        self,
+        key: K,
+        fn: Callable[[*Ts], Any],
+        /,
+        *args: *Ts,
+        timeout: float | None = None,
+        ctx: Context | None = None,
+    ) -> Any:
+        """Return ``fn(*args)``, shared with every concurrent caller of ``key``.
+
+        Waits until the call finishes; ``timeout`` (``DeadlineExceeded``), ``ctx``
+        (``Cancelled``) or cancelling this task make *this caller* leave, not the call.
+        An exception from ``fn`` is raised as a copy of its own in each caller (same type,
+        args and attributes; the traceback starts where ``fn`` failed).
+        """
+        return (await self._call(key, fn, args, timeout, ctx, "SingleFlight.do"))[0]
+
+    @overload
+    async def do_shared(
+        self,
+        key: K,
+        fn: Callable[[*Ts], Coroutine[Any, Any, V]],
+        /,
+        *args: *Ts,
+        timeout: float | None = None,
+        ctx: Context | None = None,
+    ) -> FlightResult[V]: ...
+
+    @overload
+    async def do_shared(
+        self,
+        key: K,
+        fn: Callable[[*Ts], V],
+        /,
+        *args: *Ts,
+        timeout: float | None = None,
+        ctx: Context | None = None,
+    ) -> FlightResult[V]: ...
+
+    async def do_shared(
+        self,
+        key: K,
+        fn: Callable[[*Ts], Any],
+        /,
+        *args: *Ts,
+        timeout: float | None = None,
+        ctx: Context | None = None,
+    ) -> FlightResult[Any]:
+        """:meth:`do`, also telling whether the result was shared with other callers
+        (Go's third return value): ``value, shared = await sf.do_shared(key, fn)``."""
+        value, shared = await self._call(key, fn, args, timeout, ctx, "SingleFlight.do_shared")
+        return FlightResult(value, shared)
+
+    async def _call(
+        self,
+        key: K,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        timeout: float | None,
+        ctx: Context | None,
+        what: str,
+    ) -> tuple[Any, bool]:
+        is_async = check_fn(fn, what)
+        if timeout is not None:
+            _check_timeout(timeout)
+        if ctx is not None:
+            check_ctx(ctx, what)
+        loop = asyncio.get_running_loop()
+        st = self._st
+        f, w, leader = st.join(key, partial(AsyncWaiter, loop), what)
+        if leader:
+            _launch(st, f, fn, args, loop if is_async else None)
+        assert isinstance(w, AsyncWaiter)
+        await park(w, timeout, ctx)
+        value, error, shared = w.value
+        if error is not None:
+            raise fresh_copy(error)
+        return value, shared
+
+    @overload
+    def do_chan(
+        self, key: K, fn: Callable[[*Ts], Coroutine[Any, Any, V]], /, *args: *Ts
+    ) -> asyncio.Future[FlightResult[V]]: ...
+
+    @overload
+    def do_chan(
+        self, key: K, fn: Callable[[*Ts], V], /, *args: *Ts
+    ) -> asyncio.Future[FlightResult[V]]: ...
+
+    def do_chan(
+        self, key: K, fn: Callable[[*Ts], Any], /, *args: *Ts
+    ) -> asyncio.Future[FlightResult[Any]]:
+        """Join (or start) the call for ``key`` now and return a future of its
+        :class:`FlightResult` to await later (Go's ``DoChan``).
+
+        The caller counts as waiting until the future is done; cancelling it leaves.
+        Call it from a running event loop.
+        """
+        is_async = check_fn(fn, "SingleFlight.do_chan")
+        loop = asyncio.get_running_loop()
+        st = self._st
+        f, w, leader = st.join(key, partial(AsyncWaiter, loop), "SingleFlight.do_chan")
+        if leader:
+            _launch(st, f, fn, args, loop if is_async else None)
+        assert isinstance(w, AsyncWaiter)
+        out: asyncio.Future[FlightResult[Any]] = loop.create_future()
+        w.fut.add_done_callback(partial(_deliver, w, out))
+        out.add_done_callback(partial(_on_out_done, w))
+        return out
+
+    def as_threads(self) -> ThreadSingleFlight[K, V]:
+        """The same SingleFlight (one call table) as a ``corral.threads.SingleFlight``."""
+        from .._threads.singleflight import SingleFlight as ThreadSingleFlight
+
+        return ThreadSingleFlight._view(self._st)
