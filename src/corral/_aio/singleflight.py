@@ -16,7 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
 
 from .._core.context import Context, _check_timeout
-from .._core.group import check_fn
+from .._core.group import check_fn, is_async_callable
 from .._core.singleflight import (
     CURRENT_FLIGHT,
     Flight,
@@ -29,7 +29,7 @@ from .._core.singleflight import (
 from .._core.waiter import AsyncWaiter
 from .._shells import check_ctx
 from .._threads.singleflight import start_thread
-from .wait import park
+from .wait import _recancel, park
 
 if TYPE_CHECKING:
     from .._threads.singleflight import SingleFlight as ThreadSingleFlight
@@ -41,6 +41,7 @@ V = TypeVar("V")
 Ts = TypeVarTuple("Ts")
 
 _CANCELLED = asyncio.CancelledError()
+_get_running_loop = asyncio.get_running_loop
 # Flight tasks are referenced here while they run: the event loop keeps only weak
 # references to tasks, and nobody else holds this one.
 _running: set[asyncio.Task[None]] = set()
@@ -86,6 +87,19 @@ async def _drive(st: SingleFlightState, f: Flight, coro: Coroutine[Any, Any, Any
             raise
     else:
         st.finish(f, value, None)
+
+
+def _leave(w: AsyncWaiter) -> bool:
+    """The waiting task was cancelled: True if it left (re-raise); False if the result
+    was already handed to it, which it then returns, the cancellation being delivered
+    again at its next await (``_aio.wait.park``'s rule, inlined for ``do``)."""
+    if w.abort(_CANCELLED, wake=False) or w.error is not None:
+        w.unlink()
+        return True
+    task = asyncio.current_task()
+    assert task is not None
+    w.loop.call_soon(_recancel, task, task.cancelling())
+    return False
 
 
 def _deliver(w: AsyncWaiter, out: asyncio.Future[Any], _: asyncio.Future[None]) -> None:
@@ -169,7 +183,21 @@ class SingleFlight(SingleFlightBase[K, V]):
         An exception from ``fn`` is raised as a copy of its own in each caller (same type,
         args and attributes; the traceback starts where ``fn`` failed).
         """
-        return (await self._call(key, fn, args, timeout, ctx, "SingleFlight.do"))[0]
+        # The body of _call, inlined: do() is the hot path (one coroutine, no park()
+        # frame when there is no timeout or ctx).
+        w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do")
+        if timeout is None and ctx is None:
+            try:
+                await w.fut
+            except asyncio.CancelledError:
+                if _leave(w):
+                    raise
+        else:
+            await park(w, timeout, ctx)
+        value, error, _ = w.value
+        if error is not None:
+            raise fresh_copy(error)
+        return value
 
     @overload
     async def do_shared(
@@ -207,6 +235,30 @@ class SingleFlight(SingleFlightBase[K, V]):
         value, shared = await self._call(key, fn, args, timeout, ctx, "SingleFlight.do_shared")
         return FlightResult(value, shared)
 
+    def _join(
+        self,
+        key: K,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        timeout: float | None,
+        ctx: Context | None,
+        what: str,
+    ) -> AsyncWaiter:
+        """Check the arguments, join the flight for ``key`` (launching it if first)."""
+        if not callable(fn):
+            check_fn(fn, what)  # raises the right TypeError
+        if timeout is not None:
+            _check_timeout(timeout)
+        if ctx is not None:
+            check_ctx(ctx, what)
+        loop = _get_running_loop()
+        w = AsyncWaiter(loop)
+        st = self._st
+        f, leader = st.join(key, w, what)
+        if leader:
+            _launch(st, f, fn, args, loop if is_async_callable(fn) else None)
+        return w
+
     async def _call(
         self,
         key: K,
@@ -216,17 +268,7 @@ class SingleFlight(SingleFlightBase[K, V]):
         ctx: Context | None,
         what: str,
     ) -> tuple[Any, bool]:
-        is_async = check_fn(fn, what)
-        if timeout is not None:
-            _check_timeout(timeout)
-        if ctx is not None:
-            check_ctx(ctx, what)
-        loop = asyncio.get_running_loop()
-        st = self._st
-        f, w, leader = st.join(key, partial(AsyncWaiter, loop), what)
-        if leader:
-            _launch(st, f, fn, args, loop if is_async else None)
-        assert isinstance(w, AsyncWaiter)
+        w = self._join(key, fn, args, timeout, ctx, what)
         await park(w, timeout, ctx)
         value, error, shared = w.value
         if error is not None:
@@ -252,14 +294,8 @@ class SingleFlight(SingleFlightBase[K, V]):
         The caller counts as waiting until the future is done; cancelling it leaves.
         Call it from a running event loop.
         """
-        is_async = check_fn(fn, "SingleFlight.do_chan")
-        loop = asyncio.get_running_loop()
-        st = self._st
-        f, w, leader = st.join(key, partial(AsyncWaiter, loop), "SingleFlight.do_chan")
-        if leader:
-            _launch(st, f, fn, args, loop if is_async else None)
-        assert isinstance(w, AsyncWaiter)
-        out: asyncio.Future[FlightResult[Any]] = loop.create_future()
+        w = self._join(key, fn, args, None, None, "SingleFlight.do_chan")
+        out: asyncio.Future[FlightResult[Any]] = w.loop.create_future()
         w.fut.add_done_callback(partial(_deliver, w, out))
         out.add_done_callback(partial(_on_out_done, w))
         return out

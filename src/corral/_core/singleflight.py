@@ -191,17 +191,15 @@ class SingleFlightState:
 
     # -- callers -----------------------------------------------------------------------
 
-    def join(
-        self, key: Hashable, make_waiter: Callable[[], Waiter], what: str
-    ) -> tuple[Flight, Waiter, bool]:
-        """Join the flight for ``key``, starting one if none runs; ``(flight, waiter,
-        leader)``. The leader must then launch the call (``launched``/``finish``)."""
-        try:
-            hash(key)
-        except TypeError:
-            raise TypeError(f"{what}: key must be hashable, got {type(key).__name__}") from None
+    def join(self, key: Hashable, w: Waiter, what: str) -> tuple[Flight, bool]:
+        """Register ``w`` in the flight for ``key``, starting one if none runs;
+        ``(flight, leader)``. The leader must then launch the call, which ends in
+        ``finish``. (The waiter is made by the caller, outside the lock.)"""
         with self.lock:
-            f = self.calls.get(key)
+            try:
+                f = self.calls.get(key)
+            except TypeError:
+                raise TypeError(f"{what}: key must be hashable, got {type(key).__name__}") from None
             leader = f is None
             if f is None:
                 f = self.calls[key] = Flight(self, key)
@@ -210,14 +208,13 @@ class SingleFlightState:
             else:
                 f.dups += 1
                 self.joined += 1
-            w = make_waiter()
             e = Entry(w, 0, None, f)
             w.entries.append(e)
             f.entries[e] = None
         if leader:
             # Made outside the lock: creating a Context takes the Context tree's lock.
             f.ctx = with_cancel(self.parent)
-        return f, w, leader
+        return f, leader
 
     def on_cancel(self, f: Flight, hook: Callable[[], object]) -> None:
         """Run ``hook`` (cancel the flight's task) when the flight's Context is done,

@@ -230,10 +230,10 @@ class SingleFlight(SingleFlightBase[K, V]):
         if ctx is not None:
             check_ctx(ctx, what)
         st = self._st
-        f, w, leader = st.join(key, ThreadWaiter, what)
+        w = ThreadWaiter()
+        f, leader = st.join(key, w, what)
         if leader:
             start_thread(st, f, fn, args)
-        assert isinstance(w, ThreadWaiter)
         park(w, timeout, ctx)
         value, error, shared = w.value
         if error is not None:
@@ -257,10 +257,10 @@ class SingleFlight(SingleFlightBase[K, V]):
         check_fn(fn, "SingleFlight.do_chan")
         st = self._st
         fut: Future[FlightResult[Any]] = Future()
-        f, w, leader = st.join(key, partial(_FutureWaiter, fut), "SingleFlight.do_chan")
+        w = _FutureWaiter(fut)
+        f, leader = st.join(key, w, "SingleFlight.do_chan")
         if leader:
             start_thread(st, f, fn, args)
-        assert isinstance(w, _FutureWaiter)
         fut.add_done_callback(partial(_on_future_done, w))
         return fut
 
