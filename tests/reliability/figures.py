@@ -18,6 +18,9 @@ QUICK = os.environ.get("CORRAL_FIGURES", "1") == "0"
 STRESS = os.environ.get("CORRAL_STRESS", "0") == "1"
 MODE = "stress" if STRESS else "quick" if QUICK else "figures"
 
+# Per-test timeout for the big loops (pytest-timeout; the suite's default is 60 s).
+TIMEOUT = 1800 if STRESS else 300
+
 SCENARIOS_REQUIRED = 12
 SCHEDULES_REQUIRED = 500
 THREAD_RUNS_REQUIRED = 100

@@ -307,10 +307,97 @@ def _mixed_pipeline() -> Scenario:
     return Scenario("pipeline, task+thread stages", aio, threads, virtual_clock=False)
 
 
+def _singleflight() -> Scenario:
+    """Callers of a few keys arrive at random times: each gets its own key's value from
+    exactly one call, every call that ran served at least one caller, and no two calls of
+    one key overlapped (deduplication)."""
+
+    def verify(results: list[tuple[int, tuple[int, int]]], calls: dict[int, int]) -> Tally:
+        served: dict[tuple[int, int], int] = {}
+        for key, token in results:
+            assert token[0] == key, f"a caller of key {key} got {token}"
+            assert 1 <= token[1] <= calls[key], f"{token}: no such call (calls {calls})"
+            served[token] = served.get(token, 0) + 1
+        for key, n in calls.items():
+            for c in range(1, n + 1):
+                assert served.get((key, c), 0) >= 1, f"call {(key, c)} served nobody"
+        return Tally(len(results), False)
+
+    async def aio(sched: Schedule) -> Tally:
+        rng = sched.rng
+        sf: corral.SingleFlight[int, tuple[int, int]] = corral.SingleFlight()
+        calls: dict[int, int] = {}
+        running: set[int] = set()
+
+        async def load(key: int) -> tuple[int, int]:
+            assert key not in running, f"two calls of key {key} at once"
+            running.add(key)
+            calls[key] = calls.get(key, 0) + 1
+            n = calls[key]
+            await _jitter(rng)
+            await _jitter(rng)
+            running.discard(key)
+            return (key, n)
+
+        async def caller(key: int) -> tuple[int, tuple[int, int]]:
+            await _jitter(rng)
+            return key, await sf.do(key, load, key)
+
+        keys = [rng.randrange(3) for _ in range(rng.randint(1, 8))]
+        results = await asyncio.gather(*[caller(k) for k in keys])
+        return verify(list(results), calls)
+
+    def threads(rng: random.Random) -> Tally:
+        sf: corral.threads.SingleFlight[int, tuple[int, int]] = corral.threads.SingleFlight()
+        calls: dict[int, int] = {}
+        running: set[int] = set()
+        lock = threading.Lock()
+
+        def load(key: int) -> tuple[int, int]:
+            with lock:
+                assert key not in running, f"two calls of key {key} at once"
+                running.add(key)
+                calls[key] = calls.get(key, 0) + 1
+                n = calls[key]
+            _spin(rng)
+            with lock:
+                running.discard(key)
+            return (key, n)
+
+        keys = [rng.randrange(3) for _ in range(rng.randint(2, 8))]
+        results: list[tuple[int, tuple[int, int]]] = []
+
+        def caller(key: int) -> None:
+            token = sf.do(key, load, key)
+            with lock:
+                results.append((key, token))
+
+        def task_callers() -> None:  # two asyncio callers on a loop, same call table
+            async def main() -> None:
+                asf = sf.as_async()
+                for key, token in await asyncio.gather(
+                    *[_call_async(asf, k, load) for k in (0, 1)]
+                ):
+                    with lock:
+                        results.append((key, token))
+
+            asyncio.run(main())
+
+        hammer(*[lambda k=k: caller(k) for k in keys], task_callers)
+        return verify(results, calls)
+
+    return Scenario("SingleFlight dedup, threads+tasks", aio, threads)
+
+
+async def _call_async(asf: Any, key: int, load: Any) -> tuple[int, Any]:
+    return key, await asf.do(key, load, key)
+
+
 PATTERN_SCENARIOS: list[Scenario] = [
     _fan_out(),
     _pipeline(),
     _fan_in(),
     _tee(),
     _mixed_pipeline(),
+    _singleflight(),
 ]

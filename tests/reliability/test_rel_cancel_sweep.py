@@ -22,6 +22,8 @@ from corral.testing import Schedule
 
 from . import figures
 
+pytestmark = pytest.mark.timeout(figures.TIMEOUT)
+
 HOWS = ("task", "ctx")
 SEEDS = figures.count(8, quick=3, stress=60)
 

@@ -20,6 +20,8 @@ from . import figures
 from .pattern_scenarios import PATTERN_SCENARIOS
 from .scenarios import CORE_SCENARIOS, Scenario, Tally
 
+pytestmark = pytest.mark.timeout(figures.TIMEOUT)
+
 SCENARIOS = CORE_SCENARIOS + PATTERN_SCENARIOS
 
 

@@ -28,6 +28,8 @@ from corral.testing import Schedule
 
 from . import figures
 
+pytestmark = pytest.mark.timeout(figures.TIMEOUT)
+
 
 def _model_batch(queue: list[tuple[int, int]], free: int) -> list[int]:
     """The waiters a FIFO, head-of-line-blocking semaphore grants with ``free`` permits."""

@@ -26,6 +26,8 @@ from corral.testing import Schedule
 
 from . import figures
 
+pytestmark = pytest.mark.timeout(figures.TIMEOUT)
+
 SEEDS = figures.count(4, quick=2, stress=30)
 
 
@@ -405,6 +407,134 @@ def test_an_error_raised_by_a_relay_source_reaches_every_output_once(kind: str) 
             "exception injection",
             f"{kind} source, every item position",
             f"{runs} runs: every output gets the items, then the error once" if runs else "FAILED",
+            "",
+            runs > 0,
+        )
+
+
+# --- SingleFlight --------------------------------------------------------------------------
+
+
+def singleflight_op(victim: str, how: str) -> Callable[[Schedule], Awaitable[None]]:
+    """A leader and two followers share one call; the leader (or a follower) is cancelled.
+
+    The others must still get the value of that one call (followers finish); the call runs
+    once; once everyone has left, the key is free: a new caller starts a fresh call.
+    """
+
+    async def scenario(sched: Schedule) -> None:
+        sf: corral.SingleFlight[str, tuple[str, int]] = corral.SingleFlight()
+        ctx = corral.with_cancel(corral.background())
+        release: corral.Channel[None] = corral.Channel(0)
+        calls: list[int] = []
+
+        async def load() -> tuple[str, int]:
+            calls.append(len(calls))
+            n = len(calls)
+            for _ in range(2):
+                await asyncio.sleep(0)
+            await release.recv()
+            return ("value", n)
+
+        results: dict[str, Any] = {}
+
+        async def caller(name: str, c: corral.Context | None) -> None:
+            results[name] = await sf.do("k", load, ctx=c)
+
+        names = ["leader", "follower1", "follower2"]
+        tasks = {}
+        for name in names:
+            c = ctx if name == victim and how == "ctx" else None
+            tasks[name] = asyncio.create_task(caller(name, c))
+        sched.cancel_target(tasks[victim] if how == "task" else ctx)
+        for _ in range(6):
+            await asyncio.sleep(0)
+        while any(not t.done() for n, t in tasks.items() if n != victim):
+            if release.statistics().waiting_receivers:
+                release.send_nowait(None)
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        survivors = [n for n in names if n != victim]
+        for n in survivors:
+            assert results.get(n) == ("value", 1), f"{n} got {results.get(n)}, calls {calls}"
+        assert calls == [0], f"the call ran {len(calls)} times"
+        if victim in results:
+            assert results[victim] == ("value", 1)
+        # The key is free again: a new caller starts a fresh call.
+        fresh = asyncio.create_task(sf.do("k", load))
+        while not fresh.done():
+            if release.statistics().waiting_receivers:
+                release.send_nowait(None)
+            await asyncio.sleep(0)
+        assert fresh.result() == ("value", 2), fresh.result()
+        ctx.cancel()
+        st = sf.statistics()
+        assert (st.in_flight, st.waiters, st.started) == (0, 0, 2), st
+
+    scenario.__qualname__ = f"singleflight_op(victim={victim!r}, how={how!r})"
+    return scenario
+
+
+@pytest.mark.parametrize("victim", ["leader", "follower1"])
+@pytest.mark.parametrize("how", ["task", "ctx"])
+def test_cancelling_a_singleflight_caller_at_every_step_lets_the_others_finish(
+    victim: str, how: str
+) -> None:
+    report = None
+    try:
+        report = ct.cancel_sweep(singleflight_op(victim, how), seeds=range(SEEDS))
+    finally:
+        _record_sweep(f"SingleFlight do ({victim}), cancelled via {how}", report)
+    assert report.landed > 0
+
+
+async def _singleflight_injection(sched: Schedule, at_step: int, callers: int) -> None:
+    sf: corral.SingleFlight[str, int] = corral.SingleFlight()
+    planted = Injected(f"the shared call fails at step {at_step}")
+
+    async def load() -> int:
+        for step in range(3):
+            if step == at_step:
+                raise planted
+            await asyncio.sleep(0)
+        return 1
+
+    async def caller() -> BaseException | int:
+        try:
+            return await sf.do("k", load)
+        except Injected as exc:
+            return exc
+
+    outcomes = await asyncio.gather(*[caller() for _ in range(callers)])
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(errors) == callers, f"every caller gets the error: {outcomes}"
+    assert all(e.args == planted.args for e in errors), errors
+    # Each caller its own object: one exception raised in many tasks would splice their
+    # tracebacks (lessons-from-peers, item 2).
+    assert len({id(e) for e in errors}) == callers, "callers share one exception object"
+    st = sf.statistics()
+    # A caller that arrives after a failed call finished starts a fresh one (that fails too).
+    assert (st.in_flight, st.waiters) == (0, 0), st
+    assert st.started + st.joined == callers, st
+
+
+def test_an_error_in_a_shared_call_reaches_every_caller_once_as_its_own_copy() -> None:
+    seeds = range(figures.count(4, quick=2, stress=30))
+    runs = 0
+    try:
+        for at_step in range(3):
+            for callers in (1, 2, 5):
+
+                async def scenario(sched: Schedule, s: int = at_step, c: int = callers) -> None:
+                    await _singleflight_injection(sched, s, c)
+
+                scenario.__qualname__ = f"singleflight_injection(step={at_step}, callers={callers})"
+                runs += ct.explore(scenario, seeds=seeds).runs
+    finally:
+        figures.record(
+            "exception injection",
+            "SingleFlight call, every step x 1/2/5 callers",
+            f"{runs} runs: every caller gets it once, as its own copy" if runs else "FAILED",
             "",
             runs > 0,
         )

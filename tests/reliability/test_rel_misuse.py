@@ -2,10 +2,10 @@
 argument (or, for a wrong state, saying what is wrong), and nothing is corrupted.
 
 The core's rows (channels, select, semaphore, Context) live in tests/core/test_misuse.py and
-are counted here too; this file adds Group, the patterns (fan_out, stage, pipeline, tee,
-or_done, fan_in) and corral.testing. A row: (id, call, exception type, regex the message
-must match). A call may return an awaitable: it is awaited (asyncio checks some arguments
-when the coroutine runs).
+are counted here too; this file adds Group, SingleFlight, the patterns (fan_out, stage,
+pipeline, tee, or_done, fan_in) and corral.testing. A row: (id, call, exception type,
+regex the message must match). A call may return an awaitable: it is awaited (asyncio
+checks some arguments when the coroutine runs).
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ async def _f(x: Any) -> Any:
 
 def _g(x: Any) -> Any:
     return x
+
+
+async def _f0() -> int:
+    return 0
+
+
+def _g0() -> int:
+    return 0
 
 
 async def _in_group(call: Callable[[corral.Group], Any]) -> None:
@@ -122,6 +130,32 @@ LIBRARY_MISUSE: list[Row] = [
         r"set_limit",
     ),
     ("group-entered-twice", _enter_twice, corral.GroupError, r"entered only once"),
+    # SingleFlight
+    ("singleflight-ctx", lambda: A.SingleFlight("x"), TypeError, r"\bctx\b"),
+    ("singleflight-key", lambda: A.SingleFlight().do([], _f0), TypeError, r"\bkey\b"),
+    ("singleflight-key-threads", lambda: T.SingleFlight().do({}, _g0), TypeError, r"\bkey\b"),
+    (
+        "singleflight-shared-key",
+        lambda: A.SingleFlight().do_shared(set(), _f0),
+        TypeError,
+        r"\bkey\b",
+    ),
+    ("singleflight-fn", lambda: A.SingleFlight().do("k", 5), TypeError, r"\bfn\b"),
+    ("singleflight-chan-fn", lambda: A.SingleFlight().do_chan("k", None), TypeError, r"\bfn\b"),
+    (
+        "singleflight-timeout",
+        lambda: A.SingleFlight().do("k", _f0, timeout=-1),
+        ValueError,
+        r"\btimeout\b",
+    ),
+    (
+        "singleflight-ctx-threads",
+        lambda: T.SingleFlight().do("k", _g0, ctx="x"),
+        TypeError,
+        r"\bctx\b",
+    ),
+    ("singleflight-dedup-key", lambda: A.SingleFlight().deduplicate(key=5), TypeError, r"\bkey\b"),
+    ("singleflight-dedup-fn", lambda: T.SingleFlight().deduplicate(5), TypeError, r"\bfn\b"),
     # fan_out
     ("fan-out-workers-zero", lambda: A.fan_out(_f, [1], workers=0), ValueError, r"\bworkers\b"),
     ("fan-out-workers-str", lambda: T.fan_out(_g, [1], workers="2"), TypeError, r"\bworkers\b"),
@@ -198,7 +232,7 @@ _passed: list[str] = []  # rows of this file that passed, for the figure (runs a
 
 def test_the_misuse_table_covers_the_whole_library() -> None:
     areas = {row[0].split("-")[0] for row in LIBRARY_MISUSE}
-    assert {"group", "fan", "stage", "pipeline", "tee", "or", "testing"} <= areas, areas
+    assert {"group", "singleflight", "fan", "stage", "pipeline", "tee", "or", "testing"} <= areas
     assert len(ALL_ROWS) >= 40
     documented = all(
         issubclass(r[2], corral.CorralError | ValueError | TypeError) for r in ALL_ROWS
@@ -208,7 +242,7 @@ def test_the_misuse_table_covers_the_whole_library() -> None:
         "misuse table",
         "wrong calls raising a documented error naming the argument",
         f"{len(ALL_ROWS)} cases ({len(CORE_MISUSE)} core rows in tests/core, "
-        f"{len(LIBRARY_MISUSE)} Group/patterns/testing rows here: "
+        f"{len(LIBRARY_MISUSE)} Group/SingleFlight/patterns/testing rows here: "
         f"{len(_passed)} of them pass)",
         ">= 40, all pass",
         len(ALL_ROWS) >= 40 and documented and ok,

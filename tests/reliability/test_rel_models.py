@@ -38,6 +38,8 @@ import corral.threads
 
 from . import figures
 
+pytestmark = pytest.mark.timeout(figures.TIMEOUT)
+
 FLAVOURS = st.sampled_from(["aio", "threads"])
 SETTLE_TIMEOUT = 10.0
 
