@@ -342,3 +342,31 @@ async def test_worker_results(flavour: Flavour) -> None:
     async with flavour.group(limit=2) as g:
         hs = [await g.go(flavour.worker(result=i)) for i in range(5)]
     assert [await flavour.result(h) for h in hs] == list(range(5))
+
+
+async def test_wait_from_a_worker_is_a_group_error(flavour: Flavour) -> None:
+    g = flavour.group()
+    target = g.g if flavour.name == "threads" else g
+    seen: list[BaseException] = []
+
+    def sync_wait() -> None:
+        try:
+            target.wait()
+        except GroupError as e:
+            seen.append(e)
+
+    async def async_wait() -> None:
+        try:
+            await target.wait()
+        except GroupError as e:
+            seen.append(e)
+
+    async with g:
+        if flavour.name == "threads":
+            await g.go(sync_wait)
+        elif flavour.name == "aio":
+            await g.go(async_wait)
+        else:
+            pytest.skip("a thread worker of an asyncio group cannot call its wait()")
+    assert len(seen) == 1
+    assert "wait for itself" in str(seen[0])

@@ -374,6 +374,10 @@ class Group:
         """
         loop = self._bind("Group.wait")
         task = asyncio.current_task(loop)
+        if task in self._tasks:
+            raise GroupError(
+                "Group.wait: called from one of the group's own workers (it would wait for itself)"
+            )
         is_parent = task is not None and task is self._parent
         if is_parent:
             self._parent_waiting = True

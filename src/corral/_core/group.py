@@ -58,7 +58,12 @@ ErrorMode = Literal["first", "all"]
 
 @dataclass(frozen=True, slots=True)
 class GroupStatistics:
-    """A snapshot of a ``Group``."""
+    """A snapshot of a ``Group`` (``g.statistics()``).
+
+    >>> import corral.threads
+    >>> corral.threads.Group(limit=4).statistics()
+    GroupStatistics(running=0, waiting=0, limit=4, errors=0, finished=False)
+    """
 
     running: int  #: workers started whose function has not returned yet
     waiting: int  #: ``go()`` calls waiting for a free slot under the limit

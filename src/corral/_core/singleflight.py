@@ -74,7 +74,13 @@ _BACKGROUND = background()
 
 class FlightResult(NamedTuple, Generic[V]):
     """What a caller of ``do_shared`` / ``do_chan`` gets: the value, and whether other
-    callers shared the call (Go's ``shared``)."""
+    callers shared the call (Go's ``shared``).
+
+    >>> import corral.threads
+    >>> value, shared = corral.threads.SingleFlight().do_shared("k", str.upper, "go")
+    >>> value, shared
+    ('GO', False)
+    """
 
     value: V
     shared: bool
@@ -82,7 +88,15 @@ class FlightResult(NamedTuple, Generic[V]):
 
 @dataclass(frozen=True, slots=True)
 class SingleFlightStatistics:
-    """A snapshot of a ``SingleFlight``."""
+    """A snapshot of a ``SingleFlight`` (``sf.statistics()``).
+
+    >>> import corral.threads
+    >>> sf = corral.threads.SingleFlight()
+    >>> sf.do("k", len, "abc")
+    3
+    >>> sf.statistics()
+    SingleFlightStatistics(in_flight=0, waiters=0, started=1, joined=0)
+    """
 
     in_flight: int  #: keys whose call is running (forgotten ones not counted)
     waiters: int  #: callers waiting on those calls

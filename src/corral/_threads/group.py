@@ -38,6 +38,8 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _pool_ids = itertools.count(1)
+# Which group's worker the current pool thread is running (to refuse a wait() from it).
+_worker = threading.local()
 
 
 class _Worker:
@@ -211,6 +213,7 @@ class Group:
         cv = contextvars.copy_context()
 
         def job() -> None:
+            _worker.group = st
             try:
                 result = cv.run(fn, *args)
                 if inspect.iscoroutine(result):
@@ -228,6 +231,7 @@ class Group:
                 st.worker_returned(None, sem)
                 fut.set_result(result)
             finally:
+                _worker.group = None
                 st.settle()
 
         try:
@@ -248,6 +252,10 @@ class Group:
         parent and that cut work short, a fresh ``Cancelled`` / ``DeadlineExceeded``.
         Afterwards ``g.ctx`` is done and ``go`` raises ``GroupError``.
         """
+        if getattr(_worker, "group", None) is self._st:
+            raise GroupError(
+                "Group.wait: called from one of the group's own workers (it would wait for itself)"
+            )
         self._join()
         err = self._st.outcome()
         if err is not None:
