@@ -44,7 +44,8 @@ async def test_or_done_ends_when_ctx_is_done_even_if_the_input_is_idle(flavour: 
     out = flavour.or_done(ctx, idle)
     await until(lambda: idle.statistics().waiting_receivers == 1, "the relay to wait on input")
     ctx.cancel()
-    assert await flavour.items(out) == []  # ends as in Go; ctx.err says why
+    assert await flavour.items(out) == []  # ends at once, as in Go; ctx.err says why
+    await until(lambda: relays_running() == 0, "the relay to end")
     assert idle.statistics().waiting_receivers == 0
 
 
@@ -180,6 +181,7 @@ async def test_tee_ends_every_output_when_ctx_is_done(flavour: Flavour) -> None:
     ctx.cancel()
     for out in outs:
         assert await flavour.items(out) == []
+    await until(lambda: relays_running() == 0, "the relay to end")
 
 
 async def test_tee_raises_an_input_error_on_every_output(flavour: Flavour) -> None:
@@ -251,6 +253,7 @@ async def test_fan_in_ends_when_ctx_is_done(flavour: Flavour) -> None:
     await until(lambda: all(c.statistics().waiting_receivers == 1 for c in idle))
     ctx.cancel()
     assert await flavour.items(merged) == []
+    await until(lambda: relays_running() == 0, "the relays to end")
 
 
 async def test_fan_in_merges_the_results_of_two_fan_outs() -> None:

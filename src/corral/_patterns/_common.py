@@ -885,6 +885,7 @@ class FlowRun:
                     sp.call = _rt_aio.inline_call(spec.fn)
             else:
                 sp.worker_kind = "thread"
+                sp.call = no_coroutines(spec.fn)
             if i == 0 and isinstance(src, IterSource):
                 sp.gate = self.gate
             self.stages.append(sp)
@@ -1076,6 +1077,23 @@ class FlowRun:
         if not self.stopping and self.ctx.err is not None:
             return self.ctx._fresh_error()
         return None
+
+
+def no_coroutines(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap a thread stage's fn: a plain callable that returns a coroutine (a lambda around
+    an ``async def``) would otherwise leave it never awaited, and pass it on as a result."""
+
+    def call(item: Any) -> Any:
+        v = fn(item)
+        if v.__class__ is types.CoroutineType:
+            v.close()
+            raise TypeError(
+                f"{fn!r} returned a coroutine: make it an `async def` function (a plain "
+                "function runs in a thread, where nothing awaits what it returns)"
+            )
+        return v
+
+    return call
 
 
 def log_skipped(sp: StageRun, item: object, exc: BaseException) -> None:

@@ -670,16 +670,19 @@ def pipeline(
 class RelayChannel(rt.Channel[T]):
     """A corral Channel fed by a relay worker (``or_done``, ``tee``, ``fan_in``).
 
-    It is a plain channel with two additions: when the worker stops because an input
-    *raised*, receivers get that error once the buffered items are drained (instead of a
-    normal end); and ``dropped`` counts the items a ``tee(policy="drop")`` dropped for
-    this output. Closing it tells the worker this consumer has left.
+    A plain channel with three additions: once the relay's ctx is done, receiving ends at
+    once (what is still buffered is dropped, as Go's ``select`` may pick ``ctx.Done()``);
+    when the worker stops because an input *raised*, receivers get that error once the
+    buffered items are drained (instead of a normal end); and ``dropped`` counts the items
+    a ``tee(policy="drop")`` dropped for this output. Closing it tells the worker this
+    consumer has left. (``select`` on it sees a plain channel.)
     """
 
-    __slots__ = ("_dropped", "_failure", "_failure_raised")
+    __slots__ = ("_ctx", "_dropped", "_failure", "_failure_raised")
 
-    def __init__(self, capacity: float = 0) -> None:
+    def __init__(self, capacity: float = 0, ctx: Context | None = None) -> None:
         super().__init__(capacity)
+        self._ctx = ctx
         self._failure: BaseException | None = None
         self._failure_raised = False
         self._dropped = 0
@@ -705,22 +708,32 @@ class RelayChannel(rt.Channel[T]):
         dup.__cause__ = err
         return dup
 
+    def _ctx_done(self) -> bool:
+        ctx = self._ctx
+        return ctx is not None and ctx.err is not None
+
     def recv(self, *, timeout: float | None = None, ctx: Context | None = None) -> T:
-        try:
-            return super().recv(timeout=timeout, ctx=ctx)
-        except EndOfChannel:
-            if self._failure is None:
-                raise
-        raise self._failure_error()
+        if not self._ctx_done():
+            try:
+                return super().recv(timeout=timeout, ctx=ctx)
+            except EndOfChannel:
+                if self._failure is None:
+                    raise
+        if self._failure is not None:
+            raise self._failure_error()
+        raise EndOfChannel("the relay's ctx is done")
 
     def __iter__(self) -> RelayChannel[T]:
         return self
 
     def __next__(self) -> T:
-        r = self._st.recv(rt.new_waiter)
-        if r.__class__ is rt.Waiter:
-            rt.park(r, None, None)
-            r = r.value
+        if self._ctx_done():
+            r: Any = CLOSED
+        else:
+            r = self._st.recv(rt.new_waiter)
+            if r.__class__ is rt.Waiter:
+                rt.park(r, None, None)
+                r = r.value
         if r is CLOSED:
             if self._failure is not None:
                 raise self._failure_error()
@@ -767,8 +780,8 @@ def or_done(
 ) -> RelayChannel[T]:
     """A channel carrying ``channel``'s items until it ends or ``ctx`` is done (Go's orDone).
 
-    Reading the result never blocks past ``ctx``: once it is done, the result is closed
-    (iteration just ends, as in Go; check ``ctx.err`` to tell why). ``channel`` may be a
+    Reading the result never blocks past ``ctx``: once it is done, reading it ends at once
+    (iteration just stops, as in Go; check ``ctx.err`` to tell why). ``channel`` may be a
     corral Channel of either flavour or an (async) iterable; if an iterable raises, the
     result's receivers get that error. ``buffer`` is the result's capacity.
 
@@ -792,7 +805,7 @@ def or_done(
     _check_relay_ctx(ctx, what)
     check_int(buffer, what, "buffer", 0)
     src = _Pull(channel, what, "channel")
-    out: RelayChannel[T] = RelayChannel(buffer)
+    out: RelayChannel[T] = RelayChannel(buffer, ctx)
     rt.spawn(_or_done_body, (ctx, src, out), what)
     return out
 
@@ -888,7 +901,7 @@ def tee(
     else:
         size = 16 if buffer is None else check_int(buffer, what, "buffer", 1)
     src = _Pull(channel, what, "channel")
-    outs: tuple[RelayChannel[T], ...] = tuple(RelayChannel(size) for _ in range(n))
+    outs: tuple[RelayChannel[T], ...] = tuple(RelayChannel(size, ctx) for _ in range(n))
     rt.spawn(_tee_body, (ctx, src, outs, policy), what)
     return outs
 
@@ -971,7 +984,7 @@ def fan_in(
     _check_relay_ctx(ctx, what)
     check_int(buffer, what, "buffer", 0)
     pulls = [_Pull(x, what, "inputs") for x in inputs]
-    out: RelayChannel[T] = RelayChannel(buffer)
+    out: RelayChannel[T] = RelayChannel(buffer, ctx)  # the caller's ctx, not the inner one
     if not pulls:
         out.close()
         return out
