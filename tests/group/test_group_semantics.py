@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -370,3 +371,13 @@ async def test_wait_from_a_worker_is_a_group_error(flavour: Flavour) -> None:
             pytest.skip("a thread worker of an asyncio group cannot call its wait()")
     assert len(seen) == 1
     assert "wait for itself" in str(seen[0])
+
+
+async def test_expired_parent_deadline_refuses_work(flavour: Flavour) -> None:
+    parent = corral.with_deadline(corral.background(), time.monotonic())
+    g = flavour.group(parent)
+    with pytest.raises(corral.DeadlineExceeded):
+        await g.go(flavour.worker())
+    with pytest.raises(corral.DeadlineExceeded):
+        g.try_go(flavour.worker())
+    await g.wait()  # nothing ran: nothing was cut short

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import itertools
 import sys
 import weakref
 from collections.abc import Callable, Coroutine
@@ -50,7 +51,7 @@ Ts = TypeVarTuple("Ts")
 
 _get_running_loop = asyncio.events._get_running_loop
 _JOIN_ABORTED = asyncio.CancelledError()
-_pool_names = iter(range(1, 1 << 62))
+_pool_names = itertools.count(1)
 
 
 async def _drop_withdrawn_cancel(task: asyncio.Task[Any]) -> None:
@@ -99,9 +100,13 @@ async def _in_thread(
                     "go(lambda: fetch(url))"
                 )
         except BaseException as exc:
-            loop.call_soon_threadsafe(_resolve, fut, None, exc)
+            outcome: tuple[Any, BaseException | None] = (None, exc)
         else:
-            loop.call_soon_threadsafe(_resolve, fut, result, None)
+            outcome = (result, None)
+        try:
+            loop.call_soon_threadsafe(_resolve, fut, *outcome)
+        except RuntimeError:  # the loop was closed under its tasks: nobody to tell
+            pass
 
     pool.submit(job)
     # The thread cannot be interrupted: a cancelled task keeps waiting for it (the thread

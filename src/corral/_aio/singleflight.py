@@ -83,7 +83,10 @@ async def _drive(st: SingleFlightState, f: Flight, coro: Coroutine[Any, Any, Any
         # Every outcome reaches the waiters, BaseExceptions included (the key is freed
         # either way). A CancelledError here is the flight being cancelled because its
         # last waiter left: nobody to tell, and the task simply ends.
-        if not st.finish(f, None, exc) and isinstance(exc, KeyboardInterrupt | SystemExit):
+        delivered = st.finish(f, None, exc)
+        if isinstance(exc, GeneratorExit) or (
+            not delivered and isinstance(exc, KeyboardInterrupt | SystemExit)
+        ):
             raise
     else:
         st.finish(f, value, None)

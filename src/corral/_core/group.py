@@ -171,8 +171,8 @@ class GroupState:
 
     def refusal(self, what: str) -> BaseException | None:
         """Why no new work may start now, or ``None``. Not under ``lock`` (reads ctx)."""
-        if not (self.finished or self.errors or self.ctx_done) and self.ctx._err is None:
-            return None  # the fast path of every go()
+        if not (self.finished or self.errors or self.ctx_done or self.ctx.cancelled):
+            return None  # the common case
         if self.finished:
             return GroupError(
                 f"{what}: the group has finished (wait() returned or its with block exited); "

@@ -255,10 +255,10 @@ class SingleFlightState:
     def finish(self, f: Flight, value: Any, error: BaseException | None) -> int:
         """``fn`` returned ``value`` or raised ``error``: leave the table, then hand the
         outcome to every waiter. Returns how many waiters got it."""
-        if isinstance(error, asyncio.CancelledError):
-            # The flight's task was cancelled by someone other than its waiters (the
-            # loop shutting down): waiters get an error, not a CancelledError that would
-            # look like their own cancellation.
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            # The flight's task was cancelled (or destroyed) by someone other than its
+            # waiters (its loop shutting down, fn giving up): waiters get an error, not a
+            # CancelledError that would look like their own cancellation.
             cause = error
             error = Cancelled("SingleFlight: the shared call was cancelled before it finished")
             error.__cause__ = cause
