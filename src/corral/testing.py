@@ -394,8 +394,9 @@ class Schedule:
         """Register what a :func:`cancel_sweep` run cancels at its chosen step.
 
         A target is an ``asyncio.Task`` (``task.cancel()``), anything with a ``cancel()``
-        method (a ``corral.CancelContext``), or a zero-argument callable. Registering no
-        target makes the sweep cancel nothing.
+        method (a ``corral.CancelContext``), or a zero-argument callable (returning
+        ``False`` if it found nothing to cancel). Registering no target makes the sweep
+        cancel nothing.
         """
         for t in targets:
             if not (hasattr(t, "cancel") or callable(t)):
@@ -443,8 +444,8 @@ class Schedule:
                     self.cancel_landed = True
             else:
                 assert callable(t)
-                t()
-                self.cancel_landed = True
+                if t() is not False:  # a callable may say it found nothing to cancel
+                    self.cancel_landed = True
 
     def _resume(self, st: _Stepper, value: Any, exc: BaseException | None) -> Any:
         if (
@@ -453,10 +454,12 @@ class Schedule:
             and self.steps >= self.cancel_at
             and self._targets
         ):
+            current = asyncio.current_task()
+            before = current.cancelling() if current is not None else 0
             self._fire()
-            if exc is None and asyncio.current_task() in self._targets:
-                # The task itself is a target: let it be cancelled where it is suspended,
-                # as an outside cancel would, instead of running one more step first.
+            if exc is None and current is not None and current.cancelling() > before:
+                # The task about to run was just cancelled: let the cancellation land where
+                # it is suspended, as an outside cancel would, not after one more step.
                 return None
         if exc is not None:
             # A cancellation arriving while an exception is held replaces it (see _Stepper).

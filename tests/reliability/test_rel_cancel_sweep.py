@@ -28,8 +28,40 @@ HOWS = ("task", "ctx")
 SEEDS = figures.count(8, quick=3, stress=60)
 
 
-def _target(sched: Schedule, how: str, task: asyncio.Task[Any], ctx: corral.CancelContext) -> None:
-    sched.cancel_target(task if how == "task" else ctx)
+class Progress:
+    """How many operations the target has completed, and how many when it was cancelled."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.at_cancel: int | None = None
+
+
+def _target(
+    sched: Schedule,
+    how: str,
+    task: asyncio.Task[Any],
+    ctx: corral.CancelContext,
+    progress: Progress | None = None,
+) -> None:
+    if how == "ctx":
+        sched.cancel_target(ctx)
+        return
+
+    def cancel() -> bool:
+        if progress is not None and not task.done():
+            progress.at_cancel = progress.done
+        return task.cancel()
+
+    sched.cancel_target(cancel)
+
+
+def _not_swallowed(task: asyncio.Task[Any], progress: Progress) -> None:
+    """A cancelled task may finish the operation it was in (it had happened: its result
+    stands), but the cancellation must then reach it at its next await: a task that ends
+    normally did at most that one operation after being cancelled."""
+    if progress.at_cancel is not None and not task.cancelled():
+        extra = progress.done - progress.at_cancel
+        assert extra <= 1, f"cancellation swallowed: {extra} operations after task.cancel()"
 
 
 def _in_order(stream: list[Any], what: str) -> None:
@@ -39,17 +71,20 @@ def _in_order(stream: list[Any], what: str) -> None:
 # --- channel send / recv -----------------------------------------------------------------------
 
 
-def send_op(cap: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
+def send_op(cap: int, how: str, strict: bool = False) -> Callable[[Schedule], Awaitable[None]]:
     async def scenario(sched: Schedule) -> None:
         ch: corral.Channel[tuple[str, int]] = corral.Channel(cap)
         ctx = corral.with_cancel(corral.background())
         sent: list[tuple[str, int]] = []
         got: list[tuple[str, int]] = []
 
+        progress = Progress()
+
         async def target() -> None:
             for i in range(3):
                 await ch.send(("target", i), ctx=ctx if how == "ctx" else None)
                 sent.append(("target", i))
+                progress.done += 1
 
         async def follower() -> None:  # queued behind the target
             for i in range(3):
@@ -62,7 +97,7 @@ def send_op(cap: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
                 await asyncio.sleep(0)
 
         t = asyncio.create_task(target())
-        _target(sched, how, t, ctx)
+        _target(sched, how, t, ctx, progress)
         f = asyncio.create_task(follower())
         c = asyncio.create_task(consumer())
         await asyncio.gather(t, return_exceptions=True)
@@ -70,19 +105,23 @@ def send_op(cap: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
         ch.close()
         await c
         ctx.cancel()
+        if strict:
+            _not_swallowed(t, progress)
         assert sorted(got) == sorted(sent), f"sent {sent}, received {got}"
         for who in ("target", "follower"):
             _in_order([x for x in got if x[0] == who], who)
 
-    scenario.__qualname__ = f"send_op(cap={cap}, how={how!r})"
+    scenario.__qualname__ = f"send_op(cap={cap}, how={how!r}, strict={strict})"
     return scenario
 
 
-def recv_op(cap: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
+def recv_op(cap: int, how: str, strict: bool = False) -> Callable[[Schedule], Awaitable[None]]:
     async def scenario(sched: Schedule) -> None:
         ch: corral.Channel[int] = corral.Channel(cap)
         ctx = corral.with_cancel(corral.background())
         by: dict[str, list[int]] = {"target": [], "follower": [], "drain": []}
+
+        progress = Progress()
 
         async def target() -> None:
             while True:
@@ -91,6 +130,7 @@ def recv_op(cap: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
                 except corral.EndOfChannel:
                     return
                 by["target"].append(x)
+                progress.done += 1
 
         async def follower() -> None:  # queued behind the target
             for _ in range(2):
@@ -105,26 +145,30 @@ def recv_op(cap: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
             ch.close()
 
         t = asyncio.create_task(target())
-        _target(sched, how, t, ctx)
+        _target(sched, how, t, ctx, progress)
         f = asyncio.create_task(follower())
         p = asyncio.create_task(producer())
         await asyncio.gather(t, return_exceptions=True)
         by["drain"] = [x async for x in ch]  # what nobody took; lets the producer finish
         await asyncio.gather(f, p)
         ctx.cancel()
+        if strict:
+            _not_swallowed(t, progress)
         everything = sorted(x for xs in by.values() for x in xs)
         assert everything == list(range(6)), f"lost or duplicated: {by}"
         for who, xs in by.items():
             _in_order(xs, who)
 
-    scenario.__qualname__ = f"recv_op(cap={cap}, how={how!r})"
+    scenario.__qualname__ = f"recv_op(cap={cap}, how={how!r}, strict={strict})"
     return scenario
 
 
 # --- select ------------------------------------------------------------------------------------
 
 
-def select_op(n_cases: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
+def select_op(
+    n_cases: int, how: str, strict: bool = False
+) -> Callable[[Schedule], Awaitable[None]]:
     """The target selects over ``n_cases - 1`` receive cases and one send case, 3 rounds."""
 
     async def scenario(sched: Schedule) -> None:
@@ -138,6 +182,8 @@ def select_op(n_cases: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
         offered_sent: list[tuple[str, int]] = []
         out_got: list[tuple[str, int]] = []
 
+        progress = Progress()
+
         async def target() -> None:
             live = list(ins)
             for r in range(3):
@@ -150,6 +196,7 @@ def select_op(n_cases: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
                     received.append(s.value)
                 else:
                     del live[s.index]
+                progress.done += 1
 
         async def produce(k: int) -> None:
             for i in range(2):
@@ -161,7 +208,7 @@ def select_op(n_cases: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
             out_got.extend([x async for x in out])
 
         t = asyncio.create_task(target())
-        _target(sched, how, t, ctx)
+        _target(sched, how, t, ctx, progress)
         prods = [asyncio.create_task(produce(k)) for k in range(len(ins))]
         oc = asyncio.create_task(out_consumer())
         await asyncio.gather(t, return_exceptions=True)
@@ -170,13 +217,15 @@ def select_op(n_cases: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
         out.close()
         await oc
         ctx.cancel()
+        if strict:
+            _not_swallowed(t, progress)
         got = received + [x for d in drained for x in d]
         assert sorted(got) == sorted(produced), f"produced {produced}, got {got}"
         assert out_got == offered_sent, f"send case: reported {offered_sent}, got {out_got}"
         for k in range(len(ins)):
             _in_order([x for x in received if x[0] == k], f"channel {k}")
 
-    scenario.__qualname__ = f"select_op(cases={n_cases}, how={how!r})"
+    scenario.__qualname__ = f"select_op(cases={n_cases}, how={how!r}, strict={strict})"
     return scenario
 
 
@@ -264,6 +313,39 @@ def test_cancel_at_every_step_loses_nothing_and_strands_nobody(
             "cancellation sweep", f"{name}, cancelled via {how}", value, "", report is not None
         )
     assert report.landed > 0  # the sweep really cancelled something
+
+
+STRICT_OPERATIONS: list[tuple[str, Callable[[], Callable[[Schedule], Awaitable[None]]]]] = [
+    ("send cap=0", lambda: send_op(0, "task", strict=True)),
+    ("send cap=1", lambda: send_op(1, "task", strict=True)),
+    ("recv cap=0", lambda: recv_op(0, "task", strict=True)),
+    ("recv cap=1", lambda: recv_op(1, "task", strict=True)),
+    ("select 3 cases", lambda: select_op(3, "task", strict=True)),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), STRICT_OPERATIONS, ids=[n for n, _ in STRICT_OPERATIONS])
+def test_a_cancelled_task_gets_the_cancellation_at_its_next_operation(
+    name: str, make: Callable[[], Callable[[Schedule], Awaitable[None]]]
+) -> None:
+    """docs/design.md: an operation that completed although its task was cancelled returns
+    its result, "and the cancellation is re-delivered at its next await". A task that ends
+    normally after ``task.cancel()`` returned True may have done only that one operation.
+
+    Fails while the re-delivery is a ``call_soon`` callback: operations that complete
+    without suspending (a waiting receiver, buffer room) run before it, and a task that
+    returns first ends with a result (see the reliability report)."""
+    report = None
+    try:
+        report = ct.cancel_sweep(make(), seeds=range(SEEDS))
+    finally:
+        figures.record(
+            "cancellation sweep",
+            f"{name}: cancellation reaches the task at its next operation",
+            f"{report.runs} cancel points, 0 swallowed" if report else "FAILED (bug reported)",
+            "",
+            report is not None,
+        )
 
 
 def test_the_sweep_catches_an_abort_that_ignores_the_claim(monkeypatch: pytest.MonkeyPatch) -> None:
