@@ -20,7 +20,6 @@ import asyncio
 import contextvars
 import inspect
 import itertools
-import sys
 import weakref
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -42,7 +41,7 @@ from .._core.waiter import AsyncWaiter, Waiter
 from .._errors import GroupError
 from .._threads.group import WorkerPool
 from .channel import new_waiter
-from .wait import park
+from .wait import drop_withdrawn_cancel, park
 
 __all__ = ["Group"]
 
@@ -52,19 +51,6 @@ Ts = TypeVarTuple("Ts")
 _get_running_loop = asyncio.events._get_running_loop
 _JOIN_ABORTED = asyncio.CancelledError()
 _pool_names = itertools.count(1)
-
-
-async def _drop_withdrawn_cancel(task: asyncio.Task[Any]) -> None:
-    """Python < 3.13: ``uncancel()`` down to 0 leaves the task's pending-cancel flag set
-    (3.13 clears it), so a cancellation withdrawn by everyone who asked for it would still
-    be delivered at the caller's next await. Take delivery here and drop it. Only called
-    with ``cancelling() == 0``; a request that arrives meanwhile is re-raised."""
-    if sys.version_info < (3, 13) and getattr(task, "_must_cancel", False):
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            if task.cancelling():
-                raise
 
 
 def _give_back(sem: SemaphoreState, _: Waiter) -> None:
@@ -395,7 +381,7 @@ class Group:
         if cancelled and task is not None and err is not None:
             self._recancel_if_outside(task)
         if task is not None and task.cancelling() == 0:
-            await _drop_withdrawn_cancel(task)
+            await drop_withdrawn_cancel(task)
         if err is not None:
             raise_preserving_context(err)
         if cancelled:
@@ -445,7 +431,7 @@ class Group:
             if parent.uncancel() == 0:
                 propagate_cancel = False  # the only cancellation was our own
         if parent.cancelling() == 0:
-            await _drop_withdrawn_cancel(parent)
+            await drop_withdrawn_cancel(parent)
         err = None if was_finished else st.outcome()
         if err is not None:
             # Errors win over a cancellation (gh-95704); a pending outside cancellation is

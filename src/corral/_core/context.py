@@ -28,6 +28,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
+from .._aio.wait import drop_withdrawn_cancel
 from .._errors import Cancelled, DeadlineExceeded
 from . import timer as _timer
 from .waiter import AsyncWaiter, ThreadWaiter
@@ -424,14 +425,14 @@ class _CancelScope:
             g._remove_callback(self._handle)
         # uncancel() balances our cancel() whatever happened; only a CancelledError that is
         # ours (no other cancel request pending) becomes the context's error.
-        if (
-            self._fired
-            and self._task.uncancel() <= self._base
-            and et is not None
-            and issubclass(et, asyncio.CancelledError)
-        ):
-            assert g is not None
-            raise g._fresh_error() from e
+        if self._fired:
+            ours = self._task.uncancel() <= self._base
+            if ours and et is not None and issubclass(et, asyncio.CancelledError):
+                assert g is not None
+                raise g._fresh_error() from e
+            if ours and et is None and self._task.cancelling() == 0:
+                # The block finished before our cancel landed: withdraw it for good.
+                await drop_withdrawn_cancel(self._task)
 
 
 def _check_timeout(timeout: float | None, name: str = "timeout") -> None:
