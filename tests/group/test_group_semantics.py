@@ -200,9 +200,9 @@ async def test_base_exception_wins_over_errors(
     assert {type(e) for e in g.errors} == {Boom, Fatal}
 
 
+# Threads only: asyncio re-raises SystemExit out of the event loop (see test_group_aio).
+@pytest.mark.parametrize("flavour", ["threads"], indirect=True)
 async def test_system_exit_in_a_worker_propagates(flavour: Flavour) -> None:
-    if flavour.name != "threads":
-        pytest.skip("asyncio re-raises SystemExit out of the event loop: see test_group_aio")
     g = flavour.group()
     with pytest.raises(SystemExit):
         async with g:
@@ -345,6 +345,8 @@ async def test_worker_results(flavour: Flavour) -> None:
     assert [await flavour.result(h) for h in hs] == list(range(5))
 
 
+# Not "aio-threads": a thread worker of an asyncio group cannot await its wait().
+@pytest.mark.parametrize("flavour", ["aio", "threads"], indirect=True)
 async def test_wait_from_a_worker_is_a_group_error(flavour: Flavour) -> None:
     g = flavour.group()
     target = g.g if flavour.name == "threads" else g
@@ -365,10 +367,8 @@ async def test_wait_from_a_worker_is_a_group_error(flavour: Flavour) -> None:
     async with g:
         if flavour.name == "threads":
             await g.go(sync_wait)
-        elif flavour.name == "aio":
-            await g.go(async_wait)
         else:
-            pytest.skip("a thread worker of an asyncio group cannot call its wait()")
+            await g.go(async_wait)
     assert len(seen) == 1
     assert "wait for itself" in str(seen[0])
 
