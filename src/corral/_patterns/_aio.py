@@ -580,7 +580,7 @@ def fan_out(
 
     ``items`` may be any iterable, an async iterable, or a corral Channel, endless or
     not: it is read lazily, and at most ``workers + buffer`` items are in flight (taken
-    from ``items`` and not yet delivered). Results come as they complete; with
+    from ``items`` and not yet delivered; one more for an async iterable). Results come as they complete; with
     ``ordered=True``, in input order, with at most ``window`` items (default
     ``workers + buffer``) between the oldest unfinished one and the newest taken, so one
     slow item cannot make memory grow.
