@@ -126,6 +126,10 @@ class Stage:
     """One stage of a pipeline; make it with :func:`stage` (the checks live there).
 
     ``workers`` run ``fn`` concurrently; up to ``buffer`` results wait for the next stage.
+
+    >>> import corral
+    >>> corral.stage(str.upper, workers=2).kind  # a plain function runs in threads
+    'thread'
     """
 
     fn: Callable[..., Any]
@@ -281,6 +285,12 @@ class Progress:
     """What a progress callback gets: results delivered so far, failures, elapsed time.
 
     ``total`` is ``len(items)`` when the input has a length, else ``None``.
+
+    >>> import corral.threads
+    >>> seen = []
+    >>> _ = corral.threads.fan_out(abs, range(5), workers=2, progress=seen.append).collect()
+    >>> seen[-1].done, seen[-1].total, seen[-1].failed
+    (5, 5, 0)
     """
 
     done: int
@@ -373,6 +383,13 @@ class StageStatistics:
     ``utilization`` is ``busy / (workers * elapsed)``: near 1.0 for the bottleneck.
     Buffer figures describe this stage's *output* buffer (``buffer_mean`` and
     ``buffer_high`` are sampled as results are delivered).
+
+    >>> import corral.threads
+    >>> with corral.threads.pipeline(range(10), corral.stage(abs, name="abs")) as out:
+    ...     _ = list(out)
+    >>> s = out.statistics().stages[0]
+    >>> s.name, s.run_in, s.items_in, s.items_out, s.errors
+    ('abs', 'thread', 10, 10, 0)
     """
 
     name: str

@@ -332,6 +332,14 @@ class Flow(Generic[R]):
     returns only once nothing the run started is still running. The first error of an
     ``errors="raise"`` stage is raised by the iteration (or, if the block ended without
     seeing it, when the block exits). ``collect()`` does all of this in one call.
+
+    >>> import corral.threads
+    >>> def main():
+    ...     with corral.threads.fan_out(abs, range(-5, 0), workers=2, ordered=True) as results:
+    ...         first = [r for r in results][:2]
+    ...     return first, results.statistics().running
+    >>> main()
+    ([5, 4], False)
     """
 
     __slots__ = (
@@ -582,8 +590,8 @@ def fan_out(
 
     ``items`` may be any iterable, an async iterable, or a corral Channel, endless or
     not: it is read lazily, and at most ``workers + buffer`` items are in flight (taken
-    from ``items`` and not yet delivered; one more for an async iterable). Results come as they complete; with
-    ``ordered=True``, in input order, with at most ``window`` items (default
+    from ``items`` and not yet delivered; one more for an async iterable). Results come
+    as they complete; with ``ordered=True``, in input order, with at most ``window`` items (default
     ``workers + buffer``) between the oldest unfinished one and the newest taken, so one
     slow item cannot make memory grow.
 
@@ -676,6 +684,13 @@ class RelayChannel(rt.Channel[T]):
     buffered items are drained (instead of a normal end); and ``dropped`` counts the items
     a ``tee(policy="drop")`` dropped for this output. Closing it tells the worker this
     consumer has left. (``select`` on it sees a plain channel.)
+
+    >>> import corral.threads
+    >>> def main():
+    ...     out = corral.threads.or_done(corral.background(), ["a", "b"])
+    ...     return [x for x in out], out.dropped, out.closed
+    >>> main()
+    (['a', 'b'], 0, True)
     """
 
     __slots__ = ("_ctx", "_dropped", "_failure", "_failure_raised")
