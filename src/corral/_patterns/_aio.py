@@ -26,7 +26,6 @@ from .._shells import ChannelBase
 from . import _rt_aio as rt
 from ._common import (
     COLLECT,
-    DEFAULT_BUFFER,
     MISSING,
     RAISE,
     SKIP,
@@ -514,7 +513,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["raise", "skip"] = ...,
@@ -529,7 +528,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["collect"],
@@ -544,7 +543,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["raise", "skip"] = ...,
@@ -559,7 +558,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["collect"],
@@ -575,7 +574,7 @@ def fan_out(
     items: object,
     *,
     workers: int | None = None,
-    buffer: int = DEFAULT_BUFFER,
+    buffer: int | None = None,
     ordered: bool = False,
     window: int | None = None,
     errors: ErrorPolicy = "raise",
@@ -588,7 +587,8 @@ def fan_out(
 
     ``items`` may be any iterable, an async iterable, or a corral Channel, endless or
     not: it is read lazily, and at most ``workers + buffer`` items are in flight (taken
-    from ``items`` and not yet delivered; one more for an async iterable). Results come
+    from ``items`` and not yet delivered; one more for an async iterable; ``buffer``
+    defaults to 16, or to ``workers`` if that is more). Results come
     as they complete; with ``ordered=True``, in input order, with at most ``window`` items (default
     ``workers + buffer``) between the oldest unfinished one and the newest taken, so one
     slow item cannot make memory grow.

@@ -75,6 +75,17 @@ RAISE, COLLECT, SKIP = 0, 1, 2
 DEFAULT_BUFFER = 16
 
 
+def default_buffer(workers: int) -> int:
+    """The default buffer: 16, or one slot per worker when there are more workers.
+
+    When the next stage (or the consumer) is the slower one, each time the buffer drains
+    every worker parked on it with a result is woken once: with fewer slots than workers
+    that is more than one wake-up per item (measured: 100 task workers of a trivial
+    function, 4.1 us per item with 16 slots, 2.0 with 100, 0.7 with 1,024).
+    """
+    return max(DEFAULT_BUFFER, workers)
+
+
 class _Sentinel:
     __slots__ = ("_name",)
 
@@ -202,13 +213,15 @@ def stage(
     fn: Callable[..., Any],
     *,
     workers: int = 1,
-    buffer: int = DEFAULT_BUFFER,
+    buffer: int | None = None,
     run_in: RunIn | None = None,
     executor: Executor | None = None,
     errors: ErrorPolicy = "raise",
     name: str | None = None,
 ) -> Stage:
     """A pipeline stage: ``workers`` concurrent calls of ``fn``, ``buffer`` results queued.
+
+    ``buffer`` defaults to 16, or to ``workers`` if that is more.
 
     Where ``fn`` runs (``run_in``): coroutine functions as tasks, plain functions in
     threads (the default for each), ``"process"`` in a process pool the pipeline owns
@@ -226,7 +239,7 @@ def stage(
     what = "stage"
     check_fn(fn, what)
     check_int(workers, what, "workers", 1)
-    check_int(buffer, what, "buffer", 0)
+    buffer = default_buffer(workers) if buffer is None else check_int(buffer, what, "buffer", 0)
     check_run_in(run_in, executor, fn, what)
     check_errors(errors, what)
     if name is not None and not isinstance(name, str):
@@ -589,7 +602,7 @@ def plan_fan_out(
     items: object,
     *,
     workers: int | None,
-    buffer: int,
+    buffer: int | None,
     ordered: bool,
     window: int | None,
     errors: ErrorPolicy,
@@ -604,7 +617,8 @@ def plan_fan_out(
     if workers is None:
         workers = os.cpu_count() or 1
     check_int(workers, what, "workers", 1)
-    check_int(buffer, what, "buffer", 0)
+    if buffer is not None:
+        check_int(buffer, what, "buffer", 0)
     check_errors(errors, what)
     check_run_in(run_in, executor, fn, what)
     check_ctx_arg(ctx, what)
@@ -612,6 +626,8 @@ def plan_fan_out(
     total = _total(items)
     if total is not None:
         workers = max(1, min(workers, total))  # no idle workers for a short list
+    if buffer is None:
+        buffer = default_buffer(workers)
     st = Stage(fn, workers, buffer, run_in, executor, errors, None)
     window = _check_window(window, ordered, what, workers + buffer)
     return FlowPlan(what, items, (st,), ordered, window, ctx, progress, total)

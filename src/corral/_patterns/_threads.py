@@ -28,7 +28,6 @@ from .._shells import ChannelBase
 from . import _rt_threads as rt
 from ._common import (
     COLLECT,
-    DEFAULT_BUFFER,
     MISSING,
     RAISE,
     SKIP,
@@ -516,7 +515,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["raise", "skip"] = ...,
@@ -531,7 +530,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["collect"],
@@ -546,7 +545,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["raise", "skip"] = ...,
@@ -561,7 +560,7 @@ def fan_out(
     items: Iterable[T] | AsyncIterable[T] | ChannelBase[T],
     *,
     workers: int | None = ...,
-    buffer: int = ...,
+    buffer: int | None = ...,
     ordered: bool = ...,
     window: int | None = ...,
     errors: Literal["collect"],
@@ -577,7 +576,7 @@ def fan_out(
     items: object,
     *,
     workers: int | None = None,
-    buffer: int = DEFAULT_BUFFER,
+    buffer: int | None = None,
     ordered: bool = False,
     window: int | None = None,
     errors: ErrorPolicy = "raise",
@@ -590,7 +589,8 @@ def fan_out(
 
     ``items`` may be any iterable, an async iterable, or a corral Channel, endless or
     not: it is read lazily, and at most ``workers + buffer`` items are in flight (taken
-    from ``items`` and not yet delivered; one more for an async iterable). Results come
+    from ``items`` and not yet delivered; one more for an async iterable; ``buffer``
+    defaults to 16, or to ``workers`` if that is more). Results come
     as they complete; with ``ordered=True``, in input order, with at most ``window`` items (default
     ``workers + buffer``) between the oldest unfinished one and the newest taken, so one
     slow item cannot make memory grow.
