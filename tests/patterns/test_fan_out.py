@@ -239,6 +239,30 @@ async def test_cancelled_consumer_waits_for_thread_workers_then_reraises() -> No
     assert flow.statistics().running is False
 
 
+async def test_a_stage_error_is_not_lost_to_a_cancellation_racing_it() -> None:
+    # spdl PR #1572's shape: the consumer is cancelled from outside while a worker's
+    # error is waiting to be raised; the error still comes out (the cancellation is its
+    # __context__).
+    failed = asyncio.Event()
+
+    async def body(x: int) -> int:
+        if x == 0:
+            failed.set()
+            raise LookupError("stage failed")
+        return x
+
+    async def consume() -> None:
+        async with corral.fan_out(body, range(3), workers=1):
+            await asyncio.Event().wait()  # busy elsewhere: never reads the results
+
+    task = asyncio.create_task(consume())
+    await failed.wait()
+    task.cancel()
+    with pytest.raises(LookupError, match="stage failed") as info:
+        await task
+    assert isinstance(info.value.__context__, asyncio.CancelledError)
+
+
 async def test_parent_ctx_cancellation_raises_cancelled(flavour: Flavour, kind: Kind) -> None:
     parent = corral.with_cancel(corral.background())
     got = []

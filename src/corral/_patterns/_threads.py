@@ -383,9 +383,14 @@ class Flow(Generic[R]):
         self.close()
         run = self._run
         assert run is not None
-        if et is None and run.error is not None and not self._raised:
+        # An error the consumer has not seen is raised, even when the block is left by a
+        # cancellation (which becomes its __context__): a stage failure must not be lost
+        # to a cancellation racing it (lessons-from-peers, item 12; TaskGroup does the
+        # same). Any other exception leaving the block wins.
+        unseen = run.error is not None and not self._raised
+        if unseen and (e is None or rt.is_cancellation(e)):
             self._raised = True
-            raise run.error
+            raise run.error  # type: ignore[misc]  # narrowed by `unseen`
 
     def __iter__(self) -> Flow[R]:
         return self
