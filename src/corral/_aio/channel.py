@@ -10,7 +10,8 @@ from .._core.context import Context, _check_timeout
 from .._core.waiter import AsyncWaiter
 from .._errors import ChannelClosed, EndOfChannel
 from .._shells import ChannelBase, check_ctx
-from .wait import cancelled_while_parked, park
+from . import wait as _wait
+from .wait import cancelled_while_parked, park, pay_owed
 
 __all__ = ["Channel", "new_waiter"]
 
@@ -51,6 +52,8 @@ class Channel(ChannelBase[T]):
         sent), ``DeadlineExceeded`` after ``timeout`` seconds, ``Cancelled`` when ``ctx``
         is done. Cancelled or timed out, the send had no effect.
         """
+        if _wait.owed:
+            pay_owed()
         st = self._st
         if ctx is None and timeout is None:
             # The buffered fast path of ChannelState.send, inlined: a method call is a
@@ -88,6 +91,8 @@ class Channel(ChannelBase[T]):
 
         Cancelled or timed out, nothing was taken from the channel.
         """
+        if _wait.owed:
+            pay_owed()
         st = self._st
         if ctx is None and timeout is None:
             # The buffered fast path of ChannelState.recv, inlined (see send).
@@ -123,6 +128,8 @@ class Channel(ChannelBase[T]):
         return self
 
     async def __anext__(self) -> T:
+        if _wait.owed:
+            pay_owed()
         st = self._st
         lock = st.lock
         lock.acquire()

@@ -10,8 +10,9 @@ from .._core.context import Context, _check_timeout
 from .._core.semaphore import check_weight
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import SemaphoreBase, check_ctx
+from . import wait as _wait
 from .channel import new_waiter
-from .wait import park
+from .wait import park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.semaphore import Semaphore as ThreadSemaphore
@@ -74,6 +75,8 @@ class Semaphore(SemaphoreBase):
         return _Acquire(self, n, timeout, ctx)
 
     async def _acquire(self, n: int, timeout: float | None, ctx: Context | None) -> None:
+        if _wait.owed:
+            pay_owed()
         if ctx is not None:
             check_ctx(ctx, "Semaphore.acquire")
         st = self._st

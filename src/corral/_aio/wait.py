@@ -11,6 +11,11 @@ decides which one happened when a cancellation races a wake-up:
   next await, unless whoever asked for it withdrew it meanwhile (``asyncio.timeout``
   does, via ``uncancel``, when it exits: re-delivering then would cancel the wrong
   code). A semaphore acquire instead gives the permits back and raises, as Go does.
+
+"Next await" includes corral operations that would complete without suspending: until
+the owed cancellation is delivered, every corral operation of that task checks
+:data:`owed` on entry and raises it there. Otherwise a task looping over a channel that
+always has an item ready would never suspend and never see its cancellation.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from .._core.context import CancelContext, Context
     from .._core.waiter import AsyncWaiter, Waiter
 
-__all__ = ["cancelled_while_parked", "drop_withdrawn_cancel", "park"]
+__all__ = ["cancelled_while_parked", "drop_withdrawn_cancel", "owed", "park", "pay_owed"]
 
 _TASK_CANCELLED = asyncio.CancelledError()
 
@@ -40,7 +45,29 @@ def _abort_ctx(w: Waiter, g: CancelContext) -> None:
     w.abort(g._fresh_error())
 
 
+# Tasks owed a cancellation that arrived after their operation had completed, with their
+# ``cancelling()`` count at that moment. Paid at the task's next corral operation
+# (pay_owed) or by _recancel at its next suspension, whichever comes first.
+owed: dict[asyncio.Task[object], int] = {}
+
+
+def pay_owed() -> None:
+    """Raise the cancellation owed to the current task, if it is still requested.
+
+    Called on entry to every asyncio operation when :data:`owed` is not empty (one dict
+    truthiness test on the fast path otherwise).
+    """
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - corral operations run inside tasks
+        return
+    requested = owed.pop(task, None)
+    if requested is not None and task.cancelling() >= requested:
+        raise asyncio.CancelledError()
+
+
 def _recancel(task: asyncio.Task[object], requested: int) -> None:
+    if owed.pop(task, None) is None:
+        return  # paid already, by pay_owed
     # Still requested (nobody called uncancel since): deliver it at the current await.
     if not task.done() and task.cancelling() >= requested:
         task.uncancel()
@@ -61,7 +88,9 @@ def cancelled_while_parked(w: AsyncWaiter, undo: Callable[[Waiter], None] | None
         return True
     task = asyncio.current_task()
     assert task is not None
-    w.loop.call_soon(_recancel, task, task.cancelling())
+    requested = task.cancelling()
+    owed[task] = requested
+    w.loop.call_soon(_recancel, task, requested)
     return False
 
 
