@@ -462,3 +462,18 @@ async def test_fan_out_must_be_entered_and_only_once(flavour: Flavour) -> None:
     assert await flavour.collect(flow) != []
     with pytest.raises(RuntimeError, match="already started"):
         await flavour.collect(flow)
+
+
+async def test_a_plain_function_returning_a_coroutine_is_an_item_error(flavour: Flavour) -> None:
+    # A lambda around an async def is a plain function: it would run in a thread and
+    # hand back a coroutine nobody awaits. It is an error instead (and the coroutine is
+    # closed: no "never awaited" warning, which the harness would report).
+    async def fetch(x: int) -> int:
+        return x
+
+    flow = flavour.fan_out(lambda x: fetch(x), range(3), workers=1, errors="collect")
+    out = await flavour.collect(flow)
+    assert len(out) == 3
+    for o in out:
+        assert isinstance(o.error, TypeError)
+        assert "returned a coroutine: make it an `async def` function" in str(o.error)
