@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Generic, Self, TypeVar
 
+from ._core import views
 from ._core.channel import (
     CLOSED,
     EMPTY,
@@ -36,22 +37,16 @@ def check_ctx(ctx: object, what: str) -> None:
 
 
 class ChannelBase(Generic[T]):
-    __slots__ = ("_st",)
+    __slots__ = ("__weakref__", "_st")
     _flavour: str = ""
 
     def __init__(self, capacity: float = 0) -> None:
         self._st: ChannelState[T] = ChannelState(check_capacity(capacity))
-        self._st.views[self._flavour] = self
+        views.register(self._st, self._flavour, self)
 
     @classmethod
     def _view(cls, st: ChannelState[Any]) -> Self:
-        view = st.views.get(cls._flavour)
-        if view is None:
-            view = cls.__new__(cls)
-            view._st = st
-            st.views[cls._flavour] = view
-        assert isinstance(view, cls)
-        return view
+        return views.view_of(cls, cls._flavour, st)
 
     def send_nowait(self, item: T) -> None:
         """Send without waiting; raise ``WouldBlock`` if no receiver or buffer slot is free."""
@@ -115,22 +110,16 @@ class ChannelBase(Generic[T]):
 
 
 class SemaphoreBase:
-    __slots__ = ("_st",)
+    __slots__ = ("__weakref__", "_st")
     _flavour: str = ""
 
     def __init__(self, size: int = 1) -> None:
         self._st = SemaphoreState(check_size(size))
-        self._st.views[self._flavour] = self
+        views.register(self._st, self._flavour, self)
 
     @classmethod
     def _view(cls, st: SemaphoreState) -> Self:
-        view = st.views.get(cls._flavour)
-        if view is None:
-            view = cls.__new__(cls)
-            view._st = st
-            st.views[cls._flavour] = view
-        assert isinstance(view, cls)
-        return view
+        return views.view_of(cls, cls._flavour, st)
 
     @property
     def size(self) -> int:

@@ -2,45 +2,88 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._core.context import Context, _check_timeout
-from .._core.semaphore import check_weight
+from .._core.semaphore import SemaphoreState, check_weight
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import SemaphoreBase, check_ctx
 from . import wait as _wait
 from .channel import new_waiter
-from .wait import park, pay_owed
+from .wait import cancelled_while_parked, park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.semaphore import Semaphore as ThreadSemaphore
 
 __all__ = ["Semaphore"]
 
+_DONE: Any = iter(())  # an exhausted iterator: awaiting it completes at once, in C
+
+
+async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Context | None) -> None:
+    if _wait.owed:
+        pay_owed()
+    if ctx is not None:
+        check_ctx(ctx, "Semaphore.acquire")
+    w = st.acquire(n, new_waiter)
+    if w is None:
+        return
+    assert isinstance(w, AsyncWaiter)
+
+    def undo(_: Waiter) -> None:
+        st.release(n)
+
+    if timeout is None and ctx is None:
+        try:  # park() inlined for the plain case, as the channel does
+            await w.fut
+        except asyncio.CancelledError:
+            if cancelled_while_parked(w, undo):
+                raise
+        return
+    await park(w, timeout, ctx, undo)
+
 
 class _Acquire:
-    """``await sem.acquire(n)`` or ``async with sem.acquire(n):`` (released on exit)."""
+    """``await sem.acquire(n)`` or ``async with sem.acquire(n):`` (released on exit).
 
-    __slots__ = ("_ctx", "_n", "_sem", "_timeout")
+    Immutable, so the semaphore hands out one shared ``acquire(1)`` object. It refers to
+    the state, not to the view, so caching it on the view makes no reference cycle.
+    """
 
-    def __init__(self, sem: Semaphore, n: int, timeout: float | None, ctx: Context | None):
-        self._sem = sem
+    __slots__ = ("_ctx", "_n", "_st", "_timeout")
+
+    def __init__(self, st: SemaphoreState, n: int, timeout: float | None, ctx: Context | None):
+        self._st = st
         self._n = n
         self._timeout = timeout
         self._ctx = ctx
 
     def __await__(self) -> Generator[Any, None, None]:
-        return self._sem._acquire(self._n, self._timeout, self._ctx).__await__()
+        if self._ctx is None and not _wait.owed:
+            # SemaphoreState.acquire's fast path, inlined: with free permits and nobody
+            # queued, no coroutine is built at all (most of an uncontended acquire's cost).
+            st = self._st
+            n = self._n
+            lock = st.lock
+            lock.acquire()
+            try:
+                if st.size - st.cur >= n and not st.waiters:
+                    st.cur += n
+                    return _DONE  # type: ignore[no-any-return]
+            finally:
+                lock.release()
+        return _acquire(self._st, self._n, self._timeout, self._ctx).__await__()
 
     async def __aenter__(self) -> None:
-        await self._sem._acquire(self._n, self._timeout, self._ctx)
+        await self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._sem._st.release(self._n)
+        self._st.release(self._n)
 
 
 class Semaphore(SemaphoreBase):
@@ -55,8 +98,9 @@ class Semaphore(SemaphoreBase):
     3
     """
 
-    __slots__ = ()
+    __slots__ = ("_acquire1",)
     _flavour = "aio"
+    _acquire1: _Acquire
 
     def acquire(
         self, n: int = 1, *, timeout: float | None = None, ctx: Context | None = None
@@ -67,28 +111,18 @@ class Semaphore(SemaphoreBase):
         ``timeout``; ``Cancelled`` if ``ctx`` is done (even when permits are free). A
         cancelled or timed-out acquire holds nothing.
         """
+        if n == 1 and timeout is None and ctx is None and n.__class__ is int:
+            try:
+                return self._acquire1
+            except AttributeError:
+                acq = self._acquire1 = _Acquire(self._st, 1, None, None)
+                return acq
         n = check_weight(n, self._st.size, "Semaphore.acquire")
         if timeout is not None:
             _check_timeout(timeout)
         if ctx is not None and not isinstance(ctx, Context):
             raise TypeError(f"Semaphore.acquire: ctx must be a corral Context, got {ctx!r}")
-        return _Acquire(self, n, timeout, ctx)
-
-    async def _acquire(self, n: int, timeout: float | None, ctx: Context | None) -> None:
-        if _wait.owed:
-            pay_owed()
-        if ctx is not None:
-            check_ctx(ctx, "Semaphore.acquire")
-        st = self._st
-        w = st.acquire(n, new_waiter)
-        if w is None:
-            return
-        assert isinstance(w, AsyncWaiter)
-
-        def undo(_: Waiter) -> None:
-            st.release(n)
-
-        await park(w, timeout, ctx, undo)
+        return _Acquire(self._st, n, timeout, ctx)
 
     def as_threads(self) -> ThreadSemaphore:
         """The same semaphore as a ``corral.threads.Semaphore``."""

@@ -25,6 +25,7 @@ import math
 import random
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ class ChannelState(Generic[T]):
         self.recvq: deque[Entry] = deque()
         self.sendq: deque[Entry] = deque()
         self.closed = False
-        self.views: dict[str, object] = {}
+        self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
             tracking.track(self)
 

@@ -16,9 +16,11 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import tracking
 from .waiter import Entry, Waiter
@@ -45,6 +47,8 @@ def check_size(size: object) -> int:
 
 
 def check_weight(n: object, size: int, what: str) -> int:
+    if n.__class__ is int and 0 <= n <= size:
+        return n
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"{what}: n must be an int, got {type(n).__name__}")
     if n < 0:
@@ -62,7 +66,7 @@ class SemaphoreState:
         self.size = size
         self.cur = 0
         self.waiters: deque[Entry] = deque()
-        self.views: dict[str, object] = {}
+        self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
             tracking.track(self)
 
@@ -70,8 +74,12 @@ class SemaphoreState:
         n = len(self.waiters)
         return f"<semaphore {id(self):#x} size={self.size} held={self.cur} queued={n}>"
 
+    # ``lock.acquire()`` + ``try/finally`` rather than ``with``: see ChannelState.send.
+
     def acquire(self, n: int, make_waiter: Callable[[], Waiter]) -> Waiter | None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.size - self.cur >= n and not self.waiters:
                 self.cur += n
                 return None
@@ -80,22 +88,33 @@ class SemaphoreState:
             w.entries.append(e)
             self.waiters.append(e)
             return w
+        finally:
+            lock.release()
 
     def try_acquire(self, n: int) -> bool:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if self.size - self.cur >= n and not self.waiters:
                 self.cur += n
                 return True
             return False
+        finally:
+            lock.release()
 
     def release(self, n: int) -> None:
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             if n > self.cur:
                 raise ValueError(
                     f"Semaphore.release: n={n} is more than the {self.cur} permit(s) held"
                 )
             self.cur -= n
-            self._grant_locked()
+            if self.waiters:
+                self._grant_locked()
+        finally:
+            lock.release()
 
     def _grant_locked(self) -> None:
         q = self.waiters

@@ -35,6 +35,7 @@ import asyncio
 import contextvars
 import functools
 import threading
+import weakref
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from functools import partial
@@ -42,7 +43,7 @@ from types import FunctionType
 from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
 
 from .._errors import Cancelled
-from . import tracking
+from . import tracking, views
 from .context import CancelContext, Context, background, with_cancel
 from .waiter import Entry, Waiter
 
@@ -199,7 +200,7 @@ class SingleFlightState:
         self.live: set[Flight] = set()
         self.started = 0
         self.joined = 0
-        self.views: dict[str, object] = {}
+        self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
             tracking.track(self)
 
@@ -351,17 +352,11 @@ class SingleFlightBase(Generic[K, V]):
                 f"SingleFlight: ctx must be a corral Context or None, got {type(ctx).__name__}"
             )
         self._st = SingleFlightState(ctx)
-        self._st.views[self._flavour] = self
+        views.register(self._st, self._flavour, self)
 
     @classmethod
     def _view(cls, st: SingleFlightState) -> Self:
-        view = st.views.get(cls._flavour)
-        if view is None:
-            view = cls.__new__(cls)
-            view._st = st
-            st.views[cls._flavour] = view
-        assert isinstance(view, cls)
-        return view
+        return views.view_of(cls, cls._flavour, st)
 
     def forget(self, key: K) -> None:
         """Forget ``key``: the next call starts a new flight even if one is running (its

@@ -25,7 +25,10 @@ class _Queues(Protocol):
 enabled = False
 _global = False
 _live: weakref.WeakSet[_Queues] = weakref.WeakSet()
-_scopes: list[weakref.WeakSet[_Queues]] = []
+# Scopes hold their primitives strongly: a run's checks (permits still held, waiters
+# still queued) must see a primitive the scenario has already dropped, and primitives
+# are freed by refcount the moment their last view goes.
+_scopes: list[list[_Queues]] = []
 # Primitives are created in any thread; a WeakSet is not safe to add to while another
 # thread iterates it. Only taken while tracking is on.
 _lock = threading.Lock()
@@ -41,7 +44,7 @@ def track(obj: _Queues) -> None:
         if _global:
             _live.add(obj)
         for s in _scopes:
-            s.add(obj)
+            s.append(obj)
 
 
 def start() -> None:
@@ -61,9 +64,12 @@ def stop() -> None:
 
 
 @contextmanager
-def scope() -> Iterator[weakref.WeakSet[_Queues]]:
-    """Collect the primitives created inside the block (in addition to the global set)."""
-    s: weakref.WeakSet[_Queues] = weakref.WeakSet()
+def scope() -> Iterator[list[_Queues]]:
+    """Collect the primitives created inside the block (in addition to the global set).
+
+    The list keeps them alive until the block ends.
+    """
+    s: list[_Queues] = []
     with _lock:
         _scopes.append(s)
         _update_enabled()

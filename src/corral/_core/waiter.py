@@ -86,6 +86,11 @@ class Waiter:
         self.index = index
         self.value = value
         claim.release()
+        if len(self.entries) == 1:
+            # A plain operation: the waker popped its one entry. Dropping it breaks the
+            # waiter <-> entry cycle, so the waiter is freed by refcount, not by the GC.
+            # (A select keeps its entries: its owner unlinks the other cases.)
+            self.entries = []
         if self._wake():
             return True
         # The owner is gone (its loop closed): nobody will read value, so take it back.
