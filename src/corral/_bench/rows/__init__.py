@@ -1,0 +1,10 @@
+"""The built-in rows. Each module registers its rows when imported; add a module, import it here.
+
+Planned (ids reserved, added by whoever writes them): ``group.spawn``, ``fanout.limit100``,
+``pipeline.3stage``, ``fanout.cpu``, ``singleflight.10k``.
+"""
+
+from . import channels as channels
+from . import group_sf as group_sf
+from . import patterns as patterns
+from . import semaphores as semaphores
