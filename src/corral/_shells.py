@@ -134,7 +134,19 @@ class SemaphoreBase:
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits; ``ValueError`` if fewer than ``n`` are held."""
         st = self._st
-        st.release(check_weight(n, st.size, "Semaphore.release"))
+        if n.__class__ is not int or not 0 <= n <= st.size:
+            check_weight(n, st.size, "Semaphore.release")  # raises the right error
+        # SemaphoreState.release's uncontended case, inlined (a third of an uncontended
+        # acquire+release pair is call overhead); the state method keeps the full rule.
+        lock = st.lock
+        lock.acquire()
+        try:
+            if not st.waiters and n <= st.cur:
+                st.cur -= n
+                return
+        finally:
+            lock.release()
+        st.release(n)
 
     def statistics(self) -> SemaphoreStatistics:
         """A :class:`SemaphoreStatistics` snapshot."""
