@@ -10,8 +10,7 @@ from .._core.context import Context, _check_timeout
 from .._core.waiter import AsyncWaiter
 from .._errors import ChannelClosed, EndOfChannel
 from .._shells import ChannelBase, check_ctx
-from . import wait as _wait
-from .wait import cancelled_while_parked, park, pay_owed
+from .wait import cancelled_while_parked, owed, park, pay_owed
 
 __all__ = ["Channel", "new_waiter"]
 
@@ -52,7 +51,7 @@ class Channel(ChannelBase[T]):
         sent), ``DeadlineExceeded`` after ``timeout`` seconds, ``Cancelled`` when ``ctx``
         is done. Cancelled or timed out, the send had no effect.
         """
-        if _wait.owed:
+        if owed:
             pay_owed()
         st = self._st
         if ctx is None and timeout is None:
@@ -91,7 +90,7 @@ class Channel(ChannelBase[T]):
 
         Cancelled or timed out, nothing was taken from the channel.
         """
-        if _wait.owed:
+        if owed:
             pay_owed()
         st = self._st
         if ctx is None and timeout is None:
@@ -128,7 +127,7 @@ class Channel(ChannelBase[T]):
         return self
 
     async def __anext__(self) -> T:
-        if _wait.owed:
+        if owed:
             pay_owed()
         st = self._st
         lock = st.lock

@@ -8,9 +8,8 @@ from .._core.channel import Case, select_poll_or_park
 from .._core.context import Context
 from .._core.waiter import AsyncWaiter
 from .._select import Selected, check_select, selected
-from . import wait as _wait
 from .channel import new_waiter
-from .wait import park, pay_owed
+from .wait import owed, park, pay_owed
 
 __all__ = ["select"]
 
@@ -50,7 +49,7 @@ async def select(
     >>> asyncio.run(main())
     (1, 'hi')
     """
-    if _wait.owed:
+    if owed:
         pay_owed()
     check_select(cases, default, timeout, ctx)
     r = select_poll_or_park(cases, None if default else new_waiter)

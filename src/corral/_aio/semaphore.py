@@ -11,9 +11,8 @@ from .._core.context import Context, _check_timeout
 from .._core.semaphore import SemaphoreState, check_weight
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import SemaphoreBase, check_ctx
-from . import wait as _wait
 from .channel import new_waiter
-from .wait import cancelled_while_parked, park, pay_owed
+from .wait import cancelled_while_parked, owed, park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.semaphore import Semaphore as ThreadSemaphore
@@ -24,7 +23,7 @@ _DONE: Any = iter(())  # an exhausted iterator: awaiting it completes at once, i
 
 
 async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Context | None) -> None:
-    if _wait.owed:
+    if owed:
         pay_owed()
     if ctx is not None:
         check_ctx(ctx, "Semaphore.acquire")
@@ -62,7 +61,7 @@ class _Acquire:
         self._ctx = ctx
 
     def __await__(self) -> Generator[Any, None, None]:
-        if self._ctx is None and not _wait.owed:
+        if self._ctx is None and not owed:
             # SemaphoreState.acquire's fast path, inlined: with free permits and nobody
             # queued, no coroutine is built at all (most of an uncontended acquire's cost).
             st = self._st
