@@ -108,11 +108,14 @@ async def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
     gate = sp.gate
     waiter_class = rt.Waiter
     new_waiter = rt.new_waiter
+    owed = rt.owed
     seq = 0
     n_in = n_out = n_err = 0
     try:
         async with rt.cancel_scope(ctx):
             while True:
+                if owed:  # a cancellation owed to this task is paid at its next operation
+                    rt.pay_owed()
                 if gate is not None:  # ordered mode: a window slot before taking an item
                     await _acquire(gate, pctx, rec)
                 if ibuf is not None:
@@ -223,6 +226,8 @@ async def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: Worke
     try:
         async with rt.cancel_scope(ctx):
             while True:
+                if rt.owed:
+                    rt.pay_owed()
                 if gate is not None:
                     await _acquire(gate, pctx, rec)
                 try:
@@ -293,6 +298,8 @@ class _Pull:
 
     async def next(self, pctx: Context | None) -> Any:
         """The next item; ``_End`` at the end; ``Cancelled`` if ``pctx`` is done meanwhile."""
+        if rt.owed:
+            rt.pay_owed()
         st = self._st
         if st is not None:
             r = st.recv(rt.new_waiter)
@@ -400,6 +407,8 @@ class Flow(Generic[R]):
             raise RuntimeError(f"{what}: enter it first: `async with {what}(...) as results:`")
         if self._done:
             raise StopAsyncIteration
+        if rt.owed:  # as every corral operation does (see corral._aio.wait)
+            rt.pay_owed()
         st = run.out
         buf = st.buf
         lock = run.out_lock  # None: only this loop touches the output (no lock needed)
@@ -745,6 +754,8 @@ class RelayChannel(rt.Channel[T]):
         return self
 
     async def __anext__(self) -> T:
+        if rt.owed:
+            rt.pay_owed()
         if self._ctx_done():
             r: Any = CLOSED
         else:

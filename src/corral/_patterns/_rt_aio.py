@@ -25,7 +25,9 @@ from typing import Any
 from .._aio.channel import Channel as Channel
 from .._aio.channel import new_waiter as new_waiter
 from .._aio.select import select as select
+from .._aio.wait import owed as owed
 from .._aio.wait import park as park
+from .._aio.wait import pay_owed as pay_owed
 from .._core.channel import CLOSED, ChannelState
 from .._core.context import Context
 from .._core.waiter import AsyncWaiter
@@ -44,9 +46,11 @@ __all__ = [
     "iterate",
     "must_reraise",
     "new_waiter",
+    "owed",
     "park",
     "park_ctx",
     "pause",
+    "pay_owed",
     "select",
     "spawn",
     "wait_closed",

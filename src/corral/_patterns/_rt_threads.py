@@ -36,9 +36,11 @@ __all__ = [
     "iterate",
     "must_reraise",
     "new_waiter",
+    "owed",
     "park",
     "park_ctx",
     "pause",
+    "pay_owed",
     "select",
     "spawn",
     "wait_closed",
@@ -47,6 +49,12 @@ __all__ = [
 FLAVOUR = "threads"
 Waiter = ThreadWaiter
 new_waiter = ThreadWaiter
+# asyncio's cancellations owed to tasks (see corral._aio.wait): threads are never owed one.
+owed: dict[Any, int] = {}
+
+
+def pay_owed() -> None:  # pragma: no cover - owed is always empty here
+    return None
 
 
 def park_ctx(ctx: Context) -> Context | None:

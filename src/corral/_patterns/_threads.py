@@ -110,11 +110,14 @@ def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
     gate = sp.gate
     waiter_class = rt.Waiter
     new_waiter = rt.new_waiter
+    owed = rt.owed
     seq = 0
     n_in = n_out = n_err = 0
     try:
         with rt.cancel_scope(ctx):
             while True:
+                if owed:  # a cancellation owed to this task is paid at its next operation
+                    rt.pay_owed()
                 if gate is not None:  # ordered mode: a window slot before taking an item
                     _acquire(gate, pctx, rec)
                 if ibuf is not None:
@@ -225,6 +228,8 @@ def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: WorkerRecor
     try:
         with rt.cancel_scope(ctx):
             while True:
+                if rt.owed:
+                    rt.pay_owed()
                 if gate is not None:
                     _acquire(gate, pctx, rec)
                 try:
@@ -295,6 +300,8 @@ class _Pull:
 
     def next(self, pctx: Context | None) -> Any:
         """The next item; ``_End`` at the end; ``Cancelled`` if ``pctx`` is done meanwhile."""
+        if rt.owed:
+            rt.pay_owed()
         st = self._st
         if st is not None:
             r = st.recv(rt.new_waiter)
@@ -402,6 +409,8 @@ class Flow(Generic[R]):
             raise RuntimeError(f"{what}: enter it first: `with {what}(...) as results:`")
         if self._done:
             raise StopIteration
+        if rt.owed:  # as every corral operation does (see corral._aio.wait)
+            rt.pay_owed()
         st = run.out
         buf = st.buf
         lock = run.out_lock  # None: only this loop touches the output (no lock needed)
@@ -747,6 +756,8 @@ class RelayChannel(rt.Channel[T]):
         return self
 
     def __next__(self) -> T:
+        if rt.owed:
+            rt.pay_owed()
         if self._ctx_done():
             r: Any = CLOSED
         else:
