@@ -58,6 +58,7 @@ class DemoResult:
     cache_hits: int
     cache_misses: int
     singleflight_loads: int
+    singleflight_loads_queried: int
     singleflight_served: int
     singleflight_shared: int
     sf_started: int
@@ -101,6 +102,7 @@ class DemoResult:
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "singleflight_loads": self.singleflight_loads,
+            "singleflight_loads_queried": self.singleflight_loads_queried,
             "singleflight_served": self.singleflight_served,
             "singleflight_shared": self.singleflight_shared,
             "singleflight_statistics": {"started": self.sf_started, "joined": self.sf_joined},
@@ -185,6 +187,7 @@ def _run(cfg: DemoConfig, db: Database, temporary: bool, created: bool) -> DemoR
         cache_hits=counters.cache_hits,
         cache_misses=counters.cache_misses,
         singleflight_loads=counters.loads_started,
+        singleflight_loads_queried=counters.loads_queried,
         singleflight_served=counters.singleflight_served,
         singleflight_shared=counters.singleflight_shared,
         sf_started=counters.sf_started,
@@ -211,15 +214,17 @@ def _check(r: DemoResult, db: Database) -> list[str]:
         )
     if db.in_use:
         problems.append(f"{db.in_use} connection(s) still in use after the run")
-    if r.db_queries["users"] != r.singleflight_loads:
+    if r.db_queries["users"] != r.singleflight_loads_queried:
         problems.append(
-            f"SQLite ran {r.db_queries['users']} user queries but the service started "
-            f"{r.singleflight_loads} singleflight loads"
+            f"SQLite ran {r.db_queries['users']} user queries but the service's singleflight "
+            f"loads made {r.singleflight_loads_queried}"
         )
-    if r.sf_started != r.singleflight_loads:
+    # Every load is a call the SingleFlight started (one it cancels before it runs, when
+    # all its callers left at once, is started but never loads).
+    if r.singleflight_loads > r.sf_started:
         problems.append(
-            f"the SingleFlight reports {r.sf_started} calls started, the service counted "
-            f"{r.singleflight_loads} loads"
+            f"the service ran {r.singleflight_loads} loads but the SingleFlight reports only "
+            f"{r.sf_started} calls started"
         )
     f = r.fault
     if f.injected is None:
@@ -232,6 +237,13 @@ def _check(r: DemoResult, db: Database) -> list[str]:
             + ", ".join(f"{lk.name}: {lk.outcome}" for lk in f.siblings)
         )
     return problems
+
+
+def _cancelled_loads(r: DemoResult) -> str:
+    left = r.singleflight_loads - r.singleflight_loads_queried
+    if not left:
+        return ""
+    return f" ({left} load{'s' if left > 1 else ''} cancelled: every caller left)"
 
 
 def format_text(r: DemoResult) -> str:
@@ -273,7 +285,8 @@ def format_text(r: DemoResult) -> str:
         f"user cache    {n(r.cache_hits + r.cache_misses)} lookups: {n(r.cache_hits)} hits, "
         f"{n(r.cache_misses)} misses",
         f"singleflight  {n(r.singleflight_served)} misses answered by "
-        f"{n(r.singleflight_loads)} user queries: {n(r.singleflight_shared)} queries saved",
+        f"{n(q['users'])} user queries: {n(r.singleflight_shared)} queries saved"
+        + _cancelled_loads(r),
         f"connections   peak {r.peak_db_connections} in use at once, limit {cfg.db_limit}: "
         + ("within the limit" if r.peak_db_connections <= cfg.db_limit else "OVER THE LIMIT")
         + f" ({r.db_connections_opened} opened)",

@@ -90,12 +90,15 @@ class DashboardService:
         params: tuple[object, ...],
         *,
         lookup: Lookup | None = None,
+        on_query: Callable[[], None] | None = None,
     ) -> Rows:
         if lookup is not None:
             lookup.stage = Stage.PERMIT
         async with self._sem.acquire(1, ctx=ctx):
             if lookup is not None:
                 lookup.stage = Stage.QUERY
+            if on_query is not None:
+                on_query()  # from here on the statement runs, whatever happens to the caller
             # Only the failing request's lookups carry a ``lookup``; their queries hang until
             # the Group cancels them, so that cancellation is certain to be what ends them.
             call = functools.partial(
@@ -121,7 +124,7 @@ class DashboardService:
     async def _load_user(self, user_id: int) -> tuple[User, int]:
         # The shared load belongs to no single request: no request's context cancels it.
         load_id = self._counters.load_started()
-        rows = await self._query(None, USER_SQL, (user_id,))
+        rows = await self._query(None, USER_SQL, (user_id,), on_query=self._counters.load_queried)
         user = User(*rows[0])
         self._cache.set(user_id, user)
         return user, load_id

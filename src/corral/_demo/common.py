@@ -131,6 +131,9 @@ class Counters:
         # Singleflight: each execution of the shared load gets an id; every caller that
         # receives a result notes the id it got. Callers beyond one per id were saved a query.
         self.loads_started = 0
+        # Loads that reached the database. A load can end before that: SingleFlight cancels a
+        # call when every caller has left (say, the failing request's cancelled siblings).
+        self.loads_queried = 0
         self._served_by_load: Counter[int] = Counter()
         # The SingleFlight's own statistics at the end of the run, for a cross-check.
         self.sf_started = 0
@@ -157,6 +160,10 @@ class Counters:
         with self._lock:
             self.loads_started += 1
             return self.loads_started
+
+    def load_queried(self) -> None:
+        with self._lock:
+            self.loads_queried += 1
 
     def load_served(self, load_id: int) -> None:
         with self._lock:

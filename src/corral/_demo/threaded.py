@@ -63,12 +63,15 @@ class DashboardService:
         params: tuple[object, ...],
         *,
         lookup: Lookup | None = None,
+        on_query: Callable[[], None] | None = None,
     ) -> Rows:
         if lookup is not None:
             lookup.stage = Stage.PERMIT
         with self._sem.acquire(1, ctx=ctx):
             if lookup is not None:
                 lookup.stage = Stage.QUERY
+            if on_query is not None:
+                on_query()  # from here on the statement runs, whatever happens to the caller
             # Only the failing request's lookups carry a ``lookup``; their queries hang until
             # the Group cancels them, so that cancellation is certain to be what ends them.
             return self._db.query(sql, params, ctx or background(), hang=lookup is not None)
@@ -89,7 +92,7 @@ class DashboardService:
 
     def _load_user(self, user_id: int) -> tuple[User, int]:
         load_id = self._counters.load_started()
-        rows = self._query(None, USER_SQL, (user_id,))
+        rows = self._query(None, USER_SQL, (user_id,), on_query=self._counters.load_queried)
         user = User(*rows[0])
         self._cache.set(user_id, user)
         return user, load_id
