@@ -14,6 +14,8 @@ an ``asyncio.Event`` and takes an ``asyncio.Lock`` per call).
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 from typing import Any
 
 from ..harness import Env, Stopwatch, Timing, check
@@ -134,5 +136,157 @@ register(
     impls=[
         corral_impl("corral", _sf_corral, reference="singleflight (PyPI)"),
         peer_impl("singleflight (PyPI)", _sf_pypi, requires=["singleflight"]),
+    ],
+)
+
+
+# -- group.limit100 ----------------------------------------------------------------------------
+# n tasks, at most 100 alive: each yields once (so the limit is really exercised: workers
+# overlap and slots are handed from finishing tasks to waiting spawns).
+
+_LIMIT = 100
+
+
+async def _yield_once(counter: list[int]) -> None:
+    await asyncio.sleep(0)
+    counter[0] += 1
+
+
+def _limit_corral(env: Env, n: int) -> Timing:
+    async def main() -> Timing:
+        import corral
+
+        done = [0]
+        sw = Stopwatch()
+        async with corral.Group(limit=_LIMIT) as g:
+            go = g.go
+            for _ in range(n):
+                await go(_yield_once, done)
+        dt = sw.stop()
+        check(done[0] == n, f"{done[0]} tasks ran, expected {n}")
+        return dt
+
+    return env.run_async(main)
+
+
+def _limit_recipe(env: Env, n: int) -> Timing:
+    """The hand recipe: a Semaphore taken *before* spawning (so at most 100 tasks exist),
+    released by the task, inside an asyncio.TaskGroup."""
+
+    async def main() -> Timing:
+        done = [0]
+        sem = asyncio.Semaphore(_LIMIT)
+
+        async def work() -> None:
+            try:
+                await _yield_once(done)
+            finally:
+                sem.release()
+
+        sw = Stopwatch()
+        async with asyncio.TaskGroup() as tg:
+            create_task = tg.create_task
+            acquire = sem.acquire
+            for _ in range(n):
+                await acquire()
+                create_task(work())
+        dt = sw.stop()
+        check(done[0] == n, f"{done[0]} tasks ran, expected {n}")
+        return dt
+
+    return env.run_async(main)
+
+
+def _limit_aiometer(env: Env, n: int) -> Timing:
+    aiometer = peer("aiometer")
+
+    async def main() -> Timing:
+        done = [0]
+        jobs = [functools.partial(_yield_once, done)] * n  # run_all needs the list up front
+        sw = Stopwatch()
+        await aiometer.run_all(jobs, max_at_once=_LIMIT)
+        dt = sw.stop()
+        check(done[0] == n, f"{done[0]} tasks ran, expected {n}")
+        return dt
+
+    return env.run_async(main)
+
+
+register(
+    "group.limit100",
+    items=100_000,
+    quick_items=20_000,
+    unit="task",
+    note=(
+        "n tasks that each yield once, at most 100 alive: corral.Group(limit=100) vs the "
+        "hand recipe (asyncio.Semaphore taken before spawning + asyncio.TaskGroup) and "
+        "aiometer.run_all(max_at_once=100)"
+    ),
+    impls=[
+        corral_impl("corral", _limit_corral, reference="Semaphore+TaskGroup", target=1.0),
+        peer_impl("Semaphore+TaskGroup", _limit_recipe),
+        peer_impl("aiometer.run_all", _limit_aiometer, requires=["aiometer"]),
+    ],
+)
+
+
+# -- group.threads -----------------------------------------------------------------------------
+# n trivial jobs on 8 threads: corral.threads.Group(limit=8) vs ThreadPoolExecutor(8).
+
+_THREADS = 8
+
+
+def _threads_corral(env: Env, n: int) -> Timing:
+    import corral.threads
+
+    done = [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        with lock:
+            done[0] += 1
+
+    sw = Stopwatch()
+    with corral.threads.Group(limit=_THREADS) as g:
+        go = g.go
+        for _ in range(n):
+            go(work)
+    dt = sw.stop()
+    check(done[0] == n, f"{done[0]} jobs ran, expected {n}")
+    return dt
+
+
+def _threads_executor(env: Env, n: int) -> Timing:
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    done = [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        with lock:
+            done[0] += 1
+
+    sw = Stopwatch()
+    with ThreadPoolExecutor(_THREADS) as pool:
+        submit = pool.submit
+        futures = [submit(work) for _ in range(n)]
+        wait(futures)
+    dt = sw.stop()
+    check(done[0] == n, f"{done[0]} jobs ran, expected {n}")
+    return dt
+
+
+register(
+    "group.threads",
+    items=20_000,
+    quick_items=5_000,
+    unit="job",
+    note=(
+        "n trivial jobs on 8 threads: corral.threads.Group(limit=8) `g.go(fn)` (blocks for a "
+        "slot: bounded memory) vs ThreadPoolExecutor(8).submit (queues every job up front)"
+    ),
+    impls=[
+        corral_impl("corral.threads", _threads_corral, reference="ThreadPoolExecutor"),
+        peer_impl("ThreadPoolExecutor", _threads_executor),
     ],
 )
