@@ -1,13 +1,14 @@
 """What both flavours' shells share: the non-blocking half of each public class.
 
 Only waiting differs between ``corral.Channel`` and ``corral.threads.Channel``; the
-non-blocking methods, statistics and select cases are written here once.
+non-blocking methods, statistics and select cases are written here once. Likewise for
+``Semaphore`` and for ``Group`` (whose shells differ in how workers run and are waited for).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from ._core import views
 from ._core.channel import (
@@ -20,11 +21,12 @@ from ._core.channel import (
     SendCase,
     check_capacity,
 )
-from ._core.context import Context
+from ._core.context import CancelContext, Context
+from ._core.group import GroupState, GroupStatistics, check_group_args, check_limit
 from ._core.semaphore import SemaphoreState, SemaphoreStatistics, check_size, check_weight
-from ._errors import EndOfChannel, WouldBlock
+from ._errors import EndOfChannel, GroupError, WouldBlock
 
-__all__ = ["ChannelBase", "SemaphoreBase", "check_ctx"]
+__all__ = ["ChannelBase", "GroupBase", "SemaphoreBase", "check_ctx"]
 
 T = TypeVar("T")
 
@@ -155,3 +157,85 @@ class SemaphoreBase:
     def __repr__(self) -> str:
         st = self._st
         return f"<{type(self).__module__}.Semaphore size={st.size} held={st.cur}>"
+
+
+class GroupBase:
+    """Everything of a ``Group`` but starting workers and waiting for them.
+
+    A subclass adds ``go``/``try_go``/``wait`` and its ``with`` protocol, :meth:`_init_flavour`
+    and a ``_pool`` slot (the worker threads it owns, or ``None``), which ``__del__`` shuts
+    down.
+    """
+
+    __slots__ = ("__weakref__", "_entered", "_st")
+    #: the public name, for messages and the repr
+    _public_name: ClassVar[str] = ""
+    #: the block that waits for the group (``with`` or ``async with``), for messages
+    _block: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        ctx: Context | None = None,
+        *,
+        limit: int | None = None,
+        errors: Literal["first", "all"] = "first",
+    ) -> None:
+        parent, lim = check_group_args(ctx, limit, errors)
+        self._st = GroupState(parent, lim, errors)
+        self._entered = False
+        self._init_flavour()
+
+    def _init_flavour(self) -> None:
+        """Set up the flavour's own slots (called last by ``__init__``)."""
+        raise NotImplementedError
+
+    def _check_enter(self) -> None:
+        if self._entered:
+            raise GroupError("Group: a Group can be entered only once")
+        if self._st.finished:
+            raise GroupError("Group: the group has finished (wait() returned); start a new one")
+
+    @property
+    def ctx(self) -> CancelContext:
+        """The group's Context: a child of ``ctx``, cancelled by the first error (its
+        ``cause``) and when the group finishes. Workers watch it to stop early (a thread
+        cannot be interrupted)."""
+        return self._st.ctx
+
+    @property
+    def errors(self) -> tuple[BaseException, ...]:
+        """Every error recorded so far, in order (cancellations excluded)."""
+        return tuple(self._st.errors)
+
+    def set_limit(self, n: int | None) -> None:
+        """Run at most ``n`` workers at once (``None``: no limit; 0 blocks every ``go``).
+
+        ``GroupError`` while workers run or wait for a slot, as Go's ``SetLimit`` panics.
+        """
+        self._st.set_limit(check_limit(n, "Group.set_limit"), "Group.set_limit")
+
+    def statistics(self) -> GroupStatistics:
+        """A :class:`GroupStatistics` snapshot."""
+        return self._st.statistics()
+
+    def __del__(self) -> None:
+        st: GroupState | None = getattr(self, "_st", None)
+        if st is None:
+            return
+        pool = getattr(self, "_pool", None)
+        if pool is not None and not st.finished:
+            pool.shutdown(join=False)
+        first = st.unretrieved()
+        if first is not None:
+            raise GroupError(
+                f"a {self._public_name} was garbage-collected without wait() or "
+                f"`{self._block}`, and {len(st.errors)} of its workers failed; "
+                "the first error is the cause"
+            ) from first
+
+    def __repr__(self) -> str:
+        s = self._st.statistics()
+        return (
+            f"<{self._public_name} running={s.running} limit={s.limit} errors={s.errors}"
+            f"{' finished' if s.finished else ''}>"
+        )

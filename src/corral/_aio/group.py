@@ -25,20 +25,13 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from inspect import CO_COROUTINE
 from types import FunctionType, TracebackType
-from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack, overload
+from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
-from .._core.context import CancelContext, Context
-from .._core.group import (
-    GroupState,
-    GroupStatistics,
-    check_fn,
-    check_group_args,
-    check_limit,
-    raise_preserving_context,
-)
+from .._core.group import check_fn, raise_preserving_context
 from .._core.semaphore import SemaphoreState
 from .._core.waiter import AsyncWaiter, Waiter
 from .._errors import GroupError
+from .._shells import GroupBase
 from .._threads.group import WorkerPool
 from .channel import new_waiter
 from .wait import drop_withdrawn_cancel, park
@@ -112,7 +105,7 @@ async def _in_thread(
     return fut.result()
 
 
-class Group:
+class Group(GroupBase):
     """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for asyncio; no limit.
 
     ``await g.go(fn, *args)`` runs ``fn(*args)`` as a task (an ``async def`` function)
@@ -142,34 +135,24 @@ class Group:
     """
 
     __slots__ = (
-        "__weakref__",
-        "_entered",
         "_exiting",
         "_loop",
         "_parent",
         "_parent_cancel_requested",
         "_parent_waiting",
         "_pool",
-        "_st",
         "_tasks",
     )
+    _public_name = "corral.Group"
+    _block = "async with"
 
-    def __init__(
-        self,
-        ctx: Context | None = None,
-        *,
-        limit: int | None = None,
-        errors: Literal["first", "all"] = "first",
-    ) -> None:
-        parent, lim = check_group_args(ctx, limit, errors)
-        self._st = GroupState(parent, lim, errors)
+    def _init_flavour(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._parent: asyncio.Task[Any] | None = None
         self._parent_cancel_requested = False
         self._parent_waiting = False  # the parent task is inside wait(): do not cancel it
         self._exiting = False
-        self._entered = False
         self._pool: WorkerPool | None = None
         # Weakly: the Context's callback must not keep an abandoned group alive.
         ref = weakref.WeakMethod(self._on_ctx_done)
@@ -397,10 +380,7 @@ class Group:
             task.cancel()
 
     async def __aenter__(self) -> Group:
-        if self._entered:
-            raise GroupError("Group: a Group can be entered only once")
-        if self._st.finished:
-            raise GroupError("Group: the group has finished (wait() returned); start a new one")
+        self._check_enter()
         self._bind("Group")
         self._entered = True
         self._parent = asyncio.current_task()
@@ -448,48 +428,3 @@ class Group:
             raise asyncio.CancelledError()
         # Our own cancellation of the body, withdrawn above, must not leak out.
         return True if isinstance(exc, asyncio.CancelledError) else None
-
-    # -- the rest ----------------------------------------------------------------------
-
-    @property
-    def ctx(self) -> CancelContext:
-        """The group's Context: a child of ``ctx``, cancelled by the first error (its
-        ``cause``), and when the group finishes. Thread workers watch it."""
-        return self._st.ctx
-
-    @property
-    def errors(self) -> tuple[BaseException, ...]:
-        """Every error recorded so far, in order (cancellations excluded)."""
-        return tuple(self._st.errors)
-
-    def set_limit(self, n: int | None) -> None:
-        """Keep at most ``n`` workers alive (``None``: no limit; 0 blocks every ``go``).
-
-        ``GroupError`` while workers run or wait for a slot, as Go's ``SetLimit`` panics.
-        """
-        self._st.set_limit(check_limit(n, "Group.set_limit"), "Group.set_limit")
-
-    def statistics(self) -> GroupStatistics:
-        """A :class:`GroupStatistics` snapshot."""
-        return self._st.statistics()
-
-    def __del__(self) -> None:
-        st: GroupState | None = getattr(self, "_st", None)
-        if st is None:
-            return
-        pool: WorkerPool | None = getattr(self, "_pool", None)
-        if pool is not None and not st.finished:
-            pool.shutdown(join=False)
-        first = st.unretrieved()
-        if first is not None:
-            raise GroupError(
-                f"a corral.Group was garbage-collected without wait() or `async with`, and "
-                f"{len(st.errors)} of its workers failed; the first error is the cause"
-            ) from first
-
-    def __repr__(self) -> str:
-        s = self._st.statistics()
-        return (
-            f"<corral.Group running={s.running} limit={s.limit} errors={s.errors}"
-            f"{' finished' if s.finished else ''}>"
-        )

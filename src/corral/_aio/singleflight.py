@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
 
-from .._core.context import Context, _check_timeout
+from .._core.context import Context
 from .._core.group import check_fn, is_async_callable
 from .._core.singleflight import (
     CURRENT_FLIGHT,
@@ -25,9 +25,11 @@ from .._core.singleflight import (
     SingleFlightState,
     cancel_task_soon,
     fresh_copy,
+    leave_if_cancelled,
+    resolve_future,
+    result_of,
 )
-from .._core.waiter import AsyncWaiter
-from .._shells import check_ctx
+from .._core.waiter import AsyncWaiter, Waiter
 from .._threads.singleflight import start_thread
 from .wait import _recancel, park
 
@@ -47,7 +49,7 @@ _get_running_loop = asyncio.get_running_loop
 _running: set[asyncio.Task[None]] = set()
 
 
-def _launch(
+def _start_flight(
     st: SingleFlightState,
     f: Flight,
     fn: Callable[..., Any],
@@ -108,16 +110,7 @@ def _leave(w: AsyncWaiter) -> bool:
 def _deliver(w: AsyncWaiter, out: asyncio.Future[Any], _: asyncio.Future[None]) -> None:
     if out.done() or w.error is not None:
         return  # the caller cancelled its future
-    value, error, shared = w.value
-    if error is not None:
-        out.set_exception(fresh_copy(error))
-    else:
-        out.set_result(FlightResult(value, shared))
-
-
-def _on_out_done(w: AsyncWaiter, out: asyncio.Future[Any]) -> None:
-    if out.cancelled() and w.abort(_CANCELLED, wake=False):
-        w.unlink()
+    resolve_future(out, w)
 
 
 class SingleFlight(SingleFlightBase[K, V]):
@@ -186,9 +179,11 @@ class SingleFlight(SingleFlightBase[K, V]):
         An exception from ``fn`` is raised as a copy of its own in each caller (same type,
         args and attributes; the traceback starts where ``fn`` failed).
         """
-        # The body of _call, inlined: do() is the hot path (one coroutine, no park()
+        # do_shared's body, inlined: do() is the hot path (one coroutine, no park()
         # frame when there is no timeout or ctx).
-        w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do")
+        w = self._join(
+            key, fn, args, timeout, ctx, "SingleFlight.do", AsyncWaiter(_get_running_loop())
+        )
         if timeout is None and ctx is None:
             try:
                 await w.fut
@@ -235,48 +230,14 @@ class SingleFlight(SingleFlightBase[K, V]):
     ) -> FlightResult[Any]:
         """:meth:`do`, also telling whether the result was shared with other callers
         (Go's third return value): ``value, shared = await sf.do_shared(key, fn)``."""
-        value, shared = await self._call(key, fn, args, timeout, ctx, "SingleFlight.do_shared")
-        return FlightResult(value, shared)
-
-    def _join(
-        self,
-        key: K,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        timeout: float | None,
-        ctx: Context | None,
-        what: str,
-    ) -> AsyncWaiter:
-        """Check the arguments, join the flight for ``key`` (launching it if first)."""
-        if not callable(fn):
-            check_fn(fn, what)  # raises the right TypeError
-        if timeout is not None:
-            _check_timeout(timeout)
-        if ctx is not None:
-            check_ctx(ctx, what)
-        loop = _get_running_loop()
-        w = AsyncWaiter(loop)
-        st = self._st
-        f, leader = st.join(key, w, what)
-        if leader:
-            _launch(st, f, fn, args, loop if is_async_callable(fn) else None)
-        return w
-
-    async def _call(
-        self,
-        key: K,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        timeout: float | None,
-        ctx: Context | None,
-        what: str,
-    ) -> tuple[Any, bool]:
-        w = self._join(key, fn, args, timeout, ctx, what)
+        waiter = AsyncWaiter(_get_running_loop())
+        w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do_shared", waiter)
         await park(w, timeout, ctx)
-        value, error, shared = w.value
-        if error is not None:
-            raise fresh_copy(error)
-        return value, shared
+        return result_of(w)
+
+    def _launch(self, f: Flight, fn: Callable[..., Any], args: tuple[Any, ...], w: Waiter) -> None:
+        assert isinstance(w, AsyncWaiter)
+        _start_flight(self._st, f, fn, args, w.loop if is_async_callable(fn) else None)
 
     @overload
     def do_chan(
@@ -297,10 +258,13 @@ class SingleFlight(SingleFlightBase[K, V]):
         The caller counts as waiting until the future is done; cancelling it leaves.
         Call it from a running event loop.
         """
-        w = self._join(key, fn, args, None, None, "SingleFlight.do_chan")
-        out: asyncio.Future[FlightResult[Any]] = w.loop.create_future()
+        if not callable(fn):  # before looking for the loop, as do() does
+            check_fn(fn, "SingleFlight.do_chan")
+        loop = _get_running_loop()
+        w = self._join(key, fn, args, None, None, "SingleFlight.do_chan", AsyncWaiter(loop))
+        out: asyncio.Future[FlightResult[Any]] = loop.create_future()
         w.fut.add_done_callback(partial(_deliver, w, out))
-        out.add_done_callback(partial(_on_out_done, w))
+        out.add_done_callback(partial(leave_if_cancelled, w))
         return out
 
     def as_threads(self) -> ThreadSingleFlight[K, V]:

@@ -37,14 +37,17 @@ import functools
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from types import FunctionType
 from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
 
 from .._errors import Cancelled
+from .._shells import check_ctx
 from . import tracking, views
-from .context import CancelContext, Context, background, with_cancel
+from .context import CancelContext, Context, _check_timeout, background, with_cancel
+from .group import check_fn
 from .waiter import Entry, Waiter
 
 __all__ = [
@@ -57,6 +60,9 @@ __all__ = [
     "SingleFlightStatistics",
     "cancel_task_soon",
     "fresh_copy",
+    "leave_if_cancelled",
+    "resolve_future",
+    "result_of",
 ]
 
 K = TypeVar("K", bound=Hashable)
@@ -65,12 +71,14 @@ R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 P = ParamSpec("P")
 E = TypeVar("E", bound=BaseException)
+W = TypeVar("W", bound=Waiter)
 
 #: The Context of the flight running the current code (see SingleFlight.current_context).
 CURRENT_FLIGHT: contextvars.ContextVar[Context] = contextvars.ContextVar("corral_flight")
 
 _MISSING = object()
 _BACKGROUND = background()
+_CANCELLED = asyncio.CancelledError()
 
 
 class FlightResult(NamedTuple, Generic[V]):
@@ -187,6 +195,30 @@ def cancel_task_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -
         loop.call_soon_threadsafe(task.cancel)
     except RuntimeError:  # the loop is closed: the task will never run again anyway
         pass
+
+
+def result_of(w: Waiter) -> FlightResult[Any]:
+    """The outcome handed to ``w``: its :class:`FlightResult`, or the call's exception
+    raised as a copy of its own."""
+    value, error, shared = w.value
+    if error is not None:
+        raise fresh_copy(error)
+    return FlightResult(value, shared)
+
+
+def resolve_future(fut: asyncio.Future[Any] | Future[Any], w: Waiter) -> None:
+    """Hand the outcome ``w`` received to ``do_chan``'s future (a copy of an exception)."""
+    value, error, shared = w.value
+    if error is not None:
+        fut.set_exception(fresh_copy(error))
+    else:
+        fut.set_result(FlightResult(value, shared))
+
+
+def leave_if_cancelled(w: Waiter, fut: asyncio.Future[Any] | Future[Any]) -> None:
+    """``do_chan``'s future is done: if its caller cancelled it, the caller leaves."""
+    if fut.cancelled() and w.abort(_CANCELLED, wake=False):
+        w.unlink()
 
 
 class SingleFlightState:
@@ -371,6 +403,34 @@ class SingleFlightBase(Generic[K, V]):
     def statistics(self) -> SingleFlightStatistics:
         """A :class:`SingleFlightStatistics` snapshot."""
         return self._st.statistics()
+
+    def _join(
+        self,
+        key: K,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        timeout: float | None,
+        ctx: Context | None,
+        what: str,
+        w: W,
+    ) -> W:
+        """Check the arguments, then make ``w`` a waiter of the flight for ``key``,
+        starting the flight (:meth:`_launch`) if there is none."""
+        if not callable(fn):
+            check_fn(fn, what)  # raises the right TypeError
+        if timeout is not None:
+            _check_timeout(timeout)
+        if ctx is not None:
+            check_ctx(ctx, what)
+        st = self._st
+        f, leader = st.join(key, w, what)
+        if leader:
+            self._launch(f, fn, args, w)
+        return w
+
+    def _launch(self, f: Flight, fn: Callable[..., Any], args: tuple[Any, ...], w: Waiter) -> None:
+        """Start the call of the new flight ``f``, whose first waiter is ``w``."""
+        raise NotImplementedError
 
     @staticmethod
     def current_context() -> Context:

@@ -28,9 +28,9 @@ from .common import (
     DemoConfig,
     FaultReport,
     Lookup,
+    ServiceBase,
     Stage,
     StatsUnavailable,
-    TTLCache,
     User,
 )
 from .db import Database
@@ -59,15 +59,11 @@ async def _await_thread(fut: asyncio.Future[T]) -> T:
         raise
 
 
-class DashboardService:
+class DashboardService(ServiceBase):
     def __init__(self, db: Database, cfg: DemoConfig, counters: Counters, fault: FaultReport):
-        self._db = db
-        self._cfg = cfg
-        self._counters = counters
-        self._fault = fault
+        super().__init__(db, cfg, counters, fault)
         self._sem = corral.Semaphore(cfg.db_limit)
         self._sf: corral.SingleFlight[int, tuple[User, int]] = corral.SingleFlight()
-        self._cache = TTLCache(cfg.cache_ttl_ms / 1000)
         # Room for every lookup in flight, so the pool is never what limits the database: the
         # Semaphore alone does. (Idle workers are reused: only about db_limit ever start.)
         self._executor = ThreadPoolExecutor(
@@ -77,9 +73,6 @@ class DashboardService:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-
-    def singleflight_statistics(self) -> corral.SingleFlightStatistics:
-        return self._sf.statistics()
 
     # -- the database, behind the Semaphore --------------------------------------------------
 
@@ -110,13 +103,9 @@ class DashboardService:
     # -- users: cache, then SingleFlight on a miss -------------------------------------------
 
     async def get_user(self, user_id: int, lookup: Lookup | None) -> User:
-        if lookup is not None:
-            lookup.stage = Stage.USER
-        user = self._cache.get(user_id)
+        user = self._cached_user(user_id, lookup)
         if user is not None:
-            self._counters.cache_hit()
             return user
-        self._counters.cache_miss()
         user, load_id = await self._sf.do(user_id, self._load_user, user_id)
         self._counters.load_served(load_id)
         return user
@@ -125,9 +114,7 @@ class DashboardService:
         # The shared load belongs to no single request: no request's context cancels it.
         load_id = self._counters.load_started()
         rows = await self._query(None, USER_SQL, (user_id,), on_query=self._counters.load_queried)
-        user = User(*rows[0])
-        self._cache.set(user_id, user)
-        return user, load_id
+        return self._cache_user(user_id, rows), load_id
 
     # -- the three lookups of a dashboard ----------------------------------------------------
 
@@ -141,11 +128,7 @@ class DashboardService:
         if lookup is not None:
             # The injected failure, once both siblings are under way.
             await asyncio.wait_for(self._fault_siblings_started.wait(), 30)
-            self._fault.injected = StatsUnavailable(
-                f"stats backend unavailable (injected, user {d.user_id})"
-            )
-            self._fault.injected_at = time.perf_counter()
-            raise self._fault.injected
+            raise self._inject_failure(d.user_id)
         rows = await self._query(ctx, STATS_SQL, (d.user_id,), lookup=lookup)
         d.stats = (user.plan, *rows[0])
 
@@ -196,9 +179,7 @@ class DashboardService:
         except StatsUnavailable as exc:
             if request != self._fault.request:
                 raise
-            self._fault.surfaced = exc
-            self._fault.surfaced_after_ms = (time.perf_counter() - self._fault.injected_at) * 1e3
-            self._counters.request_done(time.perf_counter() - start, ok=False)
+            self._fault_surfaced(exc, start)
         else:
             self._counters.request_done(time.perf_counter() - start, ok=True)
 

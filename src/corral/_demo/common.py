@@ -1,4 +1,5 @@
-"""What both flavours of the demo share: settings, the service's records, its counters."""
+"""What both flavours of the demo share: settings, the service's records, its counters, and
+the steps of the service that do not wait (:class:`ServiceBase`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .._core.singleflight import SingleFlightStatistics
+    from .db import Database
 
 __all__ = [
     "USER_SQL",
@@ -18,6 +23,7 @@ __all__ = [
     "DemoConfig",
     "FaultReport",
     "Lookup",
+    "ServiceBase",
     "Stage",
     "StatsUnavailable",
     "TTLCache",
@@ -232,3 +238,55 @@ class FaultReport:
             "siblings": {lk.name: lk.outcome for lk in self.siblings},
             "siblings_cancelled": self.siblings_cancelled,
         }
+
+
+class _HasStatistics(Protocol):
+    def statistics(self) -> SingleFlightStatistics: ...
+
+
+class ServiceBase:
+    """The dashboard service's steps that do not wait, for both flavours: each flavour's
+    ``DashboardService`` adds the Semaphore, the SingleFlight and the Group, and awaits or
+    blocks between these steps."""
+
+    _sf: _HasStatistics  # the flavour's SingleFlight
+
+    def __init__(self, db: Database, cfg: DemoConfig, counters: Counters, fault: FaultReport):
+        self._db = db
+        self._cfg = cfg
+        self._counters = counters
+        self._fault = fault
+        self._cache = TTLCache(cfg.cache_ttl_ms / 1000)
+
+    def singleflight_statistics(self) -> SingleFlightStatistics:
+        return self._sf.statistics()
+
+    def _cached_user(self, user_id: int, lookup: Lookup | None) -> User | None:
+        """The user from the cache (counted as a hit or a miss), ``None`` on a miss."""
+        if lookup is not None:
+            lookup.stage = Stage.USER
+        user = self._cache.get(user_id)
+        if user is not None:
+            self._counters.cache_hit()
+        else:
+            self._counters.cache_miss()
+        return user
+
+    def _cache_user(self, user_id: int, rows: list[tuple[Any, ...]]) -> User:
+        user = User(*rows[0])
+        self._cache.set(user_id, user)
+        return user
+
+    def _inject_failure(self, user_id: int) -> StatsUnavailable:
+        """Record the injected failure (the caller raises it)."""
+        self._fault.injected = StatsUnavailable(
+            f"stats backend unavailable (injected, user {user_id})"
+        )
+        self._fault.injected_at = time.perf_counter()
+        return self._fault.injected
+
+    def _fault_surfaced(self, exc: StatsUnavailable, start: float) -> None:
+        """The failing request raised ``exc``: record it as the failure that surfaced."""
+        self._fault.surfaced = exc
+        self._fault.surfaced_after_ms = (time.perf_counter() - self._fault.injected_at) * 1e3
+        self._counters.request_done(time.perf_counter() - start, ok=False)

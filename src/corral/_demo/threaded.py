@@ -26,9 +26,9 @@ from .common import (
     DemoConfig,
     FaultReport,
     Lookup,
+    ServiceBase,
     Stage,
     StatsUnavailable,
-    TTLCache,
     User,
 )
 from .db import Database
@@ -39,20 +39,13 @@ Rows = list[tuple[Any, ...]]
 LookupFn = Callable[[Context, Dashboard, "Lookup | None"], None]
 
 
-class DashboardService:
+class DashboardService(ServiceBase):
     def __init__(self, db: Database, cfg: DemoConfig, counters: Counters, fault: FaultReport):
-        self._db = db
-        self._cfg = cfg
-        self._counters = counters
-        self._fault = fault
+        super().__init__(db, cfg, counters, fault)
         self._sem = corral.threads.Semaphore(cfg.db_limit)
         self._sf: corral.threads.SingleFlight[int, tuple[User, int]] = corral.threads.SingleFlight()
-        self._cache = TTLCache(cfg.cache_ttl_ms / 1000)
         self._fault_lock = threading.Lock()
         self._fault_siblings_started = threading.Event()
-
-    def singleflight_statistics(self) -> corral.SingleFlightStatistics:
-        return self._sf.statistics()
 
     # -- the database, behind the Semaphore --------------------------------------------------
 
@@ -79,13 +72,9 @@ class DashboardService:
     # -- users: cache, then SingleFlight on a miss -------------------------------------------
 
     def get_user(self, user_id: int, lookup: Lookup | None) -> User:
-        if lookup is not None:
-            lookup.stage = Stage.USER
-        user = self._cache.get(user_id)
+        user = self._cached_user(user_id, lookup)
         if user is not None:
-            self._counters.cache_hit()
             return user
-        self._counters.cache_miss()
         user, load_id = self._sf.do(user_id, self._load_user, user_id)
         self._counters.load_served(load_id)
         return user
@@ -93,9 +82,7 @@ class DashboardService:
     def _load_user(self, user_id: int) -> tuple[User, int]:
         load_id = self._counters.load_started()
         rows = self._query(None, USER_SQL, (user_id,), on_query=self._counters.load_queried)
-        user = User(*rows[0])
-        self._cache.set(user_id, user)
-        return user, load_id
+        return self._cache_user(user_id, rows), load_id
 
     # -- the three lookups of a dashboard ----------------------------------------------------
 
@@ -109,11 +96,7 @@ class DashboardService:
         if lookup is not None:
             # The injected failure, once both siblings are under way.
             self._fault_siblings_started.wait(30)
-            self._fault.injected = StatsUnavailable(
-                f"stats backend unavailable (injected, user {d.user_id})"
-            )
-            self._fault.injected_at = time.perf_counter()
-            raise self._fault.injected
+            raise self._inject_failure(d.user_id)
         rows = self._query(ctx, STATS_SQL, (d.user_id,), lookup=lookup)
         d.stats = (user.plan, *rows[0])
 
@@ -162,9 +145,7 @@ class DashboardService:
         except StatsUnavailable as exc:
             if request != self._fault.request:
                 raise
-            self._fault.surfaced = exc
-            self._fault.surfaced_after_ms = (time.perf_counter() - self._fault.injected_at) * 1e3
-            self._counters.request_done(time.perf_counter() - start, ok=False)
+            self._fault_surfaced(exc, start)
         else:
             self._counters.request_done(time.perf_counter() - start, ok=True)
 

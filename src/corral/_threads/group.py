@@ -16,20 +16,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, Literal, TypeVar, TypeVarTuple, Unpack
+from typing import Any, TypeVar, TypeVarTuple, Unpack
 
-from .._core.context import CancelContext, Context
-from .._core.group import (
-    GroupState,
-    GroupStatistics,
-    check_fn,
-    check_group_args,
-    check_limit,
-    raise_preserving_context,
-)
+from .._core.group import check_fn, raise_preserving_context
 from .._core.semaphore import SemaphoreState
 from .._core.waiter import ThreadWaiter, Waiter
 from .._errors import GroupError
+from .._shells import GroupBase
 from .wait import park
 
 __all__ = ["Group", "WorkerPool"]
@@ -125,7 +118,7 @@ def _give_back(sem: SemaphoreState, _: Waiter) -> None:
     sem.release(1)
 
 
-class Group:
+class Group(GroupBase):
     """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for threads; no limit.
 
     ``g.go(fn, *args)`` runs ``fn(*args)`` in a thread of the group's own pool (a plain
@@ -147,19 +140,12 @@ class Group:
     [0, 1, 4, 9, 16]
     """
 
-    __slots__ = ("__weakref__", "_entered", "_pool", "_st")
+    __slots__ = ("_pool",)
+    _public_name = "corral.threads.Group"
+    _block = "with"
 
-    def __init__(
-        self,
-        ctx: Context | None = None,
-        *,
-        limit: int | None = None,
-        errors: Literal["first", "all"] = "first",
-    ) -> None:
-        parent, lim = check_group_args(ctx, limit, errors)
-        self._st = GroupState(parent, lim, errors)
+    def _init_flavour(self) -> None:
         self._pool = WorkerPool(f"corral-group-{next(_pool_ids)}")
-        self._entered = False
 
     # -- starting work -----------------------------------------------------------------
 
@@ -283,10 +269,7 @@ class Group:
         self._pool.shutdown()
 
     def __enter__(self) -> Group:
-        if self._entered:
-            raise GroupError("Group: a Group can be entered only once")
-        if self._st.finished:
-            raise GroupError("Group: the group has finished (wait() returned); start a new one")
+        self._check_enter()
         self._entered = True
         return self
 
@@ -303,48 +286,3 @@ class Group:
         if err is None or err is exc:
             return  # nothing to raise, or the body's own exception propagates as it is
         raise_preserving_context(err)
-
-    # -- the rest ----------------------------------------------------------------------
-
-    @property
-    def ctx(self) -> CancelContext:
-        """The group's Context: a child of ``ctx``, cancelled by the first error (which is
-        its ``cause``) and when the group finishes. Workers watch it to stop early."""
-        return self._st.ctx
-
-    @property
-    def errors(self) -> tuple[BaseException, ...]:
-        """Every error recorded so far, in order (cancellations excluded)."""
-        return tuple(self._st.errors)
-
-    def set_limit(self, n: int | None) -> None:
-        """Run at most ``n`` workers at once (``None``: no limit; 0 blocks every ``go``).
-
-        ``GroupError`` while workers run or wait for a slot, as Go's ``SetLimit`` panics.
-        """
-        self._st.set_limit(check_limit(n, "Group.set_limit"), "Group.set_limit")
-
-    def statistics(self) -> GroupStatistics:
-        """A :class:`GroupStatistics` snapshot."""
-        return self._st.statistics()
-
-    def __del__(self) -> None:
-        st: GroupState | None = getattr(self, "_st", None)
-        if st is None:
-            return
-        pool: WorkerPool | None = getattr(self, "_pool", None)
-        if pool is not None and not st.finished:
-            pool.shutdown(join=False)
-        first = st.unretrieved()
-        if first is not None:
-            raise GroupError(
-                f"a corral.threads.Group was garbage-collected without wait() or `with`, and "
-                f"{len(st.errors)} of its workers failed; the first error is the cause"
-            ) from first
-
-    def __repr__(self) -> str:
-        s = self._st.statistics()
-        return (
-            f"<corral.threads.Group running={s.running} limit={s.limit} errors={s.errors}"
-            f"{' finished' if s.finished else ''}>"
-        )

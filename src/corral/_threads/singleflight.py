@@ -21,8 +21,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
 
-from .._core.context import Context, _check_timeout
-from .._core.group import check_fn
+from .._core.context import Context
 from .._core.singleflight import (
     CURRENT_FLIGHT,
     Flight,
@@ -31,9 +30,11 @@ from .._core.singleflight import (
     SingleFlightState,
     cancel_task_soon,
     fresh_copy,
+    leave_if_cancelled,
+    resolve_future,
+    result_of,
 )
 from .._core.waiter import ThreadWaiter, Waiter
-from .._shells import check_ctx
 from .wait import park
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ V = TypeVar("V")
 Ts = TypeVarTuple("Ts")
 
 _names = itertools.count(1)
-_CANCELLED = asyncio.CancelledError()
 
 
 def start_thread(st: SingleFlightState, f: Flight, fn: Callable[..., Any], args: Any) -> None:
@@ -103,17 +103,8 @@ class _FutureWaiter(Waiter):
         fut = self.fut
         if not fut.set_running_or_notify_cancel():
             return True  # cancelled meanwhile: the caller no longer wants it
-        value, error, shared = self.value
-        if error is not None:
-            fut.set_exception(fresh_copy(error))
-        else:
-            fut.set_result(FlightResult(value, shared))
+        resolve_future(fut, self)
         return True
-
-
-def _on_future_done(w: _FutureWaiter, fut: Future[Any]) -> None:
-    if fut.cancelled() and w.abort(_CANCELLED, wake=False):
-        w.unlink()
 
 
 class SingleFlight(SingleFlightBase[K, V]):
@@ -177,7 +168,13 @@ class SingleFlight(SingleFlightBase[K, V]):
         (same type, args and attributes; the traceback starts where ``fn`` failed). An
         ``async def`` ``fn`` started from a thread runs in an event loop of its own.
         """
-        return self._call(key, fn, args, timeout, ctx, "SingleFlight.do")[0]
+        # do_shared's body, but the value alone (no FlightResult to build and unpack).
+        w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do", ThreadWaiter())
+        park(w, timeout, ctx)
+        value, error, _ = w.value
+        if error is not None:
+            raise fresh_copy(error)
+        return value
 
     @overload
     def do_shared(
@@ -212,33 +209,9 @@ class SingleFlight(SingleFlightBase[K, V]):
     ) -> FlightResult[Any]:
         """:meth:`do`, also telling whether the result was shared with other callers
         (Go's third return value): ``value, shared = sf.do_shared(key, fn)``."""
-        value, shared = self._call(key, fn, args, timeout, ctx, "SingleFlight.do_shared")
-        return FlightResult(value, shared)
-
-    def _call(
-        self,
-        key: K,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        timeout: float | None,
-        ctx: Context | None,
-        what: str,
-    ) -> tuple[Any, bool]:
-        check_fn(fn, what)
-        if timeout is not None:
-            _check_timeout(timeout)
-        if ctx is not None:
-            check_ctx(ctx, what)
-        st = self._st
-        w = ThreadWaiter()
-        f, leader = st.join(key, w, what)
-        if leader:
-            start_thread(st, f, fn, args)
+        w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do_shared", ThreadWaiter())
         park(w, timeout, ctx)
-        value, error, shared = w.value
-        if error is not None:
-            raise fresh_copy(error)
-        return value, shared
+        return result_of(w)
 
     @overload
     def do_chan(
@@ -254,15 +227,13 @@ class SingleFlight(SingleFlightBase[K, V]):
 
         The caller counts as waiting until the Future is resolved; ``fut.cancel()`` leaves.
         """
-        check_fn(fn, "SingleFlight.do_chan")
-        st = self._st
         fut: Future[FlightResult[Any]] = Future()
-        w = _FutureWaiter(fut)
-        f, leader = st.join(key, w, "SingleFlight.do_chan")
-        if leader:
-            start_thread(st, f, fn, args)
-        fut.add_done_callback(partial(_on_future_done, w))
+        w = self._join(key, fn, args, None, None, "SingleFlight.do_chan", _FutureWaiter(fut))
+        fut.add_done_callback(partial(leave_if_cancelled, w))
         return fut
+
+    def _launch(self, f: Flight, fn: Callable[..., Any], args: tuple[Any, ...], w: Waiter) -> None:
+        start_thread(self._st, f, fn, args)
 
     def as_async(self) -> AsyncSingleFlight[K, V]:
         """The same SingleFlight (one call table) as a ``corral.SingleFlight``."""
