@@ -193,14 +193,17 @@ class Group(GroupBase):
         if (
             type(fn) is FunctionType
             and fn.__code__.co_flags & CO_COROUTINE
-            and st.sem is None
             and loop is not None
             and loop is _get_running_loop()
-            and st.start_local()
         ):
-            # The hot path (an async function, no limit, an open group): what it skips
-            # checking is exactly what the path below checks.
-            return self._create(fn, args, None, loop)
+            # The hot path (an async function, an open group, a free slot if limited):
+            # what it skips checking is exactly what the path below checks.
+            sem = st.sem
+            if sem is None:
+                if st.start_local():
+                    return self._create(fn, args, None, loop)
+            elif st.start_local_slot(sem):
+                return self._create(fn, args, sem, loop)
         is_async = check_fn(fn, "Group.go")
         loop = self._bind("Group.go")
         st.check_open("Group.go")
@@ -262,9 +265,7 @@ class Group(GroupBase):
             self._st.unstart(sem)
             raise
         self._tasks.add(task)
-        task.add_done_callback(
-            self._on_done_unlimited if sem is None else partial(self._on_task_done, sem)
-        )
+        task.add_done_callback(self._on_done_unlimited if sem is None else self._on_done_limited)
         return task
 
     def _on_done_unlimited(self, task: asyncio.Task[Any]) -> None:
@@ -273,6 +274,18 @@ class Group(GroupBase):
         else:
             self._tasks.discard(task)
             self._st.done_local()
+
+    def _on_done_limited(self, task: asyncio.Task[Any]) -> None:
+        # The limit cannot change while workers run (set_limit refuses), so st.sem is
+        # the semaphore this worker took its slot from.
+        sem = self._st.sem
+        assert sem is not None
+        if task.cancelled() or task.exception() is not None:
+            self._on_task_done(sem, task)
+        else:
+            self._tasks.discard(task)
+            self._st.done_local()
+            sem.release(1)
 
     def _on_task_done(self, sem: SemaphoreState | None, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -223,6 +223,15 @@ class GroupState:
         self.running += 1
         return True
 
+    def start_local_slot(self, sem: SemaphoreState) -> bool:
+        """``start`` under a limit, from the owning loop's thread, only if a slot is free
+        at once (and nobody queues for one: no barging); False sends the caller to the
+        locked path, which waits in line or raises the refusal."""
+        if self.finished or self.errors or self.ctx_done or not sem.try_acquire(1):
+            return False
+        self.running += 1
+        return True
+
     def done_local(self) -> None:
         """A worker without a slot returned normally, in the owning loop's thread."""
         self.running -= 1
