@@ -63,7 +63,7 @@ class Conservation:
     thread_runs: int
     items: int  # over both the schedules and the thread runs
     ok: bool
-    unit: str = "items"  # "grants" for the semaphore scenario
+    unit: str = "items"  # or "grants" (semaphore), "callers" (SingleFlight)
 
 
 _conservation: list[Conservation] = []
@@ -72,12 +72,12 @@ _conservation: list[Conservation] = []
 def record_conservation(c: Conservation, requirement: str) -> None:
     """One scenario's item-conservation row (and, at render time, the totals row)."""
     _conservation.append(c)
-    if not c.ok:
-        verdict = "FAILED"
-    elif c.unit == "items":
-        verdict = "lost 0, duplicated 0, order kept"
-    else:
-        verdict = "never over size, every permit back"
+    verdicts = {
+        "items": "lost 0, duplicated 0, per-producer order kept",
+        "grants": "never over size, every permit back",
+        "callers": "each served once, by one call of its key",
+    }
+    verdict = verdicts[c.unit] if c.ok else "FAILED"
     value = (
         f"{c.schedules} schedules ({c.distinct} distinct) + {c.thread_runs} thread runs, "
         f"{c.items} {c.unit}: {verdict}"
@@ -116,7 +116,6 @@ def render() -> list[str]:
     for f in _records:
         sections.setdefault(f.section, []).append(f)
     width = max(len(f.name) for f in _records)
-    vwidth = max(len(f.value) for f in _records)
     lines = [f"mode: {MODE} (CORRAL_FIGURES=0 quick, CORRAL_STRESS=1 stress)"]
     for section, figs in sections.items():
         lines.append("")
@@ -124,7 +123,7 @@ def render() -> list[str]:
         for f in figs:
             mark = "ok  " if f.ok else "FAIL"
             req = f"   (required: {f.requirement})" if f.requirement else ""
-            lines.append(f"  {mark} {f.name.ljust(width)}  {f.value.rjust(vwidth)}{req}")
+            lines.append(f"  {mark} {f.name.ljust(width)}  {f.value}{req}")
     failed = sum(not f.ok for f in _records)
     lines.append("")
     verdict = f"{failed} failing" if failed else "all met"

@@ -386,7 +386,7 @@ def _singleflight() -> Scenario:
         hammer(*[lambda k=k: caller(k) for k in keys], task_callers)
         return verify(results, calls)
 
-    return Scenario("SingleFlight dedup, threads+tasks", aio, threads)
+    return Scenario("SingleFlight dedup, threads+tasks", aio, threads, unit="callers")
 
 
 async def _call_async(asf: Any, key: int, load: Any) -> tuple[int, Any]:
