@@ -2,7 +2,7 @@
 #
 #   make demo        run `corral demo` in a fresh .venv
 #   make test        lint, format check, mypy --strict, tests, then the hammer tests
-#   make stress      the hammer tests only, with CORRAL_STRESS=1 (longer, more seeds)
+#   make stress      hammer tests + reliability figures with CORRAL_STRESS=1 (more seeds)
 #   make bench       install the peers and run `corral bench`
 #
 # PYTHON and VENV pick the interpreter and the venv: make test PYTHON=python3.13 VENV=.venv-3.13
@@ -70,8 +70,10 @@ hammer: venv
 
 test: lint typecheck pytest hammer
 
+# Stress: the hammer tests and every reliability figure at the larger counts.
 stress: venv
 	CORRAL_STRESS=1 $(BIN)/pytest -q -m hammer $(HAMMER_OK)
+	CORRAL_STRESS=1 $(BIN)/pytest -q -m "not hammer" tests/reliability
 
 bench: venv $(VENV)/.stamp-bench
 	$(BIN)/corral bench
