@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Generator
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Semaphore"]
 
-_DONE: Any = iter(())  # an exhausted iterator: awaiting it completes at once, in C
+_DONE: Any = iter(())
+
+
+def _give_back(st: SemaphoreState, n: int, _: Waiter) -> None:
+    # An acquire granted after it was cancelled or timed out: pretend it never was (Go).
+    st.release(n)  # an exhausted iterator: awaiting it completes at once, in C
 
 
 async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Context | None) -> None:
@@ -31,18 +37,15 @@ async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Conte
     if w is None:
         return
     assert isinstance(w, AsyncWaiter)
-
-    def undo(_: Waiter) -> None:
-        st.release(n)
-
     if timeout is None and ctx is None:
         try:  # park() inlined for the plain case, as the channel does
             await w.fut
         except asyncio.CancelledError:
-            if cancelled_while_parked(w, undo):
+            # The undo is built only here: on the common path it would be garbage.
+            if cancelled_while_parked(w, partial(_give_back, st, n)):
                 raise
         return
-    await park(w, timeout, ctx, undo)
+    await park(w, timeout, ctx, partial(_give_back, st, n))
 
 
 class _Acquire:
