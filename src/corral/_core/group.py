@@ -238,6 +238,42 @@ class GroupState:
         if self.joiners:
             self._wake_joiners_locked()
 
+    def pass_slot(self, sem: SemaphoreState, value: object) -> Waiter | None:
+        """A worker holding a slot of ``sem`` returned normally: if a ``go()`` waits in line
+        for a slot and the group may still start work, the slot passes straight to the
+        head of that line, whose work this worker then runs itself.
+
+        Returns that ``go()``'s waiter, claimed and woken with ``value`` (or ``None``: the
+        caller then ends the worker with ``worker_returned``). ``running`` is unchanged
+        (one worker ended, the next started); the ended one is ``settling`` until the
+        caller's ``settle``. The same checks as ``start``, under the same lock: a group
+        that failed, finished or whose Context is done hands over nothing (its queued
+        ``go()`` calls are being refused).
+        """
+        lock = self.lock
+        lock.acquire()
+        try:
+            if self.finished or self.errors or self.ctx_done:
+                return None
+            slock = sem.lock
+            slock.acquire()
+            try:
+                q = sem.waiters
+                while q:
+                    e = q[0]
+                    if e.item != 1:
+                        return None  # head-of-line: only a one-slot request fits
+                    q.popleft()
+                    w = e.waiter
+                    if w.complete(0, value):  # False: stale (aborted), try the next
+                        self.settling += 1
+                        return w
+                return None
+            finally:
+                slock.release()
+        finally:
+            lock.release()
+
     def unstart(self, sem: SemaphoreState | None) -> None:
         """Undo ``start`` for a worker that could not be spawned (nothing ran)."""
         with self.lock:
@@ -432,8 +468,13 @@ def is_async_callable(fn: object) -> bool:
     """Whether calling ``fn`` makes a coroutine: ``async def`` functions, methods and
     partials of them, and objects whose ``__call__`` is ``async def``."""
     # The common case first, cheaply: spawning 100k tasks must not pay for inspect.
-    if type(fn) is FunctionType and fn.__code__.co_flags & CO_COROUTINE:
-        return True
+    if type(fn) is FunctionType:
+        if fn.__code__.co_flags & CO_COROUTINE:
+            return True
+        if not fn.__dict__:
+            # A plain function without attributes: no inspect.markcoroutinefunction mark
+            # (an attribute), so inspect would say False too; skip its slower checks.
+            return False
     if inspect.iscoroutinefunction(fn):
         return True
     if isinstance(fn, type):
