@@ -1,0 +1,305 @@
+"""Stages on a Dask cluster: ``executor=client`` for ``fan_out`` / ``stage`` / ``pipeline``.
+
+Imported only when a ``distributed.Client`` (or a :class:`DaskExecutor`) is passed as an
+``executor``: ``import corral`` never imports ``distributed`` (``is_dask`` only looks in
+``sys.modules``: if no ``distributed`` module is loaded, nothing can be a Client).
+
+How a Dask stage runs. The stage's ``workers`` corral workers (threads or tasks, as for any
+executor) each hold at most one item in flight, so the stage never has more than ``workers``
+Dask tasks on the cluster, and reads its input lazily, exactly like a local executor. What
+differs is how a call reaches the cluster. ``client.submit`` per item costs a graph message
+of its own (measured ~0.3-1 ms of client and scheduler time per item); instead each call
+puts its item in a queue, and one flush on the client's event loop sends everything queued
+since the last flush as *one* ``client.map`` (one ``update-graph`` message). Items that come
+back while a flush is under way wait for the next one, so batches grow with the load by
+themselves (Nagle-style coalescing): one item at a time when the cluster is idle, hundreds
+when it is busy, with no timer and no batch size to tune.
+
+Results are fetched per item as each Dask future finishes (on the client's loop, concurrently),
+then handed to the waiting corral worker through a ``concurrent.futures.Future``: the stage
+looks like any other executor to the engine (``rt.executor_call``), so ordering, error
+policies, statistics and backpressure are the engine's, shared with the local runs.
+
+Cancellation: a corral worker that stops waiting (the run failed, the consumer left, ``ctx``
+was cancelled) cancels its ``concurrent.futures.Future``; that cancels the Dask future. When
+the run ends, ``shutdown`` cancels every Dask future still outstanding in one ``client.cancel``
+and waits until their trackers are done: nothing of the run stays queued on the cluster.
+(A task already *running* on a Dask worker finishes its call there: Dask, like threads,
+cannot interrupt running Python code; its result is dropped.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import itertools
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DaskExecutor",
+    "DaskTaskCancelled",
+    "StageOnDask",
+    "check_dask",
+    "is_dask",
+    "stage_on_dask",
+]
+
+
+class DaskTaskCancelled(RuntimeError):
+    """An item's Dask task was cancelled by someone else than this run.
+
+    ``client.restart()``, another client's ``cancel``, or the scheduler losing the key.
+    The original ``distributed`` error is the ``__cause__``. (Dask's own cancellation error
+    derives from ``asyncio.CancelledError``; raised as is, it would read as *the caller*
+    being cancelled.)
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class DaskExecutor:
+    """A Dask client plus the options for each item's task: pass it as ``executor=``.
+
+    ``executor=client`` is the same as ``executor=DaskExecutor(client)``. ``retries``: Dask
+    re-runs an item whose call *raised* up to this many times (a worker that dies mid-task
+    is handled by the scheduler itself: it reschedules the task up to
+    ``distributed.scheduler.allowed-failures`` times, then raises ``KilledWorker``).
+    ``resources``, ``priority``, ``workers`` and ``allow_other_workers`` are passed to
+    ``client.map`` unchanged. ``key_prefix`` starts every task's key (the stage's name is
+    added, then a per-run id and the item's number), so the run's tasks are easy to find on
+    the dashboard.
+
+    >>> import corral.dask
+    >>> corral.dask.DaskExecutor(client=None, retries=2).retries
+    2
+    """
+
+    client: Any
+    retries: int | None = None
+    resources: dict[str, Any] | None = None
+    priority: int = 0
+    workers: Any = None
+    allow_other_workers: bool = False
+    key_prefix: str = "corral"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def map_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {"pure": False, "priority": self.priority}
+        if self.retries is not None:
+            opts["retries"] = self.retries
+        if self.resources is not None:
+            opts["resources"] = self.resources
+        if self.workers is not None:
+            opts["workers"] = self.workers
+            opts["allow_other_workers"] = self.allow_other_workers
+        opts.update(self.extra)
+        return opts
+
+
+def is_dask(obj: object) -> bool:
+    """A ``distributed.Client`` or a :class:`DaskExecutor`, without importing ``distributed``."""
+    if isinstance(obj, DaskExecutor):
+        return True
+    mod = sys.modules.get("distributed")
+    return mod is not None and isinstance(obj, mod.Client)
+
+
+def check_dask(executor: object, what: str) -> DaskExecutor:
+    """Check a Dask executor argument (types, retries) and normalize it."""
+    spec = executor if isinstance(executor, DaskExecutor) else DaskExecutor(executor)
+    mod = sys.modules.get("distributed")
+    if mod is None or not isinstance(spec.client, mod.Client):
+        raise TypeError(
+            f"{what}: DaskExecutor.client must be a distributed.Client, "
+            f"got {type(spec.client).__name__}"
+        )
+    r = spec.retries
+    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
+        raise ValueError(f"{what}: DaskExecutor.retries must be an int >= 0 or None, got {r!r}")
+    if not isinstance(spec.key_prefix, str) or not spec.key_prefix:
+        raise TypeError(f"{what}: DaskExecutor.key_prefix must be a non-empty str")
+    return spec
+
+
+def stage_on_dask(
+    executor: object, fn: Callable[[Any], Any], label: str, flavour: str
+) -> StageOnDask:
+    """The run's connection for one Dask stage (``flavour``: who waits for the results)."""
+    spec = check_dask(executor, label)
+    if flavour == "threads" and getattr(spec.client, "_asynchronous", False):
+        # Its loop is the caller's, which a blocking consumer would stop: a deadlock.
+        raise TypeError(
+            f"{label}: an asynchronous Dask Client needs the asyncio flavour (corral.fan_out, "
+            "corral.pipeline); corral.threads takes a synchronous Client"
+        )
+    return StageOnDask(spec, fn, label)
+
+
+class StageOnDask(cf.Executor):
+    """One stage's connection to Dask for one run; quacks like an ``Executor``.
+
+    ``submit(fn, item)`` may be called from any thread or loop; everything that touches the
+    client runs on the client's event loop (a synchronous Client's own loop thread, or, for
+    ``asynchronous=True``, the loop it was created on).
+    """
+
+    def __init__(self, spec: DaskExecutor, fn: Callable[[Any], Any], label: str) -> None:
+        client = spec.client
+        if client.status not in ("running", "connecting", "newly-created"):
+            raise RuntimeError(f"{label}: the Dask client is {client.status}, not running")
+        self._client = client
+        self._fn = fn
+        self._opts = spec.map_options()
+        self._loop: asyncio.AbstractEventLoop = client.loop.asyncio_loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Any, cf.Future[Any]]] = []
+        self._scheduled = False
+        self._closed = False
+        safe = "".join(c if c.isalnum() or c in "_." else "_" for c in label)
+        self.prefix = f"{spec.key_prefix}-{safe}-{uuid.uuid4().hex[:12]}-"
+        self._count = itertools.count()
+        # Loop-only state: the Dask future behind each outstanding call, and the trackers.
+        self._live: dict[cf.Future[Any], Any] = {}
+        self._trackers: set[asyncio.Task[None]] = set()
+        self._cancel_queue: list[Any] = []
+        # Figures, for tests and statistics: batches sent, items sent, most in flight.
+        self.batches = 0
+        self.submitted = 0
+        self.high_water = 0
+
+    # -- any thread --------------------------------------------------------------------
+
+    def submit(self, fn: object, item: Any) -> cf.Future[Any]:  # type: ignore[override]
+        """Queue ``item``; the returned future gets its result (``fn`` is the stage's)."""
+        f: cf.Future[Any] = cf.Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the Dask stage has shut down")
+            self._pending.append((item, f))
+            if self._scheduled:
+                return f
+            self._scheduled = True
+        self._call_soon(self._flush)
+        return f
+
+    def _call_soon(self, cb: Callable[[], None]) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._loop.call_soon(cb)
+        else:
+            self._loop.call_soon_threadsafe(cb)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Cancel every call not yet finished, on the cluster too, and wait for that."""
+        with self._lock:
+            self._closed = True
+            left, self._pending = self._pending, []
+        for _, f in left:
+            f.cancel()
+        if self._loop.is_closed():  # pragma: no cover - the client was closed under us
+            return
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        done.result()
+
+    # -- the client's loop -------------------------------------------------------------
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._scheduled = False
+        batch = [(item, f) for item, f in batch if not f.cancelled()]
+        if not batch:
+            return
+        start = next(self._count)
+        keys = [f"{self.prefix}{start}"]
+        for _ in range(len(batch) - 1):
+            keys.append(f"{self.prefix}{next(self._count)}")
+        try:
+            futs = self._client.map(self._fn, [item for item, _ in batch], key=keys, **self._opts)
+        except BaseException as exc:  # the client is closing, or fn cannot be serialized
+            for _, f in batch:
+                _set(f, exc, error=True)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batches += 1
+        self.submitted += len(batch)
+        live = self._live
+        for (_, f), dfut in zip(batch, futs, strict=True):
+            live[f] = dfut
+            task = self._loop.create_task(self._track(f, dfut))
+            self._trackers.add(task)
+            task.add_done_callback(self._trackers.discard)
+            f.add_done_callback(self._abandoned)
+        if len(live) > self.high_water:
+            self.high_water = len(live)
+
+    async def _track(self, f: cf.Future[Any], dfut: Any) -> None:
+        try:
+            values = await self._client.gather([dfut], asynchronous=True)
+        except (asyncio.CancelledError, cf.CancelledError) as exc:
+            # distributed's FutureCancelledError derives from concurrent.futures' error
+            if f.cancelled():
+                pass  # we cancelled it: nobody waits for it any more
+            elif dfut.cancelled():
+                err = DaskTaskCancelled(f"Dask task {dfut.key!r} was cancelled on the cluster")
+                err.__cause__ = exc
+                _set(f, err, error=True)
+            elif isinstance(exc, cf.CancelledError):  # pragma: no cover - not a Dask future's
+                _set(f, exc, error=True)
+            else:  # this tracker itself was cancelled: the loop is going away
+                _set(f, RuntimeError("the Dask client's event loop stopped"), error=True)
+                raise
+        except Exception as exc:
+            _set(f, exc, error=True)
+        else:
+            _set(f, values[0], error=False)
+        finally:
+            self._live.pop(f, None)
+
+    def _abandoned(self, f: cf.Future[Any]) -> None:
+        """A done callback on each call's future: a cancelled call cancels its Dask task."""
+        if f.cancelled():
+            self._call_soon(lambda: self._cancel_one(f))
+
+    def _cancel_one(self, f: cf.Future[Any]) -> None:
+        dfut = self._live.pop(f, None)
+        if dfut is None:
+            return
+        self._cancel_queue.append(dfut)
+        if len(self._cancel_queue) == 1:  # one client.cancel for all cancelled this step
+            self._loop.call_soon(self._send_cancels)
+
+    def _send_cancels(self) -> None:
+        futs, self._cancel_queue = self._cancel_queue, []
+        if futs:
+            task = self._loop.create_task(self._client.cancel(futs, asynchronous=True))
+            self._trackers.add(task)
+            task.add_done_callback(self._trackers.discard)
+
+    async def _shutdown(self) -> None:
+        self._flush()  # anything queued is cancelled already: this only clears the queue
+        outstanding = list(self._live.values())
+        self._live.clear()
+        if outstanding:
+            await self._client.cancel(outstanding, asynchronous=True)
+        while self._trackers:  # trackers end as their Dask futures are cancelled
+            await asyncio.gather(*list(self._trackers), return_exceptions=True)
+
+
+def _set(f: cf.Future[Any], v: Any, *, error: bool) -> None:
+    """Complete ``f`` unless its caller has cancelled it meanwhile."""
+    try:
+        if error:
+            f.set_exception(v)
+        else:
+            f.set_result(v)
+    except cf.InvalidStateError:
+        pass

@@ -1,0 +1,95 @@
+"""Functions the tests run on the Dask workers (sent by value: see conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_on_multiples_of_3(x: int) -> int:
+    if x % 3 == 0:
+        raise ValueError(f"bad item {x}")
+    return x * 10
+
+
+def wait_for_event(arg: tuple[str, int]) -> int:
+    """Block on a ``distributed.Event`` (on the scheduler) until the test sets it."""
+    from distributed import Event
+
+    name, x = arg
+    Event(name).wait()
+    return x
+
+
+def kill_own_worker_once(arg: tuple[str, int]) -> int:
+    """Item 0 SIGKILLs the worker process running it, the first time only.
+
+    The marker file records the first attempt, so a retry (the scheduler reschedules the
+    task of a dead worker) returns normally.
+    """
+    marker, x = arg
+    if x == 0:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return x
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def kill_own_worker(x: int) -> int:
+    if x == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def our_unfinished_tasks(dask_scheduler: Any, prefix: str) -> list[str]:
+    """Run on the scheduler: keys starting with ``prefix`` that are not finished or gone."""
+    return [
+        f"{ts.key}:{ts.state}"
+        for ts in dask_scheduler.tasks.values()
+        if isinstance(ts.key, str)
+        and ts.key.startswith(prefix)
+        and ts.state in ("waiting", "queued", "processing", "no-worker")
+    ]
+
+
+def our_tasks(dask_scheduler: Any, prefix: str) -> list[str]:
+    """Run on the scheduler: every key starting with ``prefix`` it still knows."""
+    return [
+        f"{ts.key}:{ts.state}"
+        for ts in dask_scheduler.tasks.values()
+        if isinstance(ts.key, str) and ts.key.startswith(prefix)
+    ]
+
+
+def set_allowed_failures(dask_scheduler: Any, n: int) -> int:
+    old = dask_scheduler.allowed_failures
+    dask_scheduler.allowed_failures = n
+    return int(old)
+
+
+def maybe_wait(arg: tuple[str, int]) -> int:
+    name, x = arg
+    if name:
+        from distributed import Event
+
+        Event(name).wait()
+    return x
+
+
+def fail_once(arg: tuple[str, int]) -> int:
+    marker, x = arg
+    if x == 0:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return x
+        raise RuntimeError("first attempt fails")
+    return x
