@@ -18,7 +18,17 @@ _MODULES = sorted(
 )
 
 
-@pytest.mark.parametrize("name", _MODULES)
+# Modules of an optional extra carry its marker (``-m "not dask"`` where it cannot install).
+_EXTRAS = {"corral.dask": "dask", "corral._patterns._dask": "dask"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(m, marks=getattr(pytest.mark, _EXTRAS[m])) if m in _EXTRAS else m
+        for m in _MODULES
+    ],
+)
 def test_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

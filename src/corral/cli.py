@@ -202,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the figures as one JSON object instead of a report",
     )
+    demo.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="dask: instead, a pipeline whose CPU stage moves from run_in='process' to a Dask "
+        "LocalCluster with one argument changed (needs corral[dask]; the options above are "
+        "not used)",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     bench = sub.add_parser(
@@ -248,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.engine == "dask":
+        return _cmd_demo_dask(args, parser)
     from ._demo import DatabaseError, DemoConfig, format_text, run_demo
 
     if args.db is not None:
@@ -277,6 +287,24 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for problem in result.problems:
         print(f"{PROG} demo: problem: {problem}", file=sys.stderr)
     return 1 if result.problems else 0
+
+
+def _cmd_demo_dask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        import distributed  # noqa: F401 - only to say clearly what is missing
+    except ImportError:
+        parser.error("argument --engine: dask needs the extra: pip install 'corral[dask]'")
+    from ._demo.on_dask import format_dask_text, run_dask_demo
+
+    result = run_dask_demo()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_dask_text(result))
+    if not result.equal or result.left_on_cluster:
+        print(f"{PROG} demo: problem: results differ or tasks left on the cluster", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

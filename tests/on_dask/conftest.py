@@ -39,6 +39,17 @@ def _need_distributed() -> None:
         pytest.fail(MISSING, pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _dask_process_threads() -> None:
+    """Start distributed's process-wide helper thread now (it starts on first use, by a nanny
+    restarting a worker, say): no test is blamed for a thread that lives as long as we do."""
+    if distributed is None:
+        return
+    offload = getattr(distributed.utils, "_offload_executor", None)
+    if offload is not None:
+        offload.submit(int).result()
+
+
 def _local_cluster() -> Any:
     import cloudpickle
 
@@ -46,11 +57,6 @@ def _local_cluster() -> Any:
 
     # Worker processes import nothing of the tests: send the remote functions by value.
     cloudpickle.register_pickle_by_value(remote)
-    # distributed's process-wide helper thread, started on first use (by a nanny restarting a
-    # worker, say): start it now, so no test is blamed for a thread that lives as long as we do.
-    offload = getattr(distributed.utils, "_offload_executor", None)
-    if offload is not None:
-        offload.submit(int).result()
     return distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,

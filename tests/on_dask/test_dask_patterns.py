@@ -266,7 +266,7 @@ def test_restart_surfaces_as_dask_task_cancelled(breakable_client: Any) -> None:
     )
     with pytest.raises(corral.dask.DaskTaskCancelled), out:
         wait_until(lambda: len(known(c, kp)) == 4, "4 tasks on the cluster")
-        c.restart()
+        c.restart(wait_for_workers=False)  # the cluster is the test's own: no need
         list(out)
     assert not unfinished(c, kp)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import itertools
 import sys
 import threading
 import uuid
@@ -161,7 +160,7 @@ class StageOnDask(cf.Executor):
         self._closed = False
         safe = "".join(c if c.isalnum() or c in "_." else "_" for c in label)
         self.prefix = f"{spec.key_prefix}-{safe}-{uuid.uuid4().hex[:12]}-"
-        self._count = itertools.count()
+        self._numbered = 0  # items given a key so far
         # Loop-only state: the Dask future behind each outstanding call, and the trackers.
         self._live: dict[cf.Future[Any], Any] = {}
         self._trackers: set[asyncio.Task[None]] = set()
@@ -217,10 +216,9 @@ class StageOnDask(cf.Executor):
         batch = [(item, f) for item, f in batch if not f.cancelled()]
         if not batch:
             return
-        start = next(self._count)
-        keys = [f"{self.prefix}{start}"]
-        for _ in range(len(batch) - 1):
-            keys.append(f"{self.prefix}{next(self._count)}")
+        start = self._numbered
+        self._numbered = end = start + len(batch)
+        keys = [f"{self.prefix}{i}" for i in range(start, end)]
         try:
             futs = self._client.map(self._fn, [item for item, _ in batch], key=keys, **self._opts)
         except BaseException as exc:  # the client is closing, or fn cannot be serialized

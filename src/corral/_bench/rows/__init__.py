@@ -5,6 +5,7 @@ Planned (ids reserved, added by whoever writes them): ``group.spawn``, ``fanout.
 """
 
 from . import channels as channels
+from . import dask_rows as dask_rows  # the dask extra: MISSING without distributed
 from . import group_sf as group_sf
 from . import patterns as patterns
 from . import semaphores as semaphores

@@ -1,0 +1,36 @@
+"""The extra stays optional: ``import corral`` imports nothing of Dask; the demo runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from corral.cli import main
+
+
+def test_import_corral_does_not_import_distributed() -> None:
+    code = (
+        "import sys, corral, corral.threads\n"
+        "corral.threads.fan_out(abs, [-1], workers=1).collect()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('distributed', 'dask') or m == 'corral._patterns._dask'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=50
+    ).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.timeout(120)
+def test_demo_engine_dask(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--engine", "dask", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["equal"] is True
+    assert r["score_stage_run_in"] == "dask"
+    assert r["left_on_cluster"] == 0
+    assert r["documents"] == 48
