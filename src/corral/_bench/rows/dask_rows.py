@@ -154,7 +154,7 @@ def _fan_impls() -> list[Impl]:
     ]
 
 
-for _n, _quick in ((1_000, 300), (10_000, 2_000)):
+for _n, _quick in ((1_000, 200), (10_000, 1_000)):
     register(
         f"dask.fanout{_n // 1000}k",
         items=_n,
