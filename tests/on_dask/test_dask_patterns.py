@@ -177,6 +177,36 @@ def test_lazy_input_at_most_workers_tasks_on_the_cluster(client: Any) -> None:
     assert src.taken == 40
 
 
+async def test_aio_asynchronous_client_bounded_then_cancelled(cluster: Any) -> None:
+    """The asyncio flavour on an asynchronous client: ``workers`` tasks on the cluster, and
+    leaving early leaves none of them queued."""
+    async with distributed.Client(cluster.scheduler_address, asynchronous=True) as ac:
+        event = distributed.Event(prefix(), client=ac)
+        kp = prefix()
+        src = Counted([(event.name, i) for i in range(30)])
+        ex = corral.dask.DaskExecutor(ac, key_prefix=kp)
+
+        async def ours(states: tuple[str, ...]) -> list[str]:
+            got = await ac.run_on_scheduler(remote.our_tasks, prefix=kp)
+            return [k for k in got if k.rsplit(":", 1)[1] in states]
+
+        try:
+            async with corral.fan_out(remote.wait_for_event, src, workers=4, executor=ex):
+                deadline = time.monotonic() + POLL_LIMIT_SECONDS
+                while len(await ours(("processing", "queued", "waiting", "no-worker"))) < 4:
+                    assert time.monotonic() < deadline, "timed out waiting for 4 tasks"
+                    await asyncio.sleep(0.02)
+                assert len(await ac.run_on_scheduler(remote.our_tasks, prefix=kp)) == 4
+                assert src.taken == 4
+            deadline = time.monotonic() + POLL_LIMIT_SECONDS
+            while await ours(("processing", "queued", "waiting", "no-worker")):
+                assert time.monotonic() < deadline, "timed out waiting for no task left"
+                await asyncio.sleep(0.02)
+            assert src.taken == 4  # nothing more was read from the input after leaving
+        finally:
+            await event.set()
+
+
 @pytest.mark.parametrize("flavour", ["threads", "aio"])
 async def test_leaving_early_cancels_outstanding_tasks(client: Any, flavour: str) -> None:
     event = distributed.Event(prefix(), client=client)

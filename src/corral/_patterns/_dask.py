@@ -202,8 +202,8 @@ class StageOnDask(cf.Executor):
             left, self._pending = self._pending, []
         for _, f in left:
             f.cancel()
-        if self._loop.is_closed():  # pragma: no cover - the client was closed under us
-            return
+        if self._loop.is_closed() or not self._loop.is_running():
+            return  # the client was closed under us: its futures went with it
         done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         done.result()
 
