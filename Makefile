@@ -22,13 +22,10 @@ HAMMER_OK := || test $$? -eq 5
 help:
 	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
 
-# Extras the test venv gets besides `test` (dask: tests/on_dask). Where one cannot install,
-# drop it and deselect its tests: make test TEST_EXTRAS= PYTEST_MARKS="not hammer and not dask"
-TEST_EXTRAS ?= dask
-PYTEST_MARKS ?= not hammer
-
 # One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
-venv: $(VENV)/.stamp-test $(foreach e,$(TEST_EXTRAS),$(VENV)/.stamp-$(e))
+venv: $(VENV)/.stamp-test
+# corral[dask]: its tests (tests/on_dask, marker `dask`) start LocalClusters; bench rows dask.*.
+venv: $(VENV)/.stamp-dask
 
 $(VENV)/.stamp-%: pyproject.toml
 	@set -e; \
@@ -68,7 +65,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv
-	$(BIN)/pytest -q -m "$(PYTEST_MARKS)"
+	$(BIN)/pytest -q -m "not hammer"
 
 hammer: venv
 	$(BIN)/pytest -q -m hammer $(HAMMER_OK)
