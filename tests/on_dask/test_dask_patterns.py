@@ -323,3 +323,17 @@ async def test_threads_flavour_refuses_an_asynchronous_client(cluster: Any) -> N
     async with distributed.Client(cluster.scheduler_address, asynchronous=True) as ac:
         with pytest.raises(TypeError, match="asynchronous"):
             corral.threads.fan_out(abs, [1], executor=ac).collect()
+
+
+def test_default_workers_follow_the_cluster(client: Any) -> None:
+    from corral._patterns._dask import IN_FLIGHT_PER_THREAD, MIN_DEFAULT_WORKERS
+
+    threads = sum(client.nthreads().values())
+    expect = max(IN_FLIGHT_PER_THREAD * threads, MIN_DEFAULT_WORKERS)
+    out = corral.threads.fan_out(remote.square, range(100), executor=client)
+    assert sorted(out.collect()) == [x * x for x in range(100)]
+    assert out.statistics().stages[0].workers == expect
+    # A short input still gets no idle workers.
+    out = corral.threads.fan_out(remote.square, range(3), executor=client)
+    assert sorted(out.collect()) == [0, 1, 4]
+    assert out.statistics().stages[0].workers == 3

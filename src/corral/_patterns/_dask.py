@@ -44,6 +44,7 @@ __all__ = [
     "DaskTaskCancelled",
     "StageOnDask",
     "check_dask",
+    "default_workers",
     "is_dask",
     "stage_on_dask",
 ]
@@ -136,6 +137,31 @@ def stage_on_dask(
             "corral.pipeline); corral.threads takes a synchronous Client"
         )
     return StageOnDask(spec, fn, label)
+
+
+#: ``fan_out``'s default ``workers`` on Dask: this many items in flight per cluster thread,
+#: so a thread that finishes a task finds the next one already queued on the scheduler.
+IN_FLIGHT_PER_THREAD = 4
+MIN_DEFAULT_WORKERS = 8
+
+
+def default_workers(executor: object) -> int:
+    """``fan_out(executor=client)``'s default ``workers``: 4 per thread of the cluster.
+
+    A synchronous client asks the scheduler (one round trip, no per-worker details); an
+    asynchronous one cannot be waited on here and answers from its cached scheduler info.
+    """
+    spec = executor if isinstance(executor, DaskExecutor) else DaskExecutor(executor)
+    client = spec.client
+    try:
+        if getattr(client, "_asynchronous", False):
+            info = client.scheduler_info()
+        else:
+            info = client.scheduler_info(n_workers=0)
+        threads = int(info.get("total_threads", 0))
+    except Exception:  # a client that cannot answer: the submit will say why
+        threads = 0
+    return max(IN_FLIGHT_PER_THREAD * threads, MIN_DEFAULT_WORKERS)
 
 
 class StageOnDask(cf.Executor):
