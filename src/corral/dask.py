@@ -11,7 +11,8 @@ The one-argument change, from local processes to a cluster::
     corral.threads.fan_out(crunch, items, workers=64, executor=client)
 
 ``workers`` is the number of items in flight on the cluster (never more; the input is read
-lazily): give it a few times the cluster's threads so the Dask workers never wait for corral.
+lazily): a few times the cluster's threads, so the Dask workers never wait for corral
+(``fan_out``'s default: 4 per cluster thread).
 
 >>> import corral.dask
 >>> corral.dask.DaskExecutor(client=None, retries=1).map_options()["retries"]
