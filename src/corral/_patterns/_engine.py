@@ -39,7 +39,6 @@ from .._core.channel import ChannelState, check_capacity
 from .._core.context import CancelContext, background, with_cancel
 from .._core.semaphore import SemaphoreState
 from .._shells import ChannelBase
-from . import _rt_aio, _rt_threads
 from ._plan import FlowPlan, is_async_callable
 from ._stage_run import IterSource, StageRun, WorkerRecord, no_coroutines
 from ._stats import PipelineStatistics
@@ -56,7 +55,7 @@ class WorkerBodies:
 
     The loops live in the flavour modules (``_aio_workers`` for tasks, the generated
     ``_threads_workers`` for threads), which import this engine: passing them in (see
-    ``_workers.WORKERS``) keeps the engine free of an import back up to them.
+    ``_workers.worker_bodies``) keeps the engine free of an import back up to them.
     """
 
     work: Callable[..., Any]  # work(run, stage_run, record): one worker of one stage
@@ -189,6 +188,9 @@ class FlowRun:
             raise
 
     def _start(self) -> None:
+        # Lazily, as before the split: `import corral` must not load the thread flavour.
+        from . import _rt_aio, _rt_threads
+
         plan = self.plan
         native = "task" if self.flavour == "aio" else "thread"
         # Process pools first: before this run starts any thread, fork is still safe.

@@ -37,7 +37,7 @@ from ._plan import (
     plan_pipeline,
 )
 from ._stats import PipelineStatistics, ProgressDriver, ProgressSpec
-from ._workers import WORKERS
+from ._workers import worker_bodies
 
 __all__ = ["Flow", "fan_out", "pipeline"]
 
@@ -96,7 +96,7 @@ class Flow(Generic[R]):
     def __enter__(self) -> Flow[R]:
         if self._run is not None:
             raise RuntimeError(f"{self._plan.what}: already started (make a new one per run)")
-        run = FlowRun(self._plan, rt.FLAVOUR, rt.current_loop(), WORKERS)
+        run = FlowRun(self._plan, rt.FLAVOUR, rt.current_loop(), worker_bodies())
         self._run = run
         run.start()
         if self._plan.progress:
