@@ -33,17 +33,17 @@ from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import GroupError as GroupError
 from ._errors import WouldBlock as WouldBlock
-from ._patterns._aio import fan_in as fan_in
-from ._patterns._aio import fan_out as fan_out
-from ._patterns._aio import or_done as or_done
-from ._patterns._aio import pipeline as pipeline
-from ._patterns._aio import tee as tee
-from ._patterns._common import Outcome as Outcome
-from ._patterns._common import PipelineStatistics as PipelineStatistics
-from ._patterns._common import Progress as Progress
-from ._patterns._common import Stage as Stage
-from ._patterns._common import StageStatistics as StageStatistics
-from ._patterns._common import stage as stage
+from ._patterns._aio_flow import fan_out as fan_out
+from ._patterns._aio_flow import pipeline as pipeline
+from ._patterns._aio_relays import fan_in as fan_in
+from ._patterns._aio_relays import or_done as or_done
+from ._patterns._aio_relays import tee as tee
+from ._patterns._plan import Outcome as Outcome
+from ._patterns._plan import Stage as Stage
+from ._patterns._plan import stage as stage
+from ._patterns._stats import PipelineStatistics as PipelineStatistics
+from ._patterns._stats import Progress as Progress
+from ._patterns._stats import StageStatistics as StageStatistics
 from ._select import Selected as Selected
 
 __version__ = "0.1.0"
