@@ -14,7 +14,6 @@ rewrite understands, and put what truly differs between the flavours in ``_rt_ai
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from concurrent.futures import Executor
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -28,6 +27,7 @@ from ._plan import (
     MISSING,
     SKIPPED,
     ErrorPolicy,
+    ExecutorArg,
     FlowPlan,
     Outcome,
     RunIn,
@@ -251,7 +251,7 @@ def fan_out(
     window: int | None = ...,
     errors: Literal["raise", "skip"] = ...,
     run_in: RunIn | None = ...,
-    executor: Executor | None = ...,
+    executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
 ) -> Flow[R]: ...
@@ -266,7 +266,7 @@ def fan_out(
     window: int | None = ...,
     errors: Literal["collect"],
     run_in: RunIn | None = ...,
-    executor: Executor | None = ...,
+    executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
 ) -> Flow[Outcome[T, R]]: ...
@@ -281,7 +281,7 @@ def fan_out(
     window: int | None = ...,
     errors: Literal["raise", "skip"] = ...,
     run_in: RunIn | None = ...,
-    executor: Executor | None = ...,
+    executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
 ) -> Flow[R]: ...
@@ -296,7 +296,7 @@ def fan_out(
     window: int | None = ...,
     errors: Literal["collect"],
     run_in: RunIn | None = ...,
-    executor: Executor | None = ...,
+    executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
 ) -> Flow[Outcome[T, R]]: ...
@@ -312,7 +312,7 @@ def fan_out(
     window: int | None = None,
     errors: ErrorPolicy = "raise",
     run_in: RunIn | None = None,
-    executor: Executor | None = None,
+    executor: ExecutorArg | None = None,
     ctx: Context | None = None,
     progress: ProgressSpec = None,
 ) -> Flow[Any]:
@@ -329,7 +329,8 @@ def fan_out(
     ``errors``: ``"raise"`` (default: the first error cancels the rest and is raised),
     ``"collect"`` (every result is an :class:`corral.Outcome` tying the item to its value
     or error), ``"skip"`` (failed items are logged, as warnings on the ``corral``
-    logger, and dropped). ``run_in`` / ``executor``: see :func:`corral.stage`. ``ctx``:
+    logger, and dropped). ``run_in`` / ``executor`` (an executor or a Dask client): see
+    :func:`corral.stage`. ``ctx``:
     cancelling it stops the fan-out (iteration raises ``Cancelled``). ``progress``: a
     callback taking a :class:`corral.Progress` (called at most every 0.1 s, and once at
     the end), or ``True`` for a tqdm bar. Leaving the block early stops every worker.

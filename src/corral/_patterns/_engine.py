@@ -202,7 +202,7 @@ class FlowRun:
                     pool.submit(_noop).result()  # fork the workers now, while we may
 
         first = plan.stages[0]
-        first_kind = native if first.kind in ("process", "executor") else first.kind
+        first_kind = native if first.kind in ("process", "executor", "dask") else first.kind
         source = plan.source
         feeder: tuple[str, Any] | None = None
         src: Any
@@ -219,13 +219,22 @@ class FlowRun:
                 self.source_gen = it
             src = self.iter_source = IterSource(it, first_kind == "thread", plan.ordered)
 
-        pool_iter = iter(self.pools)
+        pool_iter = iter(list(self.pools))  # the process pools (Dask stages add theirs)
         for i, spec in enumerate(plan.stages):
             dst: ChannelState[Any] = ChannelState(check_capacity(spec.buffer))
             sp = StageRun(i, spec, src, dst)
             kind = spec.kind
-            if kind in ("process", "executor"):
-                ex = next(pool_iter) if kind == "process" else spec.executor
+            if kind in ("process", "executor", "dask"):
+                ex: Any
+                if kind == "process":
+                    ex = next(pool_iter)
+                elif kind == "dask":  # one connection per stage, shut down with the pools
+                    from . import _dask
+
+                    ex = _dask.stage_on_dask(spec.executor, spec.fn, sp.label, self.flavour)
+                    self.pools.append(ex)
+                else:
+                    ex = spec.executor
                 assert ex is not None
                 sp.worker_kind = native
                 rt = _rt_aio if native == "task" else _rt_threads

@@ -10,20 +10,36 @@ from __future__ import annotations
 import inspect
 import os
 import pickle
+import sys
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from .._core.context import Context
 from .._shells import ChannelBase
 from ._stats import ProgressSpec, check_progress
+
+if TYPE_CHECKING:
+    from ._dask import DaskExecutor
 
 __all__ = ["SKIPPED", "FlowPlan", "Outcome", "Stage", "plan_fan_out", "plan_pipeline", "stage"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
+
+class DaskClientLike(Protocol):
+    """How a ``distributed.Client`` looks to a type checker (corral never imports it)."""
+
+    def map(self, *args: Any, **kwargs: Any) -> Any: ...
+    def gather(self, *args: Any, **kwargs: Any) -> Any: ...
+    def scheduler_info(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+#: What ``executor=`` takes: a ``concurrent.futures.Executor``, a Dask ``Client``, or a
+#: ``corral.dask.DaskExecutor`` (a client with per-task options).
+ExecutorArg: TypeAlias = "Executor | DaskClientLike | DaskExecutor"
 
 ErrorPolicy = Literal["raise", "collect", "skip"]
 RunIn = Literal["task", "thread", "process"]
@@ -105,15 +121,16 @@ class Stage:
     workers: int = 1
     buffer: int = DEFAULT_BUFFER
     run_in: RunIn | None = None
-    executor: Executor | None = None
+    executor: ExecutorArg | None = None
     errors: ErrorPolicy = "raise"
     name: str | None = None
 
     @property
     def kind(self) -> str:
-        """Where ``fn`` runs: ``"task"``, ``"thread"``, ``"process"`` or ``"executor"``."""
+        """Where ``fn`` runs: ``"task"``, ``"thread"``, ``"process"``, ``"executor"`` or
+        ``"dask"`` (the executor is a Dask client)."""
         if self.executor is not None:
-            return "executor"
+            return "dask" if is_dask(self.executor) else "executor"
         if self.run_in is not None:
             return self.run_in
         return "task" if is_async_callable(self.fn) else "thread"
@@ -173,7 +190,7 @@ def stage(
     workers: int = 1,
     buffer: int | None = None,
     run_in: RunIn | None = None,
-    executor: Executor | None = None,
+    executor: ExecutorArg | None = None,
     errors: ErrorPolicy = "raise",
     name: str | None = None,
 ) -> Stage:
@@ -185,9 +202,11 @@ def stage(
     threads (the default for each), ``"process"`` in a process pool the pipeline owns
     (``fn`` must be picklable: checked here), ``"task"`` for a plain function that never
     blocks (called inline on the event loop), or any ``concurrent.futures.Executor``
-    passed as ``executor=`` (not both). ``errors``: ``"raise"`` (the first error cancels
-    the pipeline), ``"skip"`` (logged as a warning, dropped), ``"collect"`` (the stage emits an
-    :class:`Outcome` per item). ``name`` labels the stage in statistics.
+    passed as ``executor=`` (not both), or a Dask ``distributed.Client`` there (see
+    ``corral.dask``: ``workers`` items in flight on the cluster). ``errors``:
+    ``"raise"`` (the first error cancels the pipeline), ``"skip"`` (logged as a warning,
+    dropped), ``"collect"`` (the stage emits an :class:`Outcome` per item). ``name``
+    labels the stage in statistics.
 
     >>> import corral
     >>> s = corral.stage(str.upper, workers=4, buffer=8)
@@ -209,9 +228,13 @@ def check_run_in(run_in: object, executor: object, fn: object, what: str) -> Non
     if run_in is not None and run_in not in _RUN_IN:
         raise ValueError(f"{what}: run_in must be one of {_RUN_IN} or None, got {run_in!r}")
     if executor is not None:
-        if not isinstance(executor, Executor):
+        if is_dask(executor):
+            from . import _dask  # only now: a Dask client was passed
+
+            _dask.check_dask(executor, what)
+        elif not isinstance(executor, Executor):
             raise TypeError(
-                f"{what}: executor must be a concurrent.futures.Executor, "
+                f"{what}: executor must be a concurrent.futures.Executor or a Dask Client, "
                 f"got {type(executor).__name__}"
             )
         if run_in is not None:
@@ -221,6 +244,16 @@ def check_run_in(run_in: object, executor: object, fn: object, what: str) -> Non
         raise TypeError(f"{what}: fn is a coroutine function; it cannot run in {where}")
     if run_in == "process":
         check_picklable(fn, what)
+
+
+def is_dask(executor: object) -> bool:
+    """A Dask ``Client`` (or ``corral.dask.DaskExecutor``), importing neither: while no
+    ``distributed`` module is loaded, nothing can be a Client."""
+    if "distributed" not in sys.modules:
+        return False
+    from . import _dask
+
+    return _dask.is_dask(executor)
 
 
 def check_errors(errors: object, what: str) -> None:
@@ -294,14 +327,18 @@ def plan_fan_out(
     window: int | None,
     errors: ErrorPolicy,
     run_in: RunIn | None,
-    executor: Executor | None,
+    executor: ExecutorArg | None,
     ctx: Context | None,
     progress: ProgressSpec,
 ) -> FlowPlan:
     what = "fan_out"
     check_fn(fn, what)
     check_source(items, what, "items")
-    if workers is None:
+    if workers is None and executor is not None and is_dask(executor):
+        from . import _dask
+
+        workers = _dask.default_workers(executor)  # sized to the cluster, not to this host
+    elif workers is None:
         workers = os.cpu_count() or 1
     check_int(workers, what, "workers", 1)
     if buffer is not None:
