@@ -36,7 +36,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -60,7 +60,7 @@ class DaskTaskCancelled(RuntimeError):
     """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashable by identity (a Stage holds it)
 class DaskExecutor:
     """A Dask client plus the options for each item's task: pass it as ``executor=``.
 
@@ -85,7 +85,6 @@ class DaskExecutor:
     workers: Any = None
     allow_other_workers: bool = False
     key_prefix: str = "corral"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def map_options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"pure": False, "priority": self.priority}
@@ -96,7 +95,6 @@ class DaskExecutor:
         if self.workers is not None:
             opts["workers"] = self.workers
             opts["allow_other_workers"] = self.allow_other_workers
-        opts.update(self.extra)
         return opts
 
 
