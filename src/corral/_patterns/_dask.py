@@ -15,8 +15,10 @@ back while a flush is under way wait for the next one, so batches grow with the 
 themselves (Nagle-style coalescing): one item at a time when the cluster is idle, hundreds
 when it is busy, with no timer and no batch size to tune.
 
-Results are fetched per item as each Dask future finishes (on the client's loop, concurrently),
-then handed to the waiting corral worker through a ``concurrent.futures.Future``: the stage
+Results come back the same way: a finished future joins a queue, and one ``client.gather``
+at a time fetches everything queued (one request to the scheduler per batch, not per item;
+errors and cancellations are fetched one by one, to get each item's own). Each result is
+handed to the waiting corral worker through a ``concurrent.futures.Future``: the stage
 looks like any other executor to the engine (``rt.executor_call``), so ordering, error
 policies, statistics and backpressure are the engine's, shared with the local runs.
 
@@ -137,6 +139,8 @@ def stage_on_dask(
     return StageOnDask(spec, fn, label)
 
 
+LOOP_GONE = "the Dask client's event loop stopped under a running stage"
+
 #: ``fan_out``'s default ``workers`` on Dask: this many items in flight per cluster thread,
 #: so a thread that finishes a task finds the next one already queued on the scheduler.
 IN_FLIGHT_PER_THREAD = 4
@@ -189,6 +193,9 @@ class StageOnDask(cf.Executor):
         self._live: dict[cf.Future[Any], Any] = {}
         self._trackers: set[asyncio.Task[None]] = set()
         self._cancel_queue: list[Any] = []
+        # Finished futures waiting for their results, fetched in one gather per batch.
+        self._ready: list[tuple[cf.Future[Any], Any]] = []
+        self._gathering = False
         # Figures, for tests and statistics: batches sent, items sent, most in flight.
         self.batches = 0
         self.submitted = 0
@@ -264,6 +271,59 @@ class StageOnDask(cf.Executor):
             self.high_water = len(live)
 
     async def _track(self, f: cf.Future[Any], dfut: Any) -> None:
+        """Wait for ``dfut`` to finish; a success joins the next batched gather."""
+        state = getattr(dfut, "_state", None)
+        wait = getattr(state, "wait", None)
+        if wait is not None:
+            # distributed's own wait/as_completed wait on this; a gather per item would cost
+            # the scheduler one request per item (it lives in our process on a LocalCluster).
+            try:
+                await wait()
+            except asyncio.CancelledError:  # this tracker was cancelled: the loop is closing
+                _set(f, RuntimeError(LOOP_GONE), error=True)
+                raise
+            if f.cancelled():  # abandoned by its worker (_cancel_one releases the task)
+                return
+            if dfut.status == "finished":
+                self._ready.append((f, dfut))
+                if not self._gathering:
+                    self._gathering = True
+                    self._spawn(self._gather_ready())
+                return
+        await self._fetch_one(f, dfut)  # an error, a cancellation, or an unknown future
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._trackers.add(task)
+        task.add_done_callback(self._trackers.discard)
+
+    async def _gather_ready(self) -> None:
+        """Fetch the results of every finished future, a batch per request, one at a time
+        (what finishes meanwhile waits for the next request: batches grow with the load)."""
+        try:
+            while self._ready:
+                batch, self._ready = self._ready, []
+                batch = [(f, d) for f, d in batch if not f.cancelled()]
+                if not batch:
+                    continue
+                try:
+                    values = await self._client.gather([d for _, d in batch], asynchronous=True)
+                except asyncio.CancelledError:  # this task was cancelled: the loop is closing
+                    for f, _ in batch:
+                        _set(f, RuntimeError(LOOP_GONE), error=True)
+                    raise
+                except Exception:  # one of them was lost or cancelled meanwhile: one by one
+                    for f, d in batch:
+                        self._spawn(self._fetch_one(f, d))
+                    continue
+                for (f, _), v in zip(batch, values, strict=True):
+                    self._live.pop(f, None)
+                    _set(f, v, error=False)
+        finally:
+            self._gathering = False
+
+    async def _fetch_one(self, f: cf.Future[Any], dfut: Any) -> None:
+        """One item's result, or its error (the task's own, or why the cluster lost it)."""
         try:
             values = await self._client.gather([dfut], asynchronous=True)
         except (asyncio.CancelledError, cf.CancelledError) as exc:
@@ -277,7 +337,7 @@ class StageOnDask(cf.Executor):
             elif isinstance(exc, cf.CancelledError):  # pragma: no cover - not a Dask future's
                 _set(f, exc, error=True)
             else:  # this tracker itself was cancelled: the loop is going away
-                _set(f, RuntimeError("the Dask client's event loop stopped"), error=True)
+                _set(f, RuntimeError(LOOP_GONE), error=True)
                 raise
         except Exception as exc:
             _set(f, exc, error=True)
