@@ -337,3 +337,28 @@ def test_default_workers_follow_the_cluster(client: Any) -> None:
     out = corral.threads.fan_out(remote.square, range(3), executor=client)
     assert sorted(out.collect()) == [0, 1, 4]
     assert out.statistics().stages[0].workers == 3
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_never_more_than_workers_dask_futures(
+    client: Any, ordered: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's connection to Dask counts its outstanding futures: never above ``workers``."""
+    from corral._patterns import _dask
+
+    made: list[Any] = []
+
+    class Spy(_dask.StageOnDask):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(_dask, "StageOnDask", Spy)
+    got = corral.threads.fan_out(
+        remote.square, range(300), workers=7, executor=client, ordered=ordered
+    ).collect()
+    assert sorted(got) == [x * x for x in range(300)]
+    (conn,) = made
+    assert conn.submitted == 300
+    assert 1 <= conn.high_water <= 7
+    assert 1 <= conn.batches <= 300
