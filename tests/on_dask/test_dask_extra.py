@@ -34,3 +34,28 @@ def test_demo_engine_dask(capsys: pytest.CaptureFixture[str]) -> None:
     assert r["score_stage_run_in"] == "dask"
     assert r["left_on_cluster"] == 0
     assert r["documents"] == 48
+
+
+def test_bench_rows_need_the_extra_and_run() -> None:
+    from corral import _bench
+    from corral._bench.harness import Env
+    from corral._bench.rows import dask_rows
+
+    rows = {r.id: r for r in _bench.all_rows() if r.id.startswith("dask.")}
+    assert sorted(rows) == ["dask.cpu", "dask.fanout10k", "dask.fanout1k"]
+    for row in rows.values():
+        for impl in row.impls:  # MISSING, not an error, where distributed is not installed
+            local = impl.name in ("serial", "ProcessPoolExecutor(2).map")
+            assert local or impl.requires == ("distributed",), (row.id, impl.name)
+    # One tiny run of each corral implementation of the fan-out rows: results are checked
+    # inside (a wrong sum raises CheckFailed); timings are not looked at.
+    try:
+        for impl in rows["dask.fanout1k"].impls:
+            t = impl.fn(Env(), 20)
+            assert t.wall > 0
+    finally:
+        for c in list(dask_rows._clients.values()):
+            cluster = c.cluster
+            c.close()
+            cluster.close()
+        dask_rows._clients.clear()
