@@ -1,11 +1,11 @@
 """A real Dask cluster for the tests in this directory: ``LocalCluster``, 2 worker processes.
 
-One cluster per module (starting one costs seconds); tests that break a worker wait for the
-nanny to bring it back before they return, so the next test finds 2 workers again.
+One cluster per module (starting one costs seconds); tests that kill or restart workers get
+a cluster of their own (``breakable_client``).
 
 Every test here carries the ``dask`` marker: ``pytest -m "not dask"`` deselects them where
-``distributed`` cannot be installed (a free-threaded Python). Without ``distributed`` they
-are *skipped* locally but *fail* under CI (``CI=true``): the extra must not silently vanish.
+``distributed`` cannot be installed. Without ``distributed`` they are *skipped* locally but
+*fail* under CI (``CI=true``): the extra must not vanish silently.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def _dask_process_threads() -> None:
 
 
 def _local_cluster() -> Any:
+    if distributed is None:  # only reached under CI (see _need_distributed)
+        pytest.fail(MISSING, pytrace=False)
     import cloudpickle
 
     from . import remote
