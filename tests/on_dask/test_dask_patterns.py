@@ -330,10 +330,14 @@ async def test_threads_flavour_refuses_an_asynchronous_client(cluster: Any) -> N
 
 
 def test_default_workers_follow_the_cluster(client: Any) -> None:
-    from corral._patterns._dask import IN_FLIGHT_PER_THREAD, MIN_DEFAULT_WORKERS
+    from corral._patterns._dask import (
+        IN_FLIGHT_PER_THREAD,
+        MAX_DEFAULT_WORKERS,
+        MIN_DEFAULT_WORKERS,
+    )
 
     threads = sum(client.nthreads().values())
-    expect = max(IN_FLIGHT_PER_THREAD * threads, MIN_DEFAULT_WORKERS)
+    expect = min(max(IN_FLIGHT_PER_THREAD * threads, MIN_DEFAULT_WORKERS), MAX_DEFAULT_WORKERS)
     out = corral.threads.fan_out(remote.square, range(100), executor=client)
     assert sorted(out.collect()) == [x * x for x in range(100)]
     assert out.statistics().stages[0].workers == expect

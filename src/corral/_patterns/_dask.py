@@ -145,10 +145,13 @@ LOOP_GONE = "the Dask client's event loop stopped under a running stage"
 #: so a thread that finishes a task finds the next one already queued on the scheduler.
 IN_FLIGHT_PER_THREAD = 4
 MIN_DEFAULT_WORKERS = 8
+#: ... and at most this many: in ``corral.threads`` each item in flight holds a thread.
+MAX_DEFAULT_WORKERS = 256
 
 
 def default_workers(executor: object) -> int:
-    """``fan_out(executor=client)``'s default ``workers``: 4 per thread of the cluster.
+    """``fan_out(executor=client)``'s default ``workers``: 4 per thread of the cluster
+    (between 8 and 256).
 
     A synchronous client asks the scheduler (one round trip, no per-worker details); an
     asynchronous one cannot be waited on here and answers from its cached scheduler info.
@@ -163,7 +166,7 @@ def default_workers(executor: object) -> int:
         threads = int(info.get("total_threads", 0))
     except Exception:  # a client that cannot answer: the submit will say why
         threads = 0
-    return max(IN_FLIGHT_PER_THREAD * threads, MIN_DEFAULT_WORKERS)
+    return min(max(IN_FLIGHT_PER_THREAD * threads, MIN_DEFAULT_WORKERS), MAX_DEFAULT_WORKERS)
 
 
 class StageOnDask(cf.Executor):
