@@ -8,6 +8,8 @@ Channels and semaphores of the two flavours are views of one shared state
 
 from ._aio.channel import Channel as Channel
 from ._aio.group import Group as Group
+from ._aio.ratelimit import Limits as Limits
+from ._aio.ratelimit import RateLimit as RateLimit
 from ._aio.select import select as select
 from ._aio.semaphore import Semaphore as Semaphore
 from ._aio.singleflight import SingleFlight as SingleFlight
@@ -23,6 +25,7 @@ from ._core.context import with_timeout as with_timeout
 from ._core.context import with_value as with_value
 from ._core.context import without_cancel as without_cancel
 from ._core.group import GroupStatistics as GroupStatistics
+from ._core.ratelimit import RateLimitStatistics as RateLimitStatistics
 from ._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
 from ._core.singleflight import FlightResult as FlightResult
 from ._core.singleflight import SingleFlightStatistics as SingleFlightStatistics
@@ -44,6 +47,7 @@ from ._patterns._common import Progress as Progress
 from ._patterns._common import Stage as Stage
 from ._patterns._common import StageStatistics as StageStatistics
 from ._patterns._common import stage as stage
+from ._rate_shells import Grant as Grant
 from ._select import Selected as Selected
 
 __version__ = "0.1.0"
@@ -59,12 +63,16 @@ __all__ = [
     "DeadlineExceeded",
     "EndOfChannel",
     "FlightResult",
+    "Grant",
     "Group",
     "GroupError",
     "GroupStatistics",
+    "Limits",
     "Outcome",
     "PipelineStatistics",
     "Progress",
+    "RateLimit",
+    "RateLimitStatistics",
     "RecvCase",
     "Selected",
     "Semaphore",

@@ -25,8 +25,19 @@ from ._core.context import CancelContext, Context
 from ._core.group import GroupState, GroupStatistics, check_group_args, check_limit
 from ._core.semaphore import SemaphoreState, SemaphoreStatistics, check_size, check_weight
 from ._errors import EndOfChannel, GroupError, WouldBlock
+from ._rate_shells import Grant as Grant
+from ._rate_shells import LimitsBase as LimitsBase
+from ._rate_shells import RateLimitBase as RateLimitBase
 
-__all__ = ["ChannelBase", "GroupBase", "SemaphoreBase", "check_ctx"]
+__all__ = [
+    "ChannelBase",
+    "Grant",
+    "GroupBase",
+    "LimitsBase",
+    "RateLimitBase",
+    "SemaphoreBase",
+    "check_ctx",
+]
 
 T = TypeVar("T")
 

@@ -56,10 +56,12 @@ from ._core import channel as _channel
 from ._core import semaphore as _semaphore
 from ._core import timer as _timer
 from ._core import tracking as _tracking
+from ._core.clock import ManualClock as ManualClock
 
 __all__ = [
     "Deadlock",
     "ExploreReport",
+    "ManualClock",
     "Schedule",
     "ScheduleFailure",
     "ScheduleResult",
