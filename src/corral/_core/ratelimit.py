@@ -54,6 +54,9 @@ __all__ = [
 
 #: How late (seconds) a timed wake-up may be and still be charged as of its due time.
 CATCH_UP = 0.005
+#: Due times are sums of float intervals: one due "at 0.3 s" may be 0.30000000000000004.
+#: A nanosecond of tolerance keeps a clock that reads exactly 0.3 from missing it.
+_EPS = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +157,7 @@ class RateLimitState:
         if self.waiters:
             return False
         now = self.clock.now()
-        if now >= self.tat + (c - self.burst) * self.interval:
+        if now + _EPS >= self.tat + (c - self.burst) * self.interval:
             self._take_locked(c, now)
             return True
         return False
@@ -204,7 +207,8 @@ class RateLimitState:
 
     # -- the grant loop -----------------------------------------------------------------------
 
-    def _arm_locked(self, when: float) -> None:
+    def _arm_locked(self, due: float) -> None:
+        when = due - _EPS / 2  # then "now + _EPS >= due" holds when it fires
         if self.timer is not None:
             if self.timer_when == when:
                 return
@@ -237,7 +241,7 @@ class RateLimitState:
             c = e.item
             due = self.tat + (c - self.burst) * self.interval
             now = clock.now()
-            if now < due:
+            if now + _EPS < due:
                 self._arm_locked(due)
                 return None  # head-of-line: nobody behind may overtake it
             if e.index < 0:  # a joint acquire: granted with its other limiters or not at all
@@ -268,7 +272,9 @@ class RateLimitState:
     # -- the joint-acquire protocol (see joint.py); called with this lock held -----------------
 
     def can_take_locked(self, c: float) -> bool:
-        return not self.waiters and self.clock.now() >= self.tat + (c - self.burst) * self.interval
+        return not self.waiters and (
+            self.clock.now() + _EPS >= self.tat + (c - self.burst) * self.interval
+        )
 
     def take_now_locked(self, c: float) -> None:
         self._take_locked(c, self.clock.now())
@@ -281,7 +287,7 @@ class RateLimitState:
             return False
         due = self.tat + (entry.item - self.burst) * self.interval
         now = self.clock.now()
-        if now < due:
+        if now + _EPS < due:
             self._arm_locked(due)
             return False
         return True
@@ -306,7 +312,7 @@ class RateLimitState:
                 rate=self.rate,
                 per=self.per,
                 burst=self.burst,
-                available=self.burst - ahead,
+                available=round(self.burst - ahead, 9),  # float sums: 0.9999999999999996
                 waiting=len(live),
                 waiting_cost=sum(e.item for e in live),
                 granted=self.granted,
