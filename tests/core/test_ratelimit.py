@@ -35,7 +35,8 @@ def _rl(world: World, rate: float, per: float = 1.0, burst: float | None = None)
 
 async def test_burst_at_once_then_one_cost_per_interval_in_fifo_order(flavour: Flavour) -> None:
     rl, clock = _rl(flavour.tx, 10, burst=2)  # T = 0.1 s
-    assert rl.try_acquire() and rl.try_acquire()  # the burst
+    assert rl.try_acquire()
+    assert rl.try_acquire()
     assert not rl.try_acquire()
     ops = []
     for i in range(3):
@@ -62,7 +63,8 @@ async def test_large_cost_at_the_head_is_not_overtaken_by_small_ones(flavour: Fl
     await waiting(rl, 2)
     for _ in range(4):  # room for a 1 arrives every second; the head needs 5
         await step(clock, 1.0)
-        assert not big.done() and not small.done()
+        assert not big.done()
+        assert not small.done()
         assert not rl.try_acquire(1)  # no barging either
     await step(clock, 1.0)
     await big
@@ -209,7 +211,8 @@ def test_statistics_and_repr() -> None:
     clock.advance(0.125)
     st = rl.statistics()
     assert (st.available, st.granted, st.waiting) == (0.5, 2, 0)
-    assert "rate=4" in repr(rl) and "burst=2" in repr(rl)
+    assert "rate=4" in repr(rl)
+    assert "burst=2" in repr(rl)
 
 
 @pytest.mark.parametrize("seed", range(6))
