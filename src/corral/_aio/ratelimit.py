@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.context import Context, _check_timeout
 from .._core.joint import joint_acquire
-from .._core.ratelimit import RateLimitState, check_cost
+from .._core.ratelimit import EPS, RateLimitState, check_cost
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .channel import new_waiter
@@ -44,25 +44,38 @@ async def _acquire(
 
 
 class _Acquire:
-    """``await rl.acquire(c)`` or ``async with rl.acquire(c):`` (nothing to give back)."""
+    """``await rl.acquire(c)`` or ``async with rl.acquire(c):`` (nothing to give back).
 
-    __slots__ = ("_c", "_ctx", "_st", "_timeout")
+    Immutable, so the limit hands out one shared ``acquire(1)`` object (as Semaphore does).
+    """
+
+    __slots__ = ("_c", "_cost_time", "_ctx", "_slack", "_st", "_timeout")
 
     def __init__(self, st: RateLimitState, c: float, timeout: float | None, ctx: Context | None):
         self._st = st
         self._c = c
         self._timeout = timeout
         self._ctx = ctx
+        # The GCRA test "now + EPS >= tat + (c - burst) * T", rearranged so the fast path
+        # does one comparison: tat <= now + slack.
+        self._cost_time = c * st.interval
+        self._slack = (st.burst - c) * st.interval + EPS
 
     def __await__(self) -> Generator[Any, None, None]:
         if self._ctx is None and not owed:
-            # The uncontended case without a coroutine (as Semaphore does).
+            # RateLimitState.try_take_locked, inlined: an uncontended acquire builds no
+            # coroutine and makes no method call but the clock's.
             st = self._st
             lock = st.lock
             lock.acquire()
             try:
-                if st.try_take_locked(self._c):
-                    return _DONE  # type: ignore[no-any-return]
+                if not st.waiters:
+                    now = st.now()
+                    tat = st.tat
+                    if tat <= now + self._slack:
+                        st.tat = (tat if tat > now else now) + self._cost_time
+                        st.granted += self._c
+                        return _DONE  # type: ignore[no-any-return]
             finally:
                 lock.release()
         return _acquire(self._st, self._c, self._timeout, self._ctx).__await__()
@@ -96,8 +109,9 @@ class RateLimit(RateLimitBase):
     False
     """
 
-    __slots__ = ()
+    __slots__ = ("_acquire1",)
     _flavour = "aio"
+    _acquire1: _Acquire
 
     def acquire(
         self, cost: float = 1, *, timeout: float | None = None, ctx: Context | None = None
@@ -108,6 +122,13 @@ class RateLimit(RateLimitBase):
         ``timeout``; ``Cancelled`` if ``ctx`` is done. A cancelled or timed-out acquire
         costs nothing.
         """
+        if cost == 1 and timeout is None and ctx is None and cost.__class__ is int:
+            try:
+                return self._acquire1
+            except AttributeError:
+                if self._st.burst >= 1:
+                    acq = self._acquire1 = _Acquire(self._st, 1, None, None)
+                    return acq
         st = self._st
         c = check_cost(cost, st.burst, "RateLimit.acquire")
         if timeout is not None:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CATCH_UP",
+    "EPS",
     "RateLimitState",
     "RateLimitStatistics",
     "check_cost",
@@ -56,7 +57,7 @@ __all__ = [
 CATCH_UP = 0.005
 #: Due times are sums of float intervals: one due "at 0.3 s" may be 0.30000000000000004.
 #: A nanosecond of tolerance keeps a clock that reads exactly 0.3 from missing it.
-_EPS = 1e-9
+EPS = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class RateLimitState:
         "granted",
         "interval",
         "lock",
+        "now",
         "per",
         "rate",
         "tat",
@@ -125,6 +127,7 @@ class RateLimitState:
         self.per = per
         self.burst = burst
         self.clock = clock
+        self.now = clock.now  # bound once: the uncontended acquire reads it inline
         self.interval = per / rate  # T: seconds of schedule one unit of cost uses
         self.tat = -math.inf  # never used: the whole burst is available
         self.granted: float = 0
@@ -157,7 +160,7 @@ class RateLimitState:
         if self.waiters:
             return False
         now = self.clock.now()
-        if now + _EPS >= self.tat + (c - self.burst) * self.interval:
+        if now + EPS >= self.tat + (c - self.burst) * self.interval:
             self._take_locked(c, now)
             return True
         return False
@@ -208,7 +211,7 @@ class RateLimitState:
     # -- the grant loop -----------------------------------------------------------------------
 
     def _arm_locked(self, due: float) -> None:
-        when = due - _EPS / 2  # then "now + _EPS >= due" holds when it fires
+        when = due - EPS / 2  # then "now + EPS >= due" holds when it fires
         if self.timer is not None:
             if self.timer_when == when:
                 return
@@ -241,7 +244,7 @@ class RateLimitState:
             c = e.item
             due = self.tat + (c - self.burst) * self.interval
             now = clock.now()
-            if now + _EPS < due:
+            if now + EPS < due:
                 self._arm_locked(due)
                 return None  # head-of-line: nobody behind may overtake it
             if e.index < 0:  # a joint acquire: granted with its other limiters or not at all
@@ -273,7 +276,7 @@ class RateLimitState:
 
     def can_take_locked(self, c: float) -> bool:
         return not self.waiters and (
-            self.clock.now() + _EPS >= self.tat + (c - self.burst) * self.interval
+            self.clock.now() + EPS >= self.tat + (c - self.burst) * self.interval
         )
 
     def take_now_locked(self, c: float) -> None:
@@ -287,7 +290,7 @@ class RateLimitState:
             return False
         due = self.tat + (entry.item - self.burst) * self.interval
         now = self.clock.now()
-        if now + _EPS < due:
+        if now + EPS < due:
             self._arm_locked(due)
             return False
         return True
