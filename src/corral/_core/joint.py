@@ -90,13 +90,19 @@ class Joint:
             else:  # its loop is gone: nobody will use the grant
                 for s, e in zip(states, entries, strict=True):
                     s.joint_untake_locked(e)
-            more: list[Joint] = []
+            # Each limiter's line moves on. A joint that one of them offers is worth an
+            # attempt only if every one of *these* limiters it waits in offers it too: one
+            # that did not is not ready (full, not due, or someone else at its head), and
+            # it will offer the joint itself when that changes.
+            offered: dict[Joint, int] = {}
             for s in states:
                 if s.waiters:
                     tries = s._grant_locked()
                     if tries:
-                        more.extend(tries)
-            return more
+                        for j in tries:
+                            offered[j] = offered.get(j, 0) + 1
+            owners: list[object] = list(states)
+            return [j for j, k in offered.items() if k == sum(e.owner in owners for e in j.entries)]
         finally:
             for s in reversed(states):
                 s.lock.release()

@@ -35,14 +35,12 @@ import threading
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import tracking
 from .clock import Clock
+from .joint import Joint, run_joints
 from .waiter import Entry, Waiter, WaiterFactory
-
-if TYPE_CHECKING:
-    from .joint import Joint
 
 __all__ = [
     "CATCH_UP",
@@ -193,8 +191,6 @@ class RateLimitState:
             self._give_back_locked(c)
             tries = self._grant_locked() if self.waiters else None
         if tries:
-            from .joint import run_joints
-
             run_joints(tries)
 
     def charge(self, c: float) -> None:
@@ -204,8 +200,6 @@ class RateLimitState:
             # The head's due time moved later: re-arm (its grant cannot be sooner).
             tries = self._grant_locked() if self.waiters else None
         if tries:
-            from .joint import run_joints
-
             run_joints(tries)
 
     # -- the grant loop -----------------------------------------------------------------------
@@ -229,8 +223,6 @@ class RateLimitState:
             self.timer = None
             tries = self._grant_locked()
         if tries:
-            from .joint import run_joints
-
             run_joints(tries)
 
     def _grant_locked(self) -> list[Joint] | None:
@@ -268,8 +260,6 @@ class RateLimitState:
                 return
             tries = self._grant_locked() if was_head else None
         if tries:
-            from .joint import run_joints
-
             run_joints(tries)
 
     # -- the joint-acquire protocol (see joint.py); called with this lock held -----------------

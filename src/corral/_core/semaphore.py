@@ -23,13 +23,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import tracking
+from .joint import Joint, run_joints
 from .waiter import Entry, Waiter
-
-if TYPE_CHECKING:
-    from .joint import Joint
 
 __all__ = ["SemaphoreState", "SemaphoreStatistics", "check_size", "check_weight"]
 
@@ -121,8 +119,6 @@ class SemaphoreState:
         finally:
             lock.release()
         if tries:
-            from .joint import run_joints
-
             run_joints(tries)
 
     def give_back(self, n: int) -> None:
@@ -155,8 +151,6 @@ class SemaphoreState:
                 return
             tries = self._grant_locked() if was_head else None
         if tries:
-            from .joint import run_joints
-
             run_joints(tries)
 
     # -- the joint-acquire protocol (see joint.py); called with this lock held -----------------
