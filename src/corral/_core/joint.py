@@ -33,6 +33,10 @@ from typing import Any, Protocol
 
 from .waiter import Entry, Waiter, WaiterFactory
 
+#: How late a timer wake-up may be and still be charged as of its due time (see
+#: ``ratelimit``: kept here, the module that does not import it).
+CATCH_UP = 0.005
+
 __all__ = ["Joint", "JointEntry", "JointLimiter", "joint_acquire", "run_joints"]
 
 
@@ -46,7 +50,7 @@ class JointLimiter(Protocol):
     def can_take_locked(self, c: Any) -> bool: ...
     def take_now_locked(self, c: Any) -> None: ...
     def joint_ready_locked(self, entry: Entry) -> bool: ...
-    def joint_take_locked(self, entry: Entry) -> None: ...
+    def joint_take_locked(self, entry: Entry, catch_up: float) -> None: ...
     def joint_untake_locked(self, entry: Entry) -> None: ...
     def _grant_locked(self) -> list[Joint] | None: ...
     def give_back(self, c: Any) -> None: ...
@@ -70,8 +74,12 @@ class Joint:
         self.waiter = waiter
         self.entries: list[JointEntry] = []  # in id(owner) order
 
-    def attempt(self) -> list[Joint]:
-        """Grant every part at once if all can be; returns joints that may now fit."""
+    def attempt(self, timed: object = None) -> list[Joint]:
+        """Grant every part at once if all can be; returns joints that may now fit.
+
+        ``timed``: the rate limit whose timer call-back led here (its lateness may be made
+        up, see ``ratelimit.CATCH_UP``); the other parts are charged from now.
+        """
         entries = self.entries
         states: list[JointLimiter] = [e.owner for e in entries]  # type: ignore[misc]
         for s in states:
@@ -84,7 +92,7 @@ class Joint:
                 if not s.joint_ready_locked(e):
                     return []
             for s, e in zip(states, entries, strict=True):
-                s.joint_take_locked(e)
+                s.joint_take_locked(e, CATCH_UP if s is timed else 0.0)
             if w.complete(0, None):
                 w.entries = []  # all popped: drop the waiter <-> entry cycle
             else:  # its loop is gone: nobody will use the grant
@@ -108,10 +116,12 @@ class Joint:
                 s.lock.release()
 
 
-def run_joints(tries: list[Joint]) -> None:
-    """Attempt each joint grant (and those that a grant lets through), with no lock held."""
+def run_joints(tries: list[Joint], timed: object = None) -> None:
+    """Attempt each joint grant (and those that a grant lets through), with no lock held;
+    ``timed`` as for :meth:`Joint.attempt` (the first attempt only)."""
     while tries:
-        more = tries.pop().attempt()
+        more = tries.pop().attempt(timed)
+        timed = None
         if more:
             tries.extend(more)
 

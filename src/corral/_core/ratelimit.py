@@ -22,6 +22,8 @@ as of the instant it became due when the wake-up came at most ``CATCH_UP`` secon
 the timer thread's latency must not lower the rate (charging from ``now`` would add every
 wake-up's lateness to the schedule: at 500/s, 0.1 ms late per grant is 5 % slow). After a
 longer stall it is charged from ``now - CATCH_UP``, so a stall is not made up in a burst.
+Only a timer's lateness is made up: a waiter granted because someone ahead left, or a
+joint acquire granted because another limiter freed up, is charged from ``now``.
 
 Entries of a joint acquire (``Limits``, see ``joint.py``) are never granted here: when
 one reaches the head and fits, the grant loop stops and returns it, and the caller runs
@@ -39,7 +41,7 @@ from typing import Any
 
 from . import tracking
 from .clock import Clock
-from .joint import Joint, run_joints
+from .joint import CATCH_UP, Joint, run_joints
 from .waiter import Entry, Waiter, WaiterFactory
 
 __all__ = [
@@ -51,8 +53,6 @@ __all__ = [
     "check_rate_args",
 ]
 
-#: How late (seconds) a timed wake-up may be and still be charged as of its due time.
-CATCH_UP = 0.005
 #: Due times are sums of float intervals: one due "at 0.3 s" may be 0.30000000000000004.
 #: A nanosecond of tolerance keeps a clock that reads exactly 0.3 from missing it.
 EPS = 1e-9
@@ -221,11 +221,14 @@ class RateLimitState:
     def _on_timer(self) -> None:
         with self.lock:
             self.timer = None
-            tries = self._grant_locked()
+            tries = self._grant_locked(CATCH_UP)
         if tries:
-            run_joints(tries)
+            run_joints(tries, self)
 
-    def _grant_locked(self) -> list[Joint] | None:
+    def _grant_locked(self, catch_up: float = 0.0) -> list[Joint] | None:
+        """Grant from the head while it conforms. ``catch_up``: how far back a grant may be
+        charged (only a timer wake-up's lateness is made up; a waiter that was due long ago
+        because it waited behind someone is charged from now)."""
         q = self.waiters
         clock = self.clock
         while q:
@@ -243,7 +246,7 @@ class RateLimitState:
                 self._disarm_locked()
                 return [e.joint]  # type: ignore[attr-defined]
             q.popleft()
-            floor = now - CATCH_UP
+            floor = now - catch_up
             self._take_locked(c, due if due > floor else floor)
             if not e.waiter.complete(0, None):
                 self._give_back_locked(c)  # lost the claim race to an abort, or loop gone
@@ -285,11 +288,11 @@ class RateLimitState:
             return False
         return True
 
-    def joint_take_locked(self, entry: Entry) -> None:
+    def joint_take_locked(self, entry: Entry, catch_up: float) -> None:
         self.waiters.popleft()
         c = entry.item
         due = self.tat + (c - self.burst) * self.interval
-        floor = self.clock.now() - CATCH_UP
+        floor = self.clock.now() - catch_up
         self._take_locked(c, due if due > floor else floor)
 
     def joint_untake_locked(self, entry: Entry) -> None:
