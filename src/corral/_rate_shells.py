@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -15,7 +16,26 @@ from ._core.joint import JointLimiter
 from ._core.ratelimit import RateLimitState, RateLimitStatistics, check_cost, check_rate_args
 from ._core.semaphore import SemaphoreState, check_weight
 
-__all__ = ["Grant", "LimitsBase", "RateLimitBase"]
+__all__ = ["Grant", "LimitsBase", "RateLimitBase", "flavour_class", "register_flavour"]
+
+# The flavours' classes, registered by their modules on import, so that ``as_threads()`` /
+# ``as_async()`` find the other flavour without the two modules importing each other.
+_CLASSES: dict[tuple[str, str], type] = {}
+_NAMESPACES = {"aio": "corral", "threads": "corral.threads"}
+
+
+def register_flavour(flavour: str, cls: type) -> None:
+    _CLASSES[flavour, cls.__name__] = cls
+
+
+def flavour_class(flavour: str, name: str) -> Any:
+    """The class ``name`` of ``flavour`` (``"aio"`` or ``"threads"``), importing its public
+    namespace first if nothing imported it yet."""
+    cls = _CLASSES.get((flavour, name))
+    if cls is None:
+        importlib.import_module(_NAMESPACES[flavour])
+        cls = _CLASSES[flavour, name]
+    return cls
 
 
 class RateLimitBase:

@@ -11,6 +11,7 @@ from .._core.context import Context, _check_timeout
 from .._core.joint import joint_acquire
 from .._core.ratelimit import EPS, RateLimitState, check_cost
 from .._core.waiter import AsyncWaiter, Waiter
+from .._rate_shells import flavour_class, register_flavour
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .channel import new_waiter
 from .wait import owed, park, pay_owed
@@ -139,9 +140,8 @@ class RateLimit(RateLimitBase):
 
     def as_threads(self) -> ThreadRateLimit:
         """The same rate limit as a ``corral.threads.RateLimit``."""
-        from .._threads.ratelimit import RateLimit as ThreadRateLimit
-
-        return ThreadRateLimit._view(self._st)
+        cls: type[ThreadRateLimit] = flavour_class("threads", "RateLimit")
+        return cls._view(self._st)
 
 
 async def _joint(parts: list[tuple[Any, Any]], timeout: float | None, ctx: Context | None) -> Grant:
@@ -226,6 +226,9 @@ class Limits(LimitsBase):
 
     def as_threads(self) -> ThreadLimits:
         """The same limits for threads (``corral.threads.Limits``)."""
-        from .._threads.ratelimit import Limits as ThreadLimits
+        cls: type[ThreadLimits] = flavour_class("threads", "Limits")
+        return cls(*self._limiters)
 
-        return ThreadLimits(*self._limiters)
+
+register_flavour("aio", RateLimit)
+register_flavour("aio", Limits)

@@ -10,6 +10,7 @@ from .._core.context import Context, _check_timeout
 from .._core.joint import joint_acquire
 from .._core.ratelimit import check_cost
 from .._core.waiter import ThreadWaiter, Waiter
+from .._rate_shells import flavour_class, register_flavour
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .wait import park
 
@@ -75,9 +76,8 @@ class RateLimit(RateLimitBase):
 
     def as_async(self) -> AsyncRateLimit:
         """The same rate limit as a ``corral.RateLimit``."""
-        from .._aio.ratelimit import RateLimit as AsyncRateLimit
-
-        return AsyncRateLimit._view(self._st)
+        cls: type[AsyncRateLimit] = flavour_class("aio", "RateLimit")
+        return cls._view(self._st)
 
 
 class Limits(LimitsBase):
@@ -115,6 +115,9 @@ class Limits(LimitsBase):
 
     def as_async(self) -> AsyncLimits:
         """The same limits for asyncio tasks (``corral.Limits``)."""
-        from .._aio.ratelimit import Limits as AsyncLimits
+        cls: type[AsyncLimits] = flavour_class("aio", "Limits")
+        return cls(*self._limiters)
 
-        return AsyncLimits(*self._limiters)
+
+register_flavour("threads", RateLimit)
+register_flavour("threads", Limits)
