@@ -17,6 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from .._core.context import Context
 from .._shells import ChannelBase
+from ._rate import check_rate
 from ._stats import ProgressSpec, check_progress
 
 __all__ = ["SKIPPED", "FlowPlan", "Outcome", "Stage", "plan_fan_out", "plan_pipeline", "stage"]
@@ -108,6 +109,9 @@ class Stage:
     executor: Executor | None = None
     errors: ErrorPolicy = "raise"
     name: str | None = None
+    #: a RateLimit or Limits each call acquires first, and the item's cost there
+    rate: Any = None
+    cost: Callable[[Any], Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -176,6 +180,8 @@ def stage(
     executor: Executor | None = None,
     errors: ErrorPolicy = "raise",
     name: str | None = None,
+    rate: Any = None,
+    cost: Callable[[Any], Any] | None = None,
 ) -> Stage:
     """A pipeline stage: ``workers`` concurrent calls of ``fn``, ``buffer`` results queued.
 
@@ -188,6 +194,11 @@ def stage(
     passed as ``executor=`` (not both). ``errors``: ``"raise"`` (the first error cancels
     the pipeline), ``"skip"`` (logged as a warning, dropped), ``"collect"`` (the stage emits an
     :class:`Outcome` per item). ``name`` labels the stage in statistics.
+
+    ``rate``: a :class:`corral.RateLimit` or :class:`corral.Limits` (either flavour) that
+    every call acquires first, ``cost(item)`` of it (default 1; for ``Limits``, a mapping
+    of limiter to cost, as ``Limits.acquire`` takes). A ``Limits``' semaphores are held
+    for the call. Waiting for it counts as busy time in the statistics.
 
     >>> import corral
     >>> s = corral.stage(str.upper, workers=4, buffer=8)
@@ -202,7 +213,8 @@ def stage(
     check_errors(errors, what)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"stage: name must be a str or None, got {type(name).__name__}")
-    return Stage(fn, workers, buffer, run_in, executor, errors, name)
+    check_rate(rate, cost, what)
+    return Stage(fn, workers, buffer, run_in, executor, errors, name, rate, cost)
 
 
 def check_run_in(run_in: object, executor: object, fn: object, what: str) -> None:
@@ -297,6 +309,8 @@ def plan_fan_out(
     executor: Executor | None,
     ctx: Context | None,
     progress: ProgressSpec,
+    rate: Any = None,
+    cost: Callable[[Any], Any] | None = None,
 ) -> FlowPlan:
     what = "fan_out"
     check_fn(fn, what)
@@ -310,12 +324,13 @@ def plan_fan_out(
     check_run_in(run_in, executor, fn, what)
     check_ctx_arg(ctx, what)
     check_progress(progress, what)
+    check_rate(rate, cost, what)
     total = _total(items)
     if total is not None:
         workers = max(1, min(workers, total))  # no idle workers for a short list
     if buffer is None:
         buffer = default_buffer(workers)
-    st = Stage(fn, workers, buffer, run_in, executor, errors, None)
+    st = Stage(fn, workers, buffer, run_in, executor, errors, None, rate, cost)
     window = _check_window(window, ordered, what, workers + buffer)
     return FlowPlan(what, items, (st,), ordered, window, ctx, progress, total)
 
