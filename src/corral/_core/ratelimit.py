@@ -22,6 +22,8 @@ as of the instant it became due when the wake-up came at most ``CATCH_UP`` secon
 the timer thread's latency must not lower the rate (charging from ``now`` would add every
 wake-up's lateness to the schedule: at 500/s, 0.1 ms late per grant is 5 % slow). After a
 longer stall it is charged from ``now - CATCH_UP``, so a stall is not made up in a burst.
+(``CATCH_UP`` is capped at one interval ``T``: a late wake-up then lets at most one unit
+more through at once than an on-time one would.)
 Only a timer's lateness is made up: a waiter granted because someone ahead left, or a
 joint acquire granted because another limiter freed up, is charged from ``now``.
 
@@ -105,6 +107,7 @@ class RateLimitState:
     __slots__ = (
         "__weakref__",
         "burst",
+        "catch_up",
         "clock",
         "granted",
         "interval",
@@ -127,6 +130,9 @@ class RateLimitState:
         self.clock = clock
         self.now = clock.now  # bound once: the uncontended acquire reads it inline
         self.interval = per / rate  # T: seconds of schedule one unit of cost uses
+        # A late timer is made up for at most one interval: then a late wake-up lets at
+        # most one unit more through at once than an on-time one would have.
+        self.catch_up = min(CATCH_UP, self.interval)
         self.tat = -math.inf  # never used: the whole burst is available
         self.granted: float = 0
         self.waiters: deque[Entry] = deque()
@@ -221,7 +227,7 @@ class RateLimitState:
     def _on_timer(self) -> None:
         with self.lock:
             self.timer = None
-            tries = self._grant_locked(CATCH_UP)
+            tries = self._grant_locked(self.catch_up)
         if tries:
             run_joints(tries, self)
 
@@ -288,11 +294,11 @@ class RateLimitState:
             return False
         return True
 
-    def joint_take_locked(self, entry: Entry, catch_up: float) -> None:
+    def joint_take_locked(self, entry: Entry, timed: bool) -> None:
         self.waiters.popleft()
         c = entry.item
         due = self.tat + (c - self.burst) * self.interval
-        floor = self.clock.now() - catch_up
+        floor = self.clock.now() - (self.catch_up if timed else 0.0)
         self._take_locked(c, due if due > floor else floor)
 
     def joint_untake_locked(self, entry: Entry) -> None:

@@ -167,7 +167,7 @@ class SemaphoreState:
             q.popleft()
         return bool(q) and q[0] is entry and self.size - self.cur >= entry.item
 
-    def joint_take_locked(self, entry: Entry, catch_up: float) -> None:
+    def joint_take_locked(self, entry: Entry, timed: bool) -> None:
         self.waiters.popleft()
         self.cur += entry.item
 
