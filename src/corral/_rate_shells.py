@@ -108,7 +108,17 @@ def _check_part(st: RateLimitState | SemaphoreState, c: object, what: str) -> fl
 class Grant:
     """What a ``Limits.acquire`` took: every part at once. Use it as a context manager (or
     call :meth:`release`) to give back the semaphore permits; rate-limit costs are spent,
-    but can be corrected after the fact with :meth:`adjust`."""
+    but can be corrected after the fact with :meth:`adjust`.
+
+    >>> import corral.threads as ct
+    >>> tpm, conns = ct.RateLimit(1000, per=60.0, burst=500), ct.Semaphore(4)
+    >>> with ct.Limits(tpm, conns).acquire({tpm: 400}) as grant:
+    ...     grant.adjust(tpm, 250)  # the reply used 250 tokens: 150 go back
+    ...     print(grant.cost(tpm), tpm.statistics().granted, conns.statistics().held)
+    250 250 1
+    >>> conns.statistics().held
+    0
+    """
 
     __slots__ = ("_costs", "_released")
 
