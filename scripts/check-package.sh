@@ -13,7 +13,8 @@
 #   4. a fresh venv, the wheel installed (not editable) and run from an empty temp dir, so no
 #      source tree is on sys.path: the imports, `corral --help`, `python -m corral --help`,
 #      every docs/examples/*.py of the sdist, and the sdist's own tests that exercise the
-#      installed package (tests/examples, the README's snippets, the docstring examples).
+#      installed package (tests/examples, the README's snippets, the docstring examples,
+#      the docstring check, the docs site's example checks).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -165,7 +166,8 @@ step "the sdist's tests that exercise the installed package"
 # Run from the unpacked sdist, which has no corral on sys.path (src layout, and tests/ is not a
 # package at its top): `import corral` finds the wheel's copy.
 cd "$SRC_TREE"
-"$VPY" -m pytest -q -p no:cacheprovider tests/examples tests/test_readme.py tests/test_doctests.py
+"$VPY" -m pytest -q -p no:cacheprovider tests/examples tests/test_readme.py tests/test_doctests.py \
+  tests/test_public_docstrings.py tests/test_docs_site.py
 
 echo
 echo "package check OK: $(basename "$SDIST"), $(basename "$WHEEL")"
