@@ -94,7 +94,11 @@ need_sdist = [
     "src/corral/py.typed",
     "tests/conftest.py",
     "scripts/unasync_patterns.py",
-    *(p.relative_to(root).as_posix() for p in sorted((root / "docs").rglob("*")) if p.is_file()),
+    *(
+        p.relative_to(root).as_posix()
+        for p in sorted((root / "docs").rglob("*"))
+        if p.is_file() and not junk(p.as_posix())
+    ),
 ]
 for rel in need_sdist:
     if not (sdist / rel).is_file():
