@@ -12,7 +12,7 @@ Go (every snippet of the seed passes a ``ctx`` down; these are its lines that us
 
 and the standard idioms around them::
 
-    ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+    ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
     defer cancel()
     ctx = context.WithValue(ctx, requestIDKey, 42)
     err := ctx.Err(); cause := context.Cause(ctx)
@@ -44,8 +44,8 @@ async def call_service(ctx: corral.Context, name: str, latency: float) -> str:
 
 async def handle_request(request_id: int) -> None:
     root = corral.background()
-    # ctx, cancel := context.WithTimeout(ctx, 50ms); defer cancel()
-    with corral.with_timeout(root, 0.05) as ctx:
+    # ctx, cancel := context.WithTimeout(ctx, 500ms); defer cancel()
+    with corral.with_timeout(root, 0.5) as ctx:
         ctx = corral.with_value(ctx, "request_id", request_id)  # context.WithValue
         print(await call_service(ctx, "fast", 0.001))
         try:
