@@ -170,6 +170,9 @@ step "the sdist's tests that exercise the installed package"
 # Run from the unpacked sdist, which has no corral on sys.path (src layout, and tests/ is not a
 # package at its top): `import corral` finds the wheel's copy.
 cd "$SRC_TREE"
+# `python -m` puts the current directory on sys.path: make sure that is not where corral is.
+"$VPY" -c "import corral, pathlib, sys; p = pathlib.Path(corral.__file__).resolve()
+sys.exit(0 if pathlib.Path(sys.argv[1]).resolve() in p.parents else f'corral from {p}')" "$VENV"
 "$VPY" -m pytest -q -p no:cacheprovider tests/examples tests/test_readme.py tests/test_doctests.py \
   tests/test_public_docstrings.py tests/test_docs_site.py
 
