@@ -21,7 +21,7 @@ from ._core.channel import (
     SendCase,
     check_capacity,
 )
-from ._core.context import CancelContext, Context
+from ._core.context import CancelContext, Context, check_ctx
 from ._core.group import GroupState, GroupStatistics, check_group_args, check_limit
 from ._core.semaphore import SemaphoreState, SemaphoreStatistics, check_size, check_weight
 from ._errors import EndOfChannel, GroupError, WouldBlock
@@ -42,16 +42,10 @@ __all__ = [
 T = TypeVar("T")
 
 
-def check_ctx(ctx: object, what: str) -> None:
-    """Reject a non-Context; fail fast if the Context is already done (as Go does)."""
-    if not isinstance(ctx, Context):
-        raise TypeError(f"{what}: ctx must be a corral Context, got {type(ctx).__name__}")
-    ctx.raise_if_cancelled()
-
-
-class ChannelBase(Generic[T]):
+class ChannelBase(views.Flavoured, Generic[T]):
     __slots__ = ("__weakref__", "_st")
     _flavour: str = ""
+    _family = views.family("channel")
 
     def __init__(self, capacity: float = 0) -> None:
         self._st: ChannelState[T] = ChannelState(check_capacity(capacity))
@@ -122,9 +116,10 @@ class ChannelBase(Generic[T]):
         )
 
 
-class SemaphoreBase:
+class SemaphoreBase(views.Flavoured):
     __slots__ = ("__weakref__", "_st")
     _flavour: str = ""
+    _family = views.family("semaphore")
 
     def __init__(self, size: int = 1) -> None:
         self._st = SemaphoreState(check_size(size))

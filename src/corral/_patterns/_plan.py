@@ -123,6 +123,8 @@ class Stage:
         return "task" if is_async_callable(self.fn) else "thread"
 
     def label(self, index: int) -> str:
+        """The stage's name in statistics and errors: ``name``, else the function's, else
+        ``stage{index + 1}``."""
         if self.name is not None:
             return self.name
         return getattr(self.fn, "__name__", None) or f"stage{index + 1}"
