@@ -47,13 +47,14 @@ from ._patterns._plan import stage as stage
 from ._patterns._stats import PipelineStatistics as PipelineStatistics
 from ._patterns._stats import Progress as Progress
 from ._patterns._stats import StageStatistics as StageStatistics
-from ._rate_shells import Grant as Grant
 from ._select import Selected as Selected
+from ._shells import Grant as Grant
 
 # The thread flavour's view classes, loaded with the asyncio ones: the two shells do not
 # import each other, so as_threads() finds its twin in the view families that defining
 # these classes fills (_core/views.py). Small modules; corral.threads needs them anyway.
 from ._threads import channel as _threads_channel  # noqa: F401
+from ._threads import ratelimit as _threads_ratelimit  # noqa: F401
 from ._threads import semaphore as _threads_semaphore  # noqa: F401
 from ._threads import singleflight as _threads_singleflight  # noqa: F401
 

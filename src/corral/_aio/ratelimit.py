@@ -11,7 +11,6 @@ from .._core.context import Context, _check_timeout
 from .._core.joint import joint_acquire
 from .._core.ratelimit import EPS, RateLimitState, check_cost
 from .._core.waiter import AsyncWaiter, Waiter
-from .._rate_shells import flavour_class, register_flavour
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .channel import new_waiter
 from .wait import owed, park, pay_owed
@@ -140,8 +139,8 @@ class RateLimit(RateLimitBase):
 
     def as_threads(self) -> ThreadRateLimit:
         """The same rate limit as a ``corral.threads.RateLimit``."""
-        cls: type[ThreadRateLimit] = flavour_class("threads", "RateLimit")
-        return cls._view(self._st)
+        view: ThreadRateLimit = self._family["threads"]._view(self._st)
+        return view
 
 
 async def _joint(parts: list[tuple[Any, Any]], timeout: float | None, ctx: Context | None) -> Grant:
@@ -205,6 +204,7 @@ class Limits(LimitsBase):
     """
 
     __slots__ = ()
+    _flavour = "aio"
 
     def acquire(
         self,
@@ -226,9 +226,5 @@ class Limits(LimitsBase):
 
     def as_threads(self) -> ThreadLimits:
         """The same limits for threads (``corral.threads.Limits``)."""
-        cls: type[ThreadLimits] = flavour_class("threads", "Limits")
-        return cls(*self._limiters)
-
-
-register_flavour("aio", RateLimit)
-register_flavour("aio", Limits)
+        lim: ThreadLimits = self._family["threads"](*self._limiters)
+        return lim

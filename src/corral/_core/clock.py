@@ -91,15 +91,18 @@ class ManualClock:
         self._lock = threading.Lock()
 
     def now(self) -> float:
+        """The current manual time (``start`` plus every ``advance`` so far)."""
         return self._now
 
     def call_at(self, when: float, callback: Callable[[], None]) -> object:
+        """Run ``callback`` in the ``advance`` that reaches ``when``; returns a handle."""
         call = _Call(when, callback)
         with self._lock:
             heapq.heappush(self._heap, (when, next(self._seq), call))
         return call
 
     def cancel(self, handle: object) -> None:
+        """Stop a call-back from :meth:`call_at` if it has not run; idempotent."""
         assert isinstance(handle, _Call)
         handle.cancelled = True
 

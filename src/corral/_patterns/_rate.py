@@ -18,7 +18,7 @@ from .._aio.ratelimit import Limits as AsyncLimits
 from .._aio.ratelimit import RateLimit as AsyncRateLimit
 from .._core.context import Context
 from .._core.ratelimit import RateLimitState
-from .._rate_shells import LimitsBase, RateLimitBase
+from .._shells import LimitsBase, RateLimitBase
 from .._threads.ratelimit import Limits as ThreadLimits
 from .._threads.ratelimit import RateLimit as ThreadRateLimit
 

@@ -10,7 +10,6 @@ from .._core.context import Context, _check_timeout
 from .._core.joint import joint_acquire
 from .._core.ratelimit import check_cost
 from .._core.waiter import ThreadWaiter, Waiter
-from .._rate_shells import flavour_class, register_flavour
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .wait import park
 
@@ -76,8 +75,8 @@ class RateLimit(RateLimitBase):
 
     def as_async(self) -> AsyncRateLimit:
         """The same rate limit as a ``corral.RateLimit``."""
-        cls: type[AsyncRateLimit] = flavour_class("aio", "RateLimit")
-        return cls._view(self._st)
+        view: AsyncRateLimit = self._family["aio"]._view(self._st)
+        return view
 
 
 class Limits(LimitsBase):
@@ -91,6 +90,7 @@ class Limits(LimitsBase):
     """
 
     __slots__ = ()
+    _flavour = "threads"
 
     def acquire(
         self,
@@ -115,9 +115,5 @@ class Limits(LimitsBase):
 
     def as_async(self) -> AsyncLimits:
         """The same limits for asyncio tasks (``corral.Limits``)."""
-        cls: type[AsyncLimits] = flavour_class("aio", "Limits")
-        return cls(*self._limiters)
-
-
-register_flavour("threads", RateLimit)
-register_flavour("threads", Limits)
+        lim: AsyncLimits = self._family["aio"](*self._limiters)
+        return lim

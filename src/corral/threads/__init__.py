@@ -38,8 +38,8 @@ from .._patterns._threads_flow import pipeline as pipeline
 from .._patterns._threads_relays import fan_in as fan_in
 from .._patterns._threads_relays import or_done as or_done
 from .._patterns._threads_relays import tee as tee
-from .._rate_shells import Grant as Grant
 from .._select import Selected as Selected
+from .._shells import Grant as Grant
 from .._threads.channel import Channel as Channel
 from .._threads.group import Group as Group
 from .._threads.ratelimit import Limits as Limits
