@@ -4,6 +4,8 @@
 #   make test        lint, format check, mypy --strict, tests, then the hammer tests
 #   make stress      hammer tests + reliability figures with CORRAL_STRESS=1 (more seeds)
 #   make bench       install the peers and run `corral bench`
+#   make docs        build the docs site into site/ (open site/index.html)
+#   make package     build the sdist and wheel, check them, test the installed wheel
 #
 # PYTHON and VENV pick the interpreter and the venv: make test PYTHON=python3.13 VENV=.venv-3.13
 
@@ -17,10 +19,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # pytest exits 5 when it collects no test; the hammer pass may legitimately select none.
 HAMMER_OK := || test $$? -eq 5
 
-.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress clean
+.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress docs package clean
 
 help:
-	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,11p' Makefile | sed 's/^# \{0,1\}//'
 
 # One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
 venv: $(VENV)/.stamp-test
@@ -80,6 +82,16 @@ stress: venv
 bench: venv $(VENV)/.stamp-bench
 	$(BIN)/corral bench
 
+# Docs: mkdocs-material + mkdocstrings (the docs extra); --strict turns every warning (a
+# broken link or reference, a missing example) into an error, as in CI.
+docs: venv $(VENV)/.stamp-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "docs: built into $(CURDIR)/site/ -- open file://$(CURDIR)/site/index.html in a browser"
+
+# Packaging: sdist + wheel built, checked, the wheel installed in a fresh venv and exercised.
+package: venv $(VENV)/.stamp-dist
+	scripts/check-package.sh $(BIN)/python
+
 clean:
-	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build
+	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build site
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

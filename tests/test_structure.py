@@ -26,27 +26,18 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "corral"
 MAX_LINES = 600
 
-# Import edges that close a known cycle, to be removed in phase 2 of issue 12 (see
-# /work/coord/issue-12.md, "Structure"). The list may only shrink: a test below fails when
-# a listed edge is gone or no longer closes a cycle, so whoever breaks a cycle deletes its
-# entry; a *new* cycle fails ``test_no_import_cycles`` whatever this list says.
-# Each entry: (importer, imported), both dotted module names.
-KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        # 1. The I/O-free core imports the asyncio shell: Context.done() / its governor
-        #    build a corral._aio Channel (lazily), and SingleFlight.deduplicate picks a
-        #    flavour's SingleFlight (lazily); both shells import the core back.
-        ("corral._core.context", "corral._aio.channel"),
-        ("corral._core.singleflight", "corral._aio.singleflight"),
-        ("corral._core.singleflight", "corral._threads.singleflight"),
-        # 2. Each flavour's view class imports the other's for as_threads() / as_async().
-        ("corral._aio.channel", "corral._threads.channel"),
-        ("corral._threads.channel", "corral._aio.channel"),
-        ("corral._aio.semaphore", "corral._threads.semaphore"),
-        ("corral._threads.semaphore", "corral._aio.semaphore"),
-        ("corral._aio.singleflight", "corral._threads.singleflight"),
-        ("corral._threads.singleflight", "corral._aio.singleflight"),
-    }
+# The layers, lowest first (docs/design.md, "Layout"), by module-name prefix: a module may
+# import its own layer and the ones below, never one above. Modules of one layer may import
+# each other (the asyncio shell runs plain functions on the thread shell's workers), but not
+# in a cycle. A module that matches no prefix fails test_every_module_has_a_layer: place it.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("errors", ("corral._errors",)),
+    ("core", ("corral._core",)),
+    ("shared shell", ("corral._shells", "corral._select")),
+    ("flavour shells", ("corral._aio", "corral._threads")),
+    ("patterns", ("corral._patterns",)),
+    ("public namespaces", ("corral", "corral.threads", "corral.testing")),
+    ("tools", ("corral._bench", "corral._demo", "corral.cli", "corral.__main__")),
 )
 
 
@@ -170,11 +161,8 @@ def _describe(cycle: list[str], edges: list[Edge]) -> str:
 
 
 def test_no_import_cycles() -> None:
-    modules = _modules()
-    edges = _edges(modules)
-    allowed = KNOWN_CYCLE_EDGES
-    graph = _graph([e for e in edges if (e.src, e.dst) not in allowed])
-    cycles = _cycles(graph)
+    edges = _edges(_modules())
+    cycles = _cycles(_graph(edges))
     report = "\n\n".join(_describe(c, edges) for c in cycles)
     assert not cycles, (
         f"{len(cycles)} import cycle(s) inside src/corral (lazy imports count; only "
@@ -183,17 +171,56 @@ def test_no_import_cycles() -> None:
     )
 
 
-def test_known_cycle_edges_still_exist_and_still_close_a_cycle() -> None:
-    """The allow-list only shrinks: a fixed cycle must leave it (and the docs' TODO)."""
-    edges = _edges(_modules())
-    present = {(e.src, e.dst) for e in edges}
-    graph = _graph(edges)
-    stale = sorted(
-        (a, b) for a, b in KNOWN_CYCLE_EDGES if (a, b) not in present or not _path(graph, b, a)
-    )
-    assert not stale, (
-        "these KNOWN_CYCLE_EDGES no longer close an import cycle: delete them from "
-        f"tests/test_structure.py: {stale}"
+def _layer(module: str) -> int | None:
+    """The index in LAYERS of ``module``'s layer (longest matching prefix), or None."""
+    best: tuple[int, int] | None = None  # (prefix length, layer index)
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            under = module == prefix or module.startswith(prefix + ".")
+            # "corral" names the package itself only, not everything under it
+            if prefix == "corral" and module != prefix:
+                under = False
+            if under and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), i)
+    return None if best is None else best[1]
+
+
+def _upward(edges: list[Edge]) -> list[str]:
+    out = []
+    for e in edges:
+        src, dst = _layer(e.src), _layer(e.dst)
+        if src is not None and dst is not None and dst > src:
+            out.append(f"    {e.src} ({LAYERS[src][0]}) -> {e.dst} ({LAYERS[dst][0]})  ({e.where})")
+    return out
+
+
+def _core_breaks(edges: list[Edge]) -> list[str]:
+    return [
+        f"    {e.src} -> {e.dst}  ({e.where})"
+        for e in edges
+        if (e.src == "corral._core" or e.src.startswith("corral._core."))
+        and not (e.dst in ("corral._errors", "corral._core") or e.dst.startswith("corral._core."))
+    ]
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = sorted(m for m in _modules() if _layer(m) is None)
+    assert not unplaced, f"add these modules' layer to LAYERS in {__file__}: {unplaced}"
+
+
+def test_core_imports_only_the_core_and_errors() -> None:
+    """The I/O-free core (``corral._core``) imports nothing above it, lazily or not: no
+    shell, pattern or public namespace. What it needs from a shell, the shell registers
+    (``_core/views.py``: ``Context.done()`` builds the asyncio Channel from there)."""
+    bad = _core_breaks(_edges(_modules()))
+    assert not bad, "the core imports a layer above it:\n" + "\n".join(bad)
+
+
+def test_imports_only_go_down_the_layers() -> None:
+    bad = _upward(_edges(_modules()))
+    assert not bad, (
+        "imports that go up the layering (docs/design.md, Layout; lazy imports count):\n"
+        + "\n".join(bad)
     )
 
 
@@ -270,3 +297,49 @@ def test_checker_finds_a_longer_cycle_once(tmp_path: Path) -> None:
     assert _cycles(_graph(edges)) == [["corral.a", "corral.b", "corral.c", "corral.a"]]
     # Without the edge that closes it, no cycle is left.
     assert _cycles(_graph([e for e in edges if e.src != "corral.c"])) == []
+
+
+def _layer_name(module: str) -> str | None:
+    i = _layer(module)
+    return None if i is None else LAYERS[i][0]
+
+
+def test_layers_are_found_by_longest_prefix() -> None:
+    assert _layer_name("corral._core.views") == "core"
+    assert _layer_name("corral") == "public namespaces"
+    assert _layer_name("corral.threads") == "public namespaces"
+    assert _layer_name("corral.testing._sweep") == "public namespaces"
+    assert _layer_name("corral._bench.rows.channels") == "tools"
+    assert _layer("corral._corex") is None  # a prefix is a whole name segment
+    assert _layer("corral.newthing") is None  # not swallowed by "corral"
+
+
+def test_checker_sees_an_upward_import_out_of_the_core(tmp_path: Path) -> None:
+    modules = _fake_package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "_errors.py": "",
+            "_shells.py": "from ._core import state\n",  # down: fine
+            "_core/__init__.py": "",
+            "_core/state.py": (
+                "from typing import TYPE_CHECKING\n"
+                "from .. import _errors\n"  # down: fine
+                "if TYPE_CHECKING:\n"
+                "    from .._aio.chan import Chan\n"  # never runs: fine
+                "def done():\n"
+                "    from .._aio.chan import Chan\n"  # lazy, up: a break
+                "    return Chan()\n"
+            ),
+            "_aio/__init__.py": "",
+            "_aio/chan.py": "from .._shells import x\n",
+        },
+    )
+    edges = _edges(modules, tmp_path)
+    assert _core_breaks(edges) == [
+        "    corral._core.state -> corral._aio.chan  (corral/_core/state.py:6)"
+    ]
+    assert _upward(edges) == [
+        "    corral._core.state (core) -> corral._aio.chan (flavour shells)  "
+        "(corral/_core/state.py:6)"
+    ]

@@ -35,6 +35,9 @@ class Timing(NamedTuple):
 
     wall: float
     cpu: float
+    #: What else the run measured, for rows whose result is not only a time (a rate
+    #: limiter's achieved rate, a worst wait): shown under the implementation's line.
+    figures: str = ""
 
 
 class Stopwatch:

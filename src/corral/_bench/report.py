@@ -32,6 +32,8 @@ class Result:
     items: int = 0
     gc: str = "on"
     error: str | None = None
+    #: Each measured run's extra figures (``Timing.figures``), when the row reports any.
+    figures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +142,7 @@ class Report:
             spread = f"{r.spread:.2f}×" if r.spread is not None else ""
             cpu = f"{r.cpu_ns_per_op:,.0f}" if r.cpu_ns_per_op is not None else ""
             out.append(f"  {name:<{width}}  {r.ns_per_op:>11,.0f}  {spread:>7}  {cpu:>8}  {ratio}")
+            out.extend(f"  {'':<{width}}    run {k + 1}: {f}" for k, f in enumerate(r.figures))
         for c in row.comparisons:
             parts = []
             if c.vs_reference is not None:

@@ -46,6 +46,7 @@ class _State:
     error: str | None = None
     samples: list[float] = field(default_factory=list)  # wall ns per operation
     cpu_samples: list[float] = field(default_factory=list)  # CPU ns per operation
+    figures: list[str] = field(default_factory=list)  # Timing.figures of each measured run
 
 
 def _missing(impl: Impl) -> list[str]:
@@ -122,6 +123,8 @@ def _run_row(
                 st.samples.append(dt.wall / n * 1e9)
                 if not math.isnan(dt.cpu):
                     st.cpu_samples.append(dt.cpu / n * 1e9)
+                if dt.figures:
+                    st.figures.append(dt.figures)
 
     results = []
     for st in states:
@@ -133,6 +136,7 @@ def _run_row(
             items=n,
             gc=gc_mode,
             error=st.error,
+            figures=list(st.figures),
         )
         if st.status == "ok" and st.samples:
             best = min(st.samples)

@@ -11,6 +11,9 @@
   was cancelled is never granted; one granted and then cancelled gives its permits back
   (Go: "acquired the semaphore after we were canceled"), which re-runs the grant loop.
 * When the head waiter leaves, the grant loop runs again: the ones behind it may fit.
+* A joint acquire (``Limits``, see ``joint.py``) at the head is never granted here: the
+  grant loop stops at it (head-of-line still) and returns it, to be attempted across all
+  of its limiters once this lock is released.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tracking
+from .joint import Joint, run_joints
 from .waiter import Entry, Waiter
 
 __all__ = ["SemaphoreState", "SemaphoreStatistics", "check_size", "check_weight"]
@@ -111,12 +115,16 @@ class SemaphoreState:
                     f"Semaphore.release: n={n} is more than the {self.cur} permit(s) held"
                 )
             self.cur -= n
-            if self.waiters:
-                self._grant_locked()
+            tries = self._grant_locked() if self.waiters else None
         finally:
             lock.release()
+        if tries:
+            run_joints(tries)
 
-    def _grant_locked(self) -> None:
+    def give_back(self, n: int) -> None:
+        self.release(n)
+
+    def _grant_locked(self) -> list[Joint] | None:
         q = self.waiters
         while q:
             e = q[0]
@@ -125,10 +133,13 @@ class SemaphoreState:
                 continue
             if self.size - self.cur < e.item:
                 break  # head-of-line: nobody behind may overtake it
+            if e.index < 0:  # a joint acquire: granted with its other limiters or not at all
+                return [e.joint]  # type: ignore[attr-defined]
             q.popleft()
             self.cur += e.item
             if not e.waiter.complete(0, None):
                 self.cur -= e.item  # lost the claim race to an abort, or its loop is gone
+        return None
 
     def _unlink(self, entry: Entry) -> None:
         with self.lock:
@@ -138,8 +149,30 @@ class SemaphoreState:
                 q.remove(entry)
             except ValueError:
                 return
-            if was_head:
-                self._grant_locked()
+            tries = self._grant_locked() if was_head else None
+        if tries:
+            run_joints(tries)
+
+    # -- the joint-acquire protocol (see joint.py); called with this lock held -----------------
+
+    def can_take_locked(self, n: int) -> bool:
+        return not self.waiters and self.size - self.cur >= n
+
+    def take_now_locked(self, n: int) -> None:
+        self.cur += n
+
+    def joint_ready_locked(self, entry: Entry) -> bool:
+        q = self.waiters
+        while q and q[0].waiter.done and q[0] is not entry:
+            q.popleft()
+        return bool(q) and q[0] is entry and self.size - self.cur >= entry.item
+
+    def joint_take_locked(self, entry: Entry, timed: bool) -> None:
+        self.waiters.popleft()
+        self.cur += entry.item
+
+    def joint_untake_locked(self, entry: Entry) -> None:
+        self.cur -= entry.item
 
     def statistics(self) -> SemaphoreStatistics:
         with self.lock:

@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from .._core.channel import CLOSED
 from .._core.context import Context
 from .._errors import Cancelled
-from .._shells import ChannelBase
+from .._shells import ChannelBase, LimitsBase, RateLimitBase
 from . import _rt_aio as rt
 from ._engine import FlowRun
 from ._plan import (
@@ -254,6 +254,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[R]: ...
 @overload
 def fan_out(
@@ -269,6 +271,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[Outcome[T, R]]: ...
 @overload
 def fan_out(
@@ -284,6 +288,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[R]: ...
 @overload
 def fan_out(
@@ -299,6 +305,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[Outcome[T, R]]: ...
 
 
@@ -315,6 +323,8 @@ def fan_out(
     executor: ExecutorArg | None = None,
     ctx: Context | None = None,
     progress: ProgressSpec = None,
+    rate: RateLimitBase | LimitsBase | None = None,
+    cost: Callable[[Any], Any] | None = None,
 ) -> Flow[Any]:
     """Run ``fn(item)`` for every item on ``workers`` concurrent workers; yield the results.
 
@@ -334,6 +344,10 @@ def fan_out(
     cancelling it stops the fan-out (iteration raises ``Cancelled``). ``progress``: a
     callback taking a :class:`corral.Progress` (called at most every 0.1 s, and once at
     the end), or ``True`` for a tqdm bar. Leaving the block early stops every worker.
+
+    ``rate``: a :class:`corral.RateLimit` or :class:`corral.Limits` every call acquires
+    first, ``cost(item)`` of it (default 1; for ``Limits`` a mapping, see
+    :func:`corral.stage`), so a bounded fan-out is also rate-limited.
 
     >>> import asyncio, corral
     >>> async def double(x):
@@ -362,6 +376,8 @@ def fan_out(
             executor=executor,
             ctx=ctx,
             progress=progress,
+            rate=rate,
+            cost=cost,
         )
     )
 

@@ -40,6 +40,7 @@ from .._core.context import CancelContext, background, with_cancel
 from .._core.semaphore import SemaphoreState
 from .._shells import ChannelBase
 from ._plan import FlowPlan, is_async_callable
+from ._rate import rate_limited
 from ._stage_run import IterSource, StageRun, WorkerRecord, no_coroutines
 from ._stats import PipelineStatistics
 
@@ -246,6 +247,10 @@ class FlowRun:
             else:
                 sp.worker_kind = "thread"
                 sp.call = no_coroutines(spec.fn)
+            if spec.rate is not None:
+                sp.call = rate_limited(
+                    sp.call, spec.rate, spec.cost, sp.worker_kind == "task", self.ctx
+                )
             if i == 0 and isinstance(src, IterSource):
                 sp.gate = self.gate
             self.stages.append(sp)

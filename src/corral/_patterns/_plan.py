@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeAlias, Ty
 
 from .._core.context import Context
 from .._shells import ChannelBase
+from ._rate import check_rate
 from ._stats import ProgressSpec, check_progress
 
 if TYPE_CHECKING:
@@ -124,6 +125,9 @@ class Stage:
     executor: ExecutorArg | None = None
     errors: ErrorPolicy = "raise"
     name: str | None = None
+    #: a RateLimit or Limits each call acquires first, and the item's cost there
+    rate: Any = None
+    cost: Callable[[Any], Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -136,6 +140,8 @@ class Stage:
         return "task" if is_async_callable(self.fn) else "thread"
 
     def label(self, index: int) -> str:
+        """The stage's name in statistics and errors: ``name``, else the function's, else
+        ``stage{index + 1}``."""
         if self.name is not None:
             return self.name
         return getattr(self.fn, "__name__", None) or f"stage{index + 1}"
@@ -193,6 +199,8 @@ def stage(
     executor: ExecutorArg | None = None,
     errors: ErrorPolicy = "raise",
     name: str | None = None,
+    rate: Any = None,
+    cost: Callable[[Any], Any] | None = None,
 ) -> Stage:
     """A pipeline stage: ``workers`` concurrent calls of ``fn``, ``buffer`` results queued.
 
@@ -208,6 +216,11 @@ def stage(
     dropped), ``"collect"`` (the stage emits an :class:`Outcome` per item). ``name``
     labels the stage in statistics.
 
+    ``rate``: a :class:`corral.RateLimit` or :class:`corral.Limits` (either flavour) that
+    every call acquires first, ``cost(item)`` of it (default 1; for ``Limits``, a mapping
+    of limiter to cost, as ``Limits.acquire`` takes). A ``Limits``' semaphores are held
+    for the call. Waiting for it counts as busy time in the statistics.
+
     >>> import corral
     >>> s = corral.stage(str.upper, workers=4, buffer=8)
     >>> s.workers, s.buffer, s.kind
@@ -221,7 +234,8 @@ def stage(
     check_errors(errors, what)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"stage: name must be a str or None, got {type(name).__name__}")
-    return Stage(fn, workers, buffer, run_in, executor, errors, name)
+    check_rate(rate, cost, what)
+    return Stage(fn, workers, buffer, run_in, executor, errors, name, rate, cost)
 
 
 def check_run_in(run_in: object, executor: object, fn: object, what: str) -> None:
@@ -330,6 +344,8 @@ def plan_fan_out(
     executor: ExecutorArg | None,
     ctx: Context | None,
     progress: ProgressSpec,
+    rate: Any = None,
+    cost: Callable[[Any], Any] | None = None,
 ) -> FlowPlan:
     what = "fan_out"
     check_fn(fn, what)
@@ -347,12 +363,13 @@ def plan_fan_out(
     check_run_in(run_in, executor, fn, what)
     check_ctx_arg(ctx, what)
     check_progress(progress, what)
+    check_rate(rate, cost, what)
     total = _total(items)
     if total is not None:
         workers = max(1, min(workers, total))  # no idle workers for a short list
     if buffer is None:
         buffer = default_buffer(workers)
-    st = Stage(fn, workers, buffer, run_in, executor, errors, None)
+    st = Stage(fn, workers, buffer, run_in, executor, errors, None, rate, cost)
     window = _check_window(window, ordered, what, workers + buffer)
     return FlowPlan(what, items, (st,), ordered, window, ctx, progress, total)
 

@@ -22,7 +22,7 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from .._core.channel import CLOSED
 from .._core.context import Context
 from .._errors import Cancelled
-from .._shells import ChannelBase
+from .._shells import ChannelBase, LimitsBase, RateLimitBase
 from . import _rt_threads as rt
 from ._engine import FlowRun
 from ._plan import (
@@ -256,6 +256,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[R]: ...
 @overload
 def fan_out(
@@ -271,6 +273,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[Outcome[T, R]]: ...
 @overload
 def fan_out(
@@ -286,6 +290,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[R]: ...
 @overload
 def fan_out(
@@ -301,6 +307,8 @@ def fan_out(
     executor: ExecutorArg | None = ...,
     ctx: Context | None = ...,
     progress: ProgressSpec = ...,
+    rate: RateLimitBase | LimitsBase | None = ...,
+    cost: Callable[[T], Any] | None = ...,
 ) -> Flow[Outcome[T, R]]: ...
 
 
@@ -317,6 +325,8 @@ def fan_out(
     executor: ExecutorArg | None = None,
     ctx: Context | None = None,
     progress: ProgressSpec = None,
+    rate: RateLimitBase | LimitsBase | None = None,
+    cost: Callable[[Any], Any] | None = None,
 ) -> Flow[Any]:
     """Run ``fn(item)`` for every item on ``workers`` concurrent workers; yield the results.
 
@@ -336,6 +346,10 @@ def fan_out(
     cancelling it stops the fan-out (iteration raises ``Cancelled``). ``progress``: a
     callback taking a :class:`corral.Progress` (called at most every 0.1 s, and once at
     the end), or ``True`` for a tqdm bar. Leaving the block early stops every worker.
+
+    ``rate``: a :class:`corral.RateLimit` or :class:`corral.Limits` every call acquires
+    first, ``cost(item)`` of it (default 1; for ``Limits`` a mapping, see
+    :func:`corral.stage`), so a bounded fan-out is also rate-limited.
 
     >>> import corral.threads
     >>> def double(x):
@@ -364,6 +378,8 @@ def fan_out(
             executor=executor,
             ctx=ctx,
             progress=progress,
+            rate=rate,
+            cost=cost,
         )
     )
 

@@ -37,6 +37,7 @@ corral.testing.explore: scenario, seeds 0..19
 
 from __future__ import annotations
 
+from .._core.clock import ManualClock as ManualClock
 from ._explore import CANCEL_AT_ENV as CANCEL_AT_ENV
 from ._explore import SEED_ENV as SEED_ENV
 from ._explore import ExploreReport as ExploreReport
@@ -60,6 +61,7 @@ from ._sweep import cancel_sweep as cancel_sweep
 __all__ = [
     "Deadlock",
     "ExploreReport",
+    "ManualClock",
     "Schedule",
     "ScheduleFailure",
     "ScheduleResult",

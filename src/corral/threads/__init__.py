@@ -16,6 +16,7 @@ from .._core.context import with_timeout as with_timeout
 from .._core.context import with_value as with_value
 from .._core.context import without_cancel as without_cancel
 from .._core.group import GroupStatistics as GroupStatistics
+from .._core.ratelimit import RateLimitStatistics as RateLimitStatistics
 from .._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
 from .._core.singleflight import FlightResult as FlightResult
 from .._core.singleflight import SingleFlightStatistics as SingleFlightStatistics
@@ -38,8 +39,11 @@ from .._patterns._threads_relays import fan_in as fan_in
 from .._patterns._threads_relays import or_done as or_done
 from .._patterns._threads_relays import tee as tee
 from .._select import Selected as Selected
+from .._shells import Grant as Grant
 from .._threads.channel import Channel as Channel
 from .._threads.group import Group as Group
+from .._threads.ratelimit import Limits as Limits
+from .._threads.ratelimit import RateLimit as RateLimit
 from .._threads.select import select as select
 from .._threads.semaphore import Semaphore as Semaphore
 from .._threads.singleflight import SingleFlight as SingleFlight
@@ -55,12 +59,16 @@ __all__ = [
     "DeadlineExceeded",
     "EndOfChannel",
     "FlightResult",
+    "Grant",
     "Group",
     "GroupError",
     "GroupStatistics",
+    "Limits",
     "Outcome",
     "PipelineStatistics",
     "Progress",
+    "RateLimit",
+    "RateLimitStatistics",
     "RecvCase",
     "Selected",
     "Semaphore",

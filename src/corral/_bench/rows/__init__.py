@@ -8,4 +8,5 @@ from . import channels as channels
 from . import dask_rows as dask_rows  # the dask extra: MISSING without distributed
 from . import group_sf as group_sf
 from . import patterns as patterns
+from . import ratelimits as ratelimits
 from . import semaphores as semaphores
