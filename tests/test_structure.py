@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared shell", ("corral._shells", "corral._select")),
     ("flavour shells", ("corral._aio", "corral._threads")),
     ("patterns", ("corral._patterns",)),
-    ("public namespaces", ("corral", "corral.threads", "corral.testing")),
+    ("public namespaces", ("corral", "corral.threads", "corral.testing", "corral.dask")),
     ("tools", ("corral._bench", "corral._demo", "corral.cli", "corral.__main__")),
 )
 
