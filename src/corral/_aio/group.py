@@ -20,8 +20,10 @@ import asyncio
 import contextvars
 import inspect
 import itertools
+import types
 import weakref
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from functools import partial
 from inspect import CO_COROUTINE
 from types import FunctionType, TracebackType
@@ -105,6 +107,46 @@ async def _in_thread(
     return fut.result()
 
 
+@types.coroutine
+def _started(task: asyncio.Task[T]) -> Generator[Any, None, asyncio.Task[T]]:
+    """What ``go()`` returns when it started the task at once: awaiting it gives the task
+    without suspending. A generator-based awaitable, not an ``async def``: one that is
+    never awaited warns about nothing (the work runs either way, so forgetting ``await``
+    is harmless here), and it costs what a coroutine does (an object with ``__await__``
+    costs two to three times more, measured on group.spawn's hot path)."""
+    return task
+    yield  # pragma: no cover - makes this a generator; never reached
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else repr(fn)
+
+
+class _Unawaited:
+    """A ``go()`` call that must wait for a slot and has not been awaited yet."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+
+@types.coroutine
+def _go_when_awaited(
+    group: Group, token: _Unawaited, args: tuple[Any, ...]
+) -> Generator[Any, None, asyncio.Task[Any]]:
+    """What ``go()`` returns when the task must wait for a slot: nothing happens until it
+    is awaited; then it waits in line (cancellably) and starts the task.
+
+    Generator-based like :func:`_started`, so one never awaited emits no "never awaited"
+    warning from wherever it happens to be collected: the group reports it instead, as a
+    ``GroupError`` naming the function when it finishes (see ``_report_unawaited``).
+    """
+    group._unawaited.pop(token, None)  # gone if the group finished: _go_waiting refuses
+    return (yield from group._go_waiting(token.fn, args).__await__())
+
+
 class Group(GroupBase):
     """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for asyncio; no limit.
 
@@ -142,6 +184,7 @@ class Group(GroupBase):
         "_parent_waiting",
         "_pool",
         "_tasks",
+        "_unawaited",
     )
     _public_name = "corral.Group"
     _block = "async with"
@@ -154,6 +197,8 @@ class Group(GroupBase):
         self._parent_waiting = False  # the parent task is inside wait(): do not cancel it
         self._exiting = False
         self._pool: WorkerPool | None = None
+        # go() calls that must wait for a slot and are not awaited yet (a dict: ordered).
+        self._unawaited: dict[_Unawaited, None] = {}
         # Weakly: the Context's callback must not keep an abandoned group alive.
         ref = weakref.WeakMethod(self._on_ctx_done)
         self._st.on_ctx_done = lambda: (m := ref()) is not None and m()
@@ -173,20 +218,30 @@ class Group(GroupBase):
     # -- starting work -----------------------------------------------------------------
 
     @overload
-    async def go(
+    def go(
         self, fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, T]], /, *args: *Ts
-    ) -> asyncio.Task[T]: ...
+    ) -> Awaitable[asyncio.Task[T]]: ...
 
     @overload
-    async def go(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> asyncio.Task[T]: ...
+    def go(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> Awaitable[asyncio.Task[T]]: ...
 
-    async def go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> asyncio.Task[Any]:
-        """Start ``fn(*args)`` as a task of the group and return the task.
+    def go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> Awaitable[asyncio.Task[Any]]:
+        """Start ``fn(*args)`` as a worker of the group; ``await`` the result for its task.
 
-        Under a limit, first waits (cancellably) for a free slot. Once the group has
-        failed, raises ``Cancelled`` (its cause is the group's first error) instead of
-        starting work, also when the failure happens during that wait; after the group
-        finished, ``GroupError``.
+        With no limit, or a slot free, the task starts at the call, like
+        ``TaskGroup.create_task``: the returned awaitable is already done, so a forgotten
+        ``await`` loses nothing. Under a limit with no slot free, the call only checks its
+        arguments; awaiting it waits (cancellably) for a slot, then starts the task. If it
+        is never awaited, its work never runs and leaving ``async with`` (or ``wait()``)
+        raises ``GroupError`` naming the function.
+
+        What it returns is an awaitable, not a coroutine object: ``await`` it, or hand it
+        to ``asyncio.ensure_future`` / ``asyncio.gather`` (``asyncio.create_task`` takes
+        only coroutines since Python 3.12).
+
+        Once the group has failed, raises ``Cancelled`` (its cause is the group's first
+        error) instead of starting work, also when the failure happens during the wait
+        for a slot; after the group finished, ``GroupError``.
         """
         st = self._st
         loop = self._loop
@@ -201,19 +256,50 @@ class Group(GroupBase):
             sem = st.sem
             if sem is None:
                 if st.start_local():
-                    return self._create(fn, args, None, loop)
+                    return _started(self._create(fn, args, None, loop))
             elif st.start_local_slot(sem):
-                return self._create(fn, args, sem, loop)
+                return _started(self._create(fn, args, sem, loop))
         is_async = check_fn(fn, "Group.go")
         loop = self._bind("Group.go")
         st.check_open("Group.go")
         sem = st.sem
+        if sem is None or sem.try_acquire(1):
+            return _started(self._spawn(fn, args, sem, is_async, loop, "Group.go"))
+        token = _Unawaited(fn)
+        self._unawaited[token] = None
+        return _go_when_awaited(self, token, args)
+
+    async def _go_waiting(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Task[Any]:
+        """A ``go()`` that found no free slot, once awaited: wait in line for one."""
+        is_async = check_fn(fn, "Group.go")
+        loop = self._bind("Group.go")
+        st = self._st
+        st.check_open("Group.go")  # the group may have failed or finished since the call
+        sem = st.sem  # set_limit may have replaced it since the call
         if sem is not None:
             w = sem.acquire(1, new_waiter)
             if w is not None:
                 assert isinstance(w, AsyncWaiter)
                 await park(w, None, st.ctx, partial(_give_back, sem))
         return self._spawn(fn, args, sem, is_async, loop, "Group.go")
+
+    def _report_unawaited(self) -> None:
+        """Record, as the group's error, every ``go()`` that waited for a slot and was
+        never awaited (its work never ran). Called once the group finished."""
+        if not self._unawaited:
+            return
+        names = [_fn_name(token.fn) for token in self._unawaited]
+        self._unawaited.clear()  # awaiting one now raises GroupError: the group finished
+        n = len(names)
+        counts = Counter(names)
+        calls = ", ".join(f"go({name})" + (f" x{k}" if k > 1 else "") for name, k in counts.items())
+        self._st.record_body(
+            GroupError(
+                f"{n} Group.go() call{'s were' if n > 1 else ' was'} never awaited: {calls}. "
+                "Each had to wait for a free slot under the limit, which happens when it "
+                "is awaited, so its work never ran; write `await g.go(fn, ...)`"
+            )
+        )
 
     def try_go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> bool:
         """Start ``fn(*args)`` only if a slot is free now; ``False`` (nothing started) if
@@ -373,6 +459,8 @@ class Group(GroupBase):
         finally:
             if is_parent:
                 self._parent_waiting = False
+        if not cancelled:
+            self._report_unawaited()
         err = self._st.outcome()
         if cancelled and task is not None and err is not None:
             self._recancel_if_outside(task)
@@ -419,6 +507,10 @@ class Group(GroupBase):
                     st.record_body(exc)
             if await self._join():
                 propagate_cancel = True
+            elif exc is None:
+                # The body ran to its end: a go() it never awaited is its mistake. (One
+                # cut off by the body's own exception or cancellation is not reported.)
+                self._report_unawaited()
         if self._parent_cancel_requested:
             self._parent_cancel_requested = False
             if parent.uncancel() == 0:
