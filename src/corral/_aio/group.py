@@ -152,7 +152,8 @@ class Group(GroupBase):
 
     ``await g.go(fn, *args)`` runs ``fn(*args)`` as a task (an ``async def`` function)
     or in a thread of the group's own pool (a plain function; contextvars copied in) and
-    returns the ``asyncio.Task``. Leaving ``async with`` (or ``await g.wait()``) waits for
+    returns the ``asyncio.Task``. Like ``TaskGroup.create_task`` it starts the work at the
+    call when it can, so ``g.go(fn)`` without ``await`` still runs ``fn``. Leaving ``async with`` (or ``await g.wait()``) waits for
     every worker, then raises the **first** error itself, not an ExceptionGroup (unless
     ``errors="all"``); the other errors are in :attr:`errors`. The first error cancels the
     sibling tasks and the body (like ``asyncio.TaskGroup``), cancels ``g.ctx`` with the
@@ -161,7 +162,8 @@ class Group(GroupBase):
 
     ``limit=n`` (or ``set_limit(n)``) keeps at most ``n`` workers alive: ``await g.go``
     waits for a free slot *before* creating the task, ``try_go`` returns ``False``
-    instead. Without ``async with``, call ``await g.wait()`` (Go's zero ``Group``); an
+    instead. (A ``go()`` that has to wait and is never awaited never runs: leaving the
+    block then raises ``GroupError`` naming its function.) Without ``async with``, call ``await g.wait()`` (Go's zero ``Group``); an
     error nobody waited for is reported when the group is garbage-collected.
 
     >>> import asyncio, corral
