@@ -227,3 +227,46 @@ async def test_cancelling_a_go_waiting_for_a_slot_takes_nothing_and_is_not_repor
         gate.set()
         await g.go(fetch, log, "y")  # the slot hold gives back comes here
     assert log == ["y"]
+
+
+# -- the slot handover: a worker that returns starts the task of the go() waiting in line --
+
+
+async def test_go_handed_a_slot_whose_function_cannot_be_called_raises_there() -> None:
+    gate = asyncio.Event()
+
+    async def one_arg(x: int) -> None:
+        await asyncio.sleep(0)
+
+    async with corral.Group(limit=1) as g:
+        await g.go(hold, gate)
+        bad = asyncio.ensure_future(g.go(one_arg))  # type: ignore[arg-type,call-arg]
+        while g.statistics().waiting == 0:
+            await asyncio.sleep(0)
+        gate.set()
+        with pytest.raises(TypeError):
+            await bad
+        assert g.statistics().running == 0  # the slot came back
+        task = await g.go(one_arg, 1)  # and is usable
+    assert task.done()
+    assert g.errors == ()  # a call that could not start is the caller's error, not a worker's
+
+
+async def test_go_cancelled_after_its_task_was_started_for_it_keeps_the_task_running() -> None:
+    gate = asyncio.Event()
+    log: list[str] = []
+    async with corral.Group(limit=1) as g:
+        holder = await g.go(hold, gate)
+        waiter = asyncio.ensure_future(g.go(work, log, "handed"))
+        while g.statistics().waiting == 0:
+            await asyncio.sleep(0)
+        # Runs right after the group's own done callback, which handed the slot to the
+        # waiting go() and started its task: the cancellation comes too late to undo that.
+        holder.add_done_callback(lambda _: waiter.cancel())
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert g.statistics().running == 1  # the handed task runs, holding the one slot
+        assert not g.try_go(fetch, log, "no room")
+    assert log == ["handed"]
+    assert g.statistics().running == 0

@@ -20,10 +20,9 @@ import asyncio
 import contextvars
 import inspect
 import itertools
-import types
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from inspect import CO_COROUTINE
 from types import FunctionType, TracebackType
@@ -31,11 +30,20 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from .._core.group import check_fn, raise_preserving_context
 from .._core.semaphore import SemaphoreState
-from .._core.waiter import AsyncWaiter, Waiter
+from .._core.waiter import AsyncWaiter
 from .._errors import GroupError
 from .._shells import GroupBase
 from .._threads.group import WorkerPool
 from .channel import new_waiter
+from .group_go import (
+    HANDED,
+    GoWaiter,
+    Unawaited,
+    fn_name,
+    give_back,
+    go_when_awaited,
+    started,
+)
 from .wait import drop_withdrawn_cancel, park
 
 __all__ = ["Group"]
@@ -46,10 +54,6 @@ Ts = TypeVarTuple("Ts")
 _get_running_loop = asyncio.events._get_running_loop
 _JOIN_ABORTED = asyncio.CancelledError()
 _pool_names = itertools.count(1)
-
-
-def _give_back(sem: SemaphoreState, _: Waiter) -> None:
-    sem.release(1)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
@@ -107,55 +111,16 @@ async def _in_thread(
     return fut.result()
 
 
-@types.coroutine
-def _started(task: asyncio.Task[T]) -> Generator[Any, None, asyncio.Task[T]]:
-    """What ``go()`` returns when it started the task at once: awaiting it gives the task
-    without suspending. A generator-based awaitable, not an ``async def``: one that is
-    never awaited warns about nothing (the work runs either way, so forgetting ``await``
-    is harmless here), and it costs what a coroutine does (an object with ``__await__``
-    costs two to three times more, measured on group.spawn's hot path)."""
-    return task
-    yield  # pragma: no cover - makes this a generator; never reached
-
-
-def _fn_name(fn: Callable[..., Any]) -> str:
-    name = getattr(fn, "__qualname__", None)
-    return name if isinstance(name, str) else repr(fn)
-
-
-class _Unawaited:
-    """A ``go()`` call that must wait for a slot and has not been awaited yet."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-
-@types.coroutine
-def _go_when_awaited(
-    group: Group, token: _Unawaited, args: tuple[Any, ...]
-) -> Generator[Any, None, asyncio.Task[Any]]:
-    """What ``go()`` returns when the task must wait for a slot: nothing happens until it
-    is awaited; then it waits in line (cancellably) and starts the task.
-
-    Generator-based like :func:`_started`, so one never awaited emits no "never awaited"
-    warning from wherever it happens to be collected: the group reports it instead, as a
-    ``GroupError`` naming the function when it finishes (see ``_report_unawaited``).
-    """
-    group._unawaited.pop(token, None)  # gone if the group finished: _go_waiting refuses
-    return (yield from group._go_waiting(token.fn, args).__await__())
-
-
 class Group(GroupBase):
     """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for asyncio; no limit.
 
     ``await g.go(fn, *args)`` runs ``fn(*args)`` as a task (an ``async def`` function)
     or in a thread of the group's own pool (a plain function; contextvars copied in) and
     returns the ``asyncio.Task``. Like ``TaskGroup.create_task`` it starts the work at the
-    call when it can, so ``g.go(fn)`` without ``await`` still runs ``fn``. Leaving ``async with`` (or ``await g.wait()``) waits for
-    every worker, then raises the **first** error itself, not an ExceptionGroup (unless
-    ``errors="all"``); the other errors are in :attr:`errors`. The first error cancels the
+    call when it can, so ``g.go(fn)`` without ``await`` still runs ``fn``. Leaving
+    ``async with`` (or ``await g.wait()``) waits for every worker, then raises the
+    **first** error itself, not an ExceptionGroup (unless ``errors="all"``); the other
+    errors are in :attr:`errors`. The first error cancels the
     sibling tasks and the body (like ``asyncio.TaskGroup``), cancels ``g.ctx`` with the
     error as its cause (thread workers watch it), aborts ``go()`` calls waiting for a
     slot, and stops any new work from starting.
@@ -163,8 +128,9 @@ class Group(GroupBase):
     ``limit=n`` (or ``set_limit(n)``) keeps at most ``n`` workers alive: ``await g.go``
     waits for a free slot *before* creating the task, ``try_go`` returns ``False``
     instead. (A ``go()`` that has to wait and is never awaited never runs: leaving the
-    block then raises ``GroupError`` naming its function.) Without ``async with``, call ``await g.wait()`` (Go's zero ``Group``); an
-    error nobody waited for is reported when the group is garbage-collected.
+    block then raises ``GroupError`` naming its function.) Without ``async with``, call
+    ``await g.wait()`` (Go's zero ``Group``); an error nobody waited for is reported
+    when the group is garbage-collected.
 
     >>> import asyncio, corral
     >>> async def square(n):
@@ -200,7 +166,7 @@ class Group(GroupBase):
         self._exiting = False
         self._pool: WorkerPool | None = None
         # go() calls that must wait for a slot and are not awaited yet (a dict: ordered).
-        self._unawaited: dict[_Unawaited, None] = {}
+        self._unawaited: dict[Unawaited, None] = {}
         # Weakly: the Context's callback must not keep an abandoned group alive.
         ref = weakref.WeakMethod(self._on_ctx_done)
         self._st.on_ctx_done = lambda: (m := ref()) is not None and m()
@@ -258,18 +224,18 @@ class Group(GroupBase):
             sem = st.sem
             if sem is None:
                 if st.start_local():
-                    return _started(self._create(fn, args, None, loop))
+                    return started(self._create(fn, args, None, loop))
             elif st.start_local_slot(sem):
-                return _started(self._create(fn, args, sem, loop))
+                return started(self._create(fn, args, sem, loop))
         is_async = check_fn(fn, "Group.go")
         loop = self._bind("Group.go")
         st.check_open("Group.go")
         sem = st.sem
         if sem is None or sem.try_acquire(1):
-            return _started(self._spawn(fn, args, sem, is_async, loop, "Group.go"))
-        token = _Unawaited(fn)
+            return started(self._spawn(fn, args, sem, is_async, loop, "Group.go"))
+        token = Unawaited(fn)
         self._unawaited[token] = None
-        return _go_when_awaited(self, token, args)
+        return go_when_awaited(self, token, args)
 
     async def _go_waiting(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Task[Any]:
         """A ``go()`` that found no free slot, once awaited: wait in line for one."""
@@ -279,10 +245,15 @@ class Group(GroupBase):
         st.check_open("Group.go")  # the group may have failed or finished since the call
         sem = st.sem  # set_limit may have replaced it since the call
         if sem is not None:
-            w = sem.acquire(1, new_waiter)
+            w = sem.acquire(1, partial(GoWaiter, loop, (fn, args, is_async)))
             if w is not None:
-                assert isinstance(w, AsyncWaiter)
-                await park(w, None, st.ctx, partial(_give_back, sem))
+                assert isinstance(w, GoWaiter)
+                await park(w, None, st.ctx, partial(give_back, sem))
+                if w.value is HANDED:
+                    if w.spawn_error is not None:
+                        raise w.spawn_error
+                    assert w.task is not None
+                    return w.task
         return self._spawn(fn, args, sem, is_async, loop, "Group.go")
 
     def _report_unawaited(self) -> None:
@@ -290,7 +261,7 @@ class Group(GroupBase):
         never awaited (its work never ran). Called once the group finished."""
         if not self._unawaited:
             return
-        names = [_fn_name(token.fn) for token in self._unawaited]
+        names = [fn_name(token.fn) for token in self._unawaited]
         self._unawaited.clear()  # awaiting one now raises GroupError: the group finished
         n = len(names)
         counts = Counter(names)
@@ -327,6 +298,18 @@ class Group(GroupBase):
         what: str,
     ) -> asyncio.Task[Any]:
         self._st.start(sem, what)
+        return self._create_worker(fn, args, sem, is_async, loop, what)
+
+    def _create_worker(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        sem: SemaphoreState | None,
+        is_async: bool,
+        loop: asyncio.AbstractEventLoop,
+        what: str,
+    ) -> asyncio.Task[Any]:
+        """The task of a worker already counted (``start``, or a slot handed over)."""
         if is_async:
             return self._create(fn, args, sem, loop)
         if self._pool is None:
@@ -370,10 +353,30 @@ class Group(GroupBase):
         assert sem is not None
         if task.cancelled() or task.exception() is not None:
             self._on_task_done(sem, task)
-        else:
-            self._tasks.discard(task)
-            self._st.done_local()
-            sem.release(1)
+            return
+        self._tasks.discard(task)
+        st = self._st
+        if sem.waiters:
+            w = st.pass_slot(sem, HANDED)  # None: the group refuses new work, or stale
+            if w is not None:
+                assert isinstance(w, GoWaiter)
+                self._start_handed(w, sem)
+                st.settle()
+                return
+        st.done_local()
+        sem.release(1)
+
+    def _start_handed(self, w: GoWaiter, sem: SemaphoreState) -> None:
+        """Start the task of a waiting ``go()`` that was just handed a worker's slot (it
+        counts as running already); a failure to start it goes to that ``go()``."""
+        job, w.job = w.job, None
+        assert job is not None
+        assert self._loop is not None
+        fn, args, is_async = job
+        try:
+            w.task = self._create_worker(fn, args, sem, is_async, self._loop, "Group.go")
+        except BaseException as exc:  # _create has undone the start (slot returned)
+            w.spawn_error = exc
 
     def _on_task_done(self, sem: SemaphoreState | None, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
