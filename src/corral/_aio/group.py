@@ -233,13 +233,14 @@ class Group(GroupBase):
         sem = st.sem
         if sem is None or sem.try_acquire(1):
             return started(self._spawn(fn, args, sem, is_async, loop, "Group.go"))
-        token = Unawaited(fn)
+        token = Unawaited(fn, is_async)
         self._unawaited[token] = None
         return go_when_awaited(self, token, args)
 
-    async def _go_waiting(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> asyncio.Task[Any]:
+    async def _go_waiting(
+        self, fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...]
+    ) -> asyncio.Task[Any]:
         """A ``go()`` that found no free slot, once awaited: wait in line for one."""
-        is_async = check_fn(fn, "Group.go")
         loop = self._bind("Group.go")
         st = self._st
         st.check_open("Group.go")  # the group may have failed or finished since the call

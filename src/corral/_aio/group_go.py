@@ -78,10 +78,11 @@ def fn_name(fn: Callable[..., Any]) -> str:
 class Unawaited:
     """A ``go()`` call that must wait for a slot and has not been awaited yet."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "is_async")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], is_async: bool) -> None:
         self.fn = fn
+        self.is_async = is_async  # checked at the call
 
 
 @types.coroutine
@@ -96,4 +97,4 @@ def go_when_awaited(
     ``GroupError`` naming the function when it finishes (see ``_report_unawaited``).
     """
     group._unawaited.pop(token, None)  # gone if the group finished: _go_waiting refuses
-    return (yield from group._go_waiting(token.fn, args).__await__())
+    return (yield from group._go_waiting(token.fn, token.is_async, args).__await__())
