@@ -50,17 +50,10 @@ class RedisServer:
 
     def start(self) -> None:
         assert REDIS_SERVER is not None
+        args = ["--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir]
+        args += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
         self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.dir,
-                "--loglevel", "warning",
-                "--maxclients", "2000",
-            ],  # fmt: skip
+            [REDIS_SERVER, *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

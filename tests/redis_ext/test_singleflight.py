@@ -140,7 +140,8 @@ def test_unpicklable_error_becomes_remote_error(client: Any) -> None:
     t2.join(10)
     assert type(out["a"]) is Local  # the leader's own callers get the real exception
     assert isinstance(out["b"], corral.redis.RemoteError)
-    assert "Local" in str(out["b"]) and "nope" in str(out["b"])
+    assert "Local" in str(out["b"])
+    assert "nope" in str(out["b"])
 
 
 class JsonSerializer:
@@ -254,8 +255,9 @@ def test_bad_client_and_key(redis_url: str, client: Any) -> None:
 
     with pytest.raises(TypeError, match="client"):
         corral.threads.redis.SingleFlight(object())
-    with r.Redis.from_url(redis_url, decode_responses=True) as text_client, pytest.raises(
-        ValueError, match="decode_responses"
+    with (
+        r.Redis.from_url(redis_url, decode_responses=True) as text_client,
+        pytest.raises(ValueError, match="decode_responses"),
     ):
         corral.threads.redis.SingleFlight(text_client)
     sf = corral.threads.redis.SingleFlight(client)

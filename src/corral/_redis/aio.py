@@ -198,26 +198,37 @@ class SingleFlight:
 
     async def _flight(self, k: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         keys = SFKeys(self._ns, k)
-        gone = False  # a follower found the leader gone: a win now is a takeover
+        dead: list[str] = []  # flights followed here whose leaders died
         while True:
             token = new_token()
             with _translated("redis.SingleFlight.do"):
                 r = await self._s["SF_JOIN"](
-                    keys=[keys.lease, keys.epoch], args=[token, self._lease_ms, new_token()]
+                    keys=[keys.lease, keys.epoch, *map(keys.result, dead)],
+                    args=[token, self._lease_ms, new_token()],
                 )
             epoch = decode(r[2])
+            if r[0] == 2:
+                self._followed += 1
+                return load_outcome(self._serializer, bytes(r[1]))
             if r[0] == 1:
                 self._led += 1
-                self._takeovers += gone
-                return await self._lead(k, keys, token, fn, args)
-            data = await self._follow(k, keys, decode(r[1]), epoch)
+                self._takeovers += bool(dead)
+                return await self._lead(k, keys, token, fn, args, dead)
+            leader = decode(r[1])
+            data = await self._follow(k, keys, leader, epoch)
             if data is not None:
                 self._followed += 1
                 return load_outcome(self._serializer, data)
-            gone = True
+            dead.append(leader)
 
     async def _lead(
-        self, k: str, keys: SFKeys, token: str, fn: Callable[..., Any], args: tuple[Any, ...]
+        self,
+        k: str,
+        keys: SFKeys,
+        token: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        dead: list[str],
     ) -> Any:
         renewer = asyncio.create_task(self._renew(keys, token))
         try:
@@ -248,8 +259,8 @@ class SingleFlight:
             outcome = dump_outcome(self._serializer, None, RemoteError(repr(exc)))
         with _translated("redis.SingleFlight.do"):
             ok = await self._s["SF_FINISH"](
-                keys=[keys.lease, keys.result(token)],
-                args=[token, outcome, self._lease_ms, keys.channel(token)],
+                keys=[keys.lease, keys.result(token), *map(keys.result, dead)],
+                args=[token, outcome, 2 * self._lease_ms, keys.channel(token)],
             )
         if not ok:
             raise lost_leader(k) from error

@@ -12,8 +12,11 @@ SingleFlight keys, for a namespace ``ns`` and a key ``k``:
   the state it relied on is gone (an error), instead of mistaking it for a dead leader (a
   takeover, which would run the call a second time).
 * ``ns:sf:k:lease`` — the leader's token, with the lease as its expiry (``SET NX PX``).
-* ``ns:sf:r:<token>`` — the outcome of the flight ``token``, kept for ``result_ttl``
-  milliseconds so that a follower that subscribed just after it was published still finds it.
+* ``ns:sf:r:<token>`` — the outcome of the flight ``token``, kept for two leases, so that a
+  follower that subscribed just after it was published still finds it. A leader that took
+  over dead flights writes its outcome under theirs too: a follower of a dead flight that
+  notices the death only after the takeover finished gets that outcome rather than running
+  the call a third time.
 * channel ``ns:sf:c:<token>`` — the outcome again, published when the leader finishes.
 
 Semaphore keys, for a name ``n`` (hash tag-free: one Redis, not a cluster):
@@ -45,8 +48,10 @@ __all__ = [
     "SF_RENEW",
 ]
 
-# KEYS: lease, epoch. ARGV: token, lease_ms, new epoch.
-# -> {1, token, epoch} leader | {0, leader's token, epoch}
+# KEYS: lease, epoch, result of each flight this caller followed before (whose leaders died).
+# ARGV: token, lease_ms, new epoch.
+# -> {1, token, epoch} leader | {0, leader's token, epoch} | {2, outcome, epoch}: a takeover of
+# a flight this caller followed already finished (its outcome counts for the dead flight too)
 SF_JOIN = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
@@ -55,6 +60,10 @@ if not epoch then
 end
 local cur = redis.call('GET', KEYS[1])
 if cur then return {0, cur, epoch} end
+for i = 3, #KEYS do
+  local out = redis.call('GET', KEYS[i])
+  if out then return {2, out, epoch} end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {1, ARGV[1], epoch}
 """
@@ -68,12 +77,15 @@ end
 return 0
 """
 
-# KEYS: lease, result. ARGV: token, outcome, result_ttl_ms, channel.
+# KEYS: lease, result, then the results of the dead flights this one took over.
+# ARGV: token, outcome, result_ttl_ms, channel.
 # -> 1 published | 0 the lease was lost (expired, taken over, or Redis lost its state)
 SF_FINISH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2], 'PX', ARGV[3])
+end
 redis.call('PUBLISH', ARGV[4], ARGV[2])
 return 1
 """

@@ -205,26 +205,37 @@ class SingleFlight:
         # in this process left.
         flight_ctx = SingleFlightBase.current_context()
         keys = SFKeys(self._ns, k)
-        gone = False
+        dead: list[str] = []  # flights followed here whose leaders died
         while True:
             token = new_token()
             with _translated("redis.SingleFlight.do"):
                 r = self._s["SF_JOIN"](
-                    keys=[keys.lease, keys.epoch], args=[token, self._lease_ms, new_token()]
+                    keys=[keys.lease, keys.epoch, *map(keys.result, dead)],
+                    args=[token, self._lease_ms, new_token()],
                 )
             epoch = decode(r[2])
+            if r[0] == 2:
+                self._followed += 1
+                return load_outcome(self._serializer, bytes(r[1]))
             if r[0] == 1:
                 self._led += 1
-                self._takeovers += gone
-                return self._lead(k, keys, token, fn, args)
-            data = self._follow(k, keys, decode(r[1]), epoch, flight_ctx)
+                self._takeovers += bool(dead)
+                return self._lead(k, keys, token, fn, args, dead)
+            leader = decode(r[1])
+            data = self._follow(k, keys, leader, epoch, flight_ctx)
             if data is not None:
                 self._followed += 1
                 return load_outcome(self._serializer, data)
-            gone = True
+            dead.append(leader)
 
     def _lead(
-        self, k: str, keys: SFKeys, token: str, fn: Callable[..., Any], args: tuple[Any, ...]
+        self,
+        k: str,
+        keys: SFKeys,
+        token: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        dead: list[str],
     ) -> Any:
         lease_ms = self._lease_ms
         renew = self._s["SF_RENEW"]
@@ -255,8 +266,8 @@ class SingleFlight:
             outcome = dump_outcome(self._serializer, None, RemoteError(repr(exc)))
         with _translated("redis.SingleFlight.do"):
             ok = self._s["SF_FINISH"](
-                keys=[keys.lease, keys.result(token)],
-                args=[token, outcome, lease_ms, keys.channel(token)],
+                keys=[keys.lease, keys.result(token), *map(keys.result, dead)],
+                args=[token, outcome, 2 * lease_ms, keys.channel(token)],
             )
         if not ok:
             raise lost_leader(k) from error
