@@ -391,9 +391,10 @@ class Semaphore:
         "_lease_ms",
         "_lost",
         "_lost_count",
-        "_renewer",
+        "_renewing",
         "_s",
         "_size",
+        "_tick",
         "_ttl",
         "_waiting",
     )
@@ -412,7 +413,10 @@ class Semaphore:
         }
         self._held: dict[str, int] = {}
         self._lost: set[str] = set()
-        self._renewer: asyncio.Task[None] | None = None
+        # Renewals: a timer (not a sleeping task) while this object holds permits, which
+        # starts a short task per renewal; nothing is left running once all are released.
+        self._tick: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._waiting = self._acquired = self._lost_count = 0
 
     @property
@@ -477,8 +481,8 @@ class Semaphore:
                 self._waiting -= 1
         self._acquired += 1
         self._held[token] = n
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.create_task(self._renew())
+        if self._tick is None and self._renewing is None:
+            self._schedule()
         return Permit(self, token, n)
 
     async def _wait(self, token: str) -> None:
@@ -502,25 +506,36 @@ class Semaphore:
         finally:
             await _close(pubsub)
 
-    async def _renew(self) -> None:
+    def _schedule(self) -> None:
         every, _ = intervals(self._lease_ms)
+        self._tick = asyncio.get_running_loop().call_later(every, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        if self._held:
+            self._renewing = asyncio.ensure_future(self._renew())
+
+    async def _renew(self) -> None:
         k = self._k
-        while self._held:
-            await asyncio.sleep(every)
-            tokens = list(self._held)
-            if not tokens:
-                return
-            try:
-                r = await self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, *tokens])
-            except _IO_ERRORS:
-                continue  # a blip: the leases may still be running; the release will tell
-            self._lost.update(t for t, st in zip(tokens, r, strict=True) if st != 1)
+        tokens = list(self._held)
+        try:
+            r = await self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, *tokens])
+        except _IO_ERRORS:
+            pass  # a blip: the leases may still be running; the release will tell
+        else:
+            held = self._held
+            self._lost.update(t for t, st in zip(tokens, r, strict=True) if st != 1 and t in held)
+        finally:
+            self._renewing = None
+            if self._held and self._tick is None:
+                self._schedule()
 
     async def _release(self, token: str, n: int) -> None:
         if self._held.pop(token, None) is None:
             raise ValueError("redis.Semaphore.release: these permits were already released")
-        if not self._held:
-            await _stop(self._renewer)
+        if not self._held and self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         k = self._k
         with _translated("redis.Semaphore.release"):
             r = await self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])

@@ -56,6 +56,8 @@ __all__ = ["Permit", "Semaphore", "SingleFlight"]
 
 _IO_ERRORS = (rexc.ConnectionError, rexc.TimeoutError)
 _CTX_SLICE = 0.1
+#: How long a Semaphore's renewer thread waits for a new holder before it ends.
+_LINGER = 0.25
 _now = time.monotonic
 
 
@@ -357,6 +359,7 @@ class Semaphore:
         "_size",
         "_ttl",
         "_waiting",
+        "_wake",
     )
 
     def __init__(self, client: Any, name: str, size: int, *, lease: float = 10.0) -> None:
@@ -372,9 +375,10 @@ class Semaphore:
             for name in ("SEM_ACQUIRE", "SEM_TOUCH", "SEM_RELEASE", "SEM_STATE")
         }
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._held: dict[str, int] = {}
         self._lost: set[str] = set()
-        self._renewer: _Renewer | None = None
+        self._renewer: threading.Thread | None = None
         self._waiting = self._acquired = self._lost_count = 0
 
     @property
@@ -418,8 +422,12 @@ class Semaphore:
             self._acquired += 1
             self._held[token] = n
             if self._renewer is None:
-                every, _ = intervals(self._lease_ms)
-                self._renewer = _Renewer(every, self._renew, "corral-redis-semaphore")
+                self._renewer = threading.Thread(
+                    target=self._renew, name="corral-redis-semaphore", daemon=True
+                )
+                self._renewer.start()
+            else:
+                self._wake.notify()
         return Permit(self, token, n)
 
     def release(self, n: int = 1) -> None:
@@ -466,27 +474,49 @@ class Semaphore:
             with contextlib.suppress(*_IO_ERRORS):
                 pubsub.close()
 
-    def _renew(self) -> bool:
-        with self._lock:
-            tokens = list(self._held)
-        if not tokens:
-            return True
+    def _renew(self) -> None:
+        """The renewer thread: renews every lease held here three times per lease; once
+        nothing is held for ``_LINGER`` seconds it ends (a new holder starts another), so
+        back-to-back acquires do not start a thread each."""
+        every, _ = intervals(self._lease_ms)
         k = self._k
-        r = self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, *tokens])
-        lost = {t for t, st in zip(tokens, r, strict=True) if st != 1}
         with self._lock:
-            self._lost.update(lost)
-        return True
+            due = _now() + every
+            while True:
+                if not self._held:
+                    self._wake.wait(min(every, _LINGER))
+                    if not self._held:
+                        self._renewer = None
+                        return
+                    due = _now() + every
+                    continue
+                left = due - _now()
+                if left > 0:
+                    self._wake.wait(left)  # a new holder's notify only re-checks the time
+                    continue
+                due = _now() + every
+                tokens = list(self._held)
+                if not tokens:
+                    continue
+                self._lock.release()
+                try:
+                    r = self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, *tokens])
+                except _IO_ERRORS:
+                    r = None  # a blip: the leases may still run; the release will tell
+                finally:
+                    self._lock.acquire()
+                if r is not None:
+                    held = self._held
+                    self._lost.update(
+                        t for t, st in zip(tokens, r, strict=True) if st != 1 and t in held
+                    )
 
     def _release(self, token: str, n: int) -> None:
-        stop = None
         with self._lock:
             if self._held.pop(token, None) is None:
                 raise ValueError("redis.Semaphore.release: these permits were already released")
             if not self._held:
-                stop, self._renewer = self._renewer, None
-        if stop is not None:
-            stop.stop()
+                self._wake.notify()  # the renewer lingers briefly, then ends
         k = self._k
         with _translated("redis.Semaphore.release"):
             r = self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])

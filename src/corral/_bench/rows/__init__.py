@@ -7,4 +7,5 @@ Planned (ids reserved, added by whoever writes them): ``group.spawn``, ``fanout.
 from . import channels as channels
 from . import group_sf as group_sf
 from . import patterns as patterns
+from . import redis_rows as redis_rows
 from . import semaphores as semaphores
