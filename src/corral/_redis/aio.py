@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any
 
@@ -52,6 +52,7 @@ from .common import (
 __all__ = ["Permit", "Semaphore", "SingleFlight"]
 
 _IO_ERRORS = (rexc.ConnectionError, rexc.TimeoutError)
+_CTX_SLICE = 0.1
 
 
 @contextlib.contextmanager
@@ -60,24 +61,11 @@ def _translated(what: str) -> Generator[None, None, None]:
     try:
         yield
     except _IO_ERRORS as exc:
-        raise RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}") from exc
+        raise _unavailable(what, exc) from exc
 
 
-@contextlib.asynccontextmanager
-async def _bounded(timeout: float | None, ctx: Context | None, what: str) -> AsyncIterator[None]:
-    """``timeout=`` as ``DeadlineExceeded``, ``ctx=`` as its ``Cancelled``, around a wait."""
-    cm = asyncio.timeout(timeout)
-    try:
-        async with cm:
-            if ctx is None:
-                yield
-            else:
-                async with ctx.cancel_scope():
-                    yield
-    except TimeoutError as exc:
-        if cm.expired() and not isinstance(exc, DeadlineExceeded):
-            raise DeadlineExceeded(f"{what}: timed out after {timeout} s") from None
-        raise
+def _unavailable(what: str, exc: BaseException) -> RedisUnavailable:
+    return RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}")
 
 
 async def _stop(task: asyncio.Task[Any] | None) -> None:
@@ -93,13 +81,46 @@ async def _close(pubsub: Any) -> None:
         await pubsub.aclose()
 
 
-async def _next_message(pubsub: Any, wait: float) -> Any:
+class _Guard:
+    """A wait's limits, checked between reads rather than delivered as a task cancellation:
+    redis-py can swallow a ``CancelledError`` that races with its own read timeout (it then
+    returns "no message"), so a wait relying on ``task.cancel()`` alone could outlive its
+    deadline, its ``ctx`` or its caller's cancellation. A wait with a ``ctx`` reads in slices of
+    at most ``_CTX_SLICE`` seconds (local socket waits, not Redis round trips)."""
+
+    __slots__ = ("base", "ctx", "end", "loop", "task", "timeout", "what")
+
+    def __init__(self, timeout: float | None, ctx: Context | None, what: str) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.base = 0 if self.task is None else self.task.cancelling()
+        self.timeout = timeout
+        self.end = None if timeout is None else self.loop.time() + timeout
+        self.ctx = ctx
+        self.what = what
+
+    def slice(self, want: float) -> float:
+        """How long the next read may block, at most ``want``; raises once a limit is hit."""
+        if self.task is not None and self.task.cancelling() > self.base:
+            raise asyncio.CancelledError  # cancelled, and the cancel was swallowed below us
+        if self.ctx is not None:
+            self.ctx.raise_if_cancelled()
+            want = min(want, _CTX_SLICE)
+        if self.end is not None:
+            left = self.end - self.loop.time()
+            if left <= 0:
+                raise DeadlineExceeded(f"{self.what}: timed out after {self.timeout} s")
+            want = min(want, left)
+        return want
+
+
+async def _next_message(pubsub: Any, wait: float, guard: _Guard) -> Any:
     """The next published message within ``wait`` seconds, else None (subscribe
     confirmations are skipped without ending the wait)."""
-    loop = asyncio.get_running_loop()
+    loop = guard.loop
     end = loop.time() + wait
     while (left := end - loop.time()) > 0:
-        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=guard.slice(left))
         if msg is not None:
             return msg
     return None
@@ -281,6 +302,7 @@ class SingleFlight:
     async def _follow(self, k: str, keys: SFKeys, token: str, epoch: str) -> bytes | None:
         """Wait for the flight ``token``: its outcome, or None if its leader is gone."""
         _, check_every = intervals(self._lease_ms)
+        guard = _Guard(None, None, "redis.SingleFlight.do")
         pubsub = self._client.pubsub()
         try:
             with _translated("redis.SingleFlight.do"):
@@ -297,7 +319,7 @@ class SingleFlight:
                         raise state_lost(k)
                     if r[0] == 0:
                         return None
-                    msg = await _next_message(pubsub, check_every)
+                    msg = await _next_message(pubsub, check_every, guard)
                     if msg is not None and msg.get("type") == "message":
                         data = bytes(msg["data"])
                         return None if data == ABANDONED else data
@@ -461,17 +483,18 @@ class Semaphore:
             check_ctx(ctx, what)
         token = new_token()
         k = self._k
-        with _translated(what):
+        try:  # (not _translated: a generator-based context manager costs on the fast path)
             r = await self._s["SEM_ACQUIRE"](
                 keys=k.keys, args=[k.channel, self._ttl, token, n, self._size, self._lease_ms]
             )
+        except _IO_ERRORS as exc:
+            raise _unavailable(what, exc) from exc
         if r[0] == -1:
             raise size_conflict(what, self._size, r[1])
         if r[0] == 0:
             self._waiting += 1
             try:
-                async with _bounded(timeout, ctx, what):
-                    await self._wait(token)
+                await self._wait(token, _Guard(timeout, ctx, what))
             except BaseException:
                 # Leave no trace: out of the queue, or, granted meanwhile, permits given back.
                 with contextlib.suppress(*_IO_ERRORS):
@@ -485,7 +508,7 @@ class Semaphore:
             self._schedule()
         return Permit(self, token, n)
 
-    async def _wait(self, token: str) -> None:
+    async def _wait(self, token: str, guard: _Guard) -> None:
         _, check_every = intervals(self._lease_ms)
         k = self._k
         pubsub = self._client.pubsub()
@@ -500,7 +523,7 @@ class Semaphore:
                         return
                     if r[0] == 0:
                         raise lost_waiter()
-                    msg = await _next_message(pubsub, check_every)
+                    msg = await _next_message(pubsub, check_every, guard)
                     if granted_in(msg, token):
                         return
         finally:
@@ -537,8 +560,10 @@ class Semaphore:
             self._tick.cancel()
             self._tick = None
         k = self._k
-        with _translated("redis.Semaphore.release"):
+        try:
             r = await self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
+        except _IO_ERRORS as exc:
+            raise _unavailable("redis.Semaphore.release", exc) from exc
         if r != 1 or token in self._lost:
             self._lost.discard(token)
             self._lost_count += 1

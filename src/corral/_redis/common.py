@@ -218,7 +218,7 @@ class SemKeys:
     __slots__ = ("channel", "keys")
 
     def __init__(self, name: str) -> None:
-        self.keys = [f"{name}:{k}" for k in ("m", "h", "q", "qx", "w", "l")]
+        self.keys = [f"{name}:{k}" for k in ("m", "h", "q", "qx")]
         self.channel = f"{name}:c"
 
 

@@ -21,17 +21,18 @@ SingleFlight keys, for a namespace ``ns`` and a key ``k``:
 
 Semaphore keys, for a name ``n`` (hash tag-free: one Redis, not a cluster):
 
-* ``n:m`` hash: ``size``, ``held`` (permits held), ``seq`` (FIFO ticket counter);
+* ``n:m`` hash: ``size``, ``held`` (permits held), ``seq`` (FIFO ticket counter), ``ttl``
+  (the longest key lifetime any process asked for), and per token (holders and waiters)
+  ``w<token>`` its weight and ``l<token>`` its lease in ms;
 * ``n:h`` zset: holder token -> lease expiry (server ms);
 * ``n:q`` zset: waiter token -> ticket (FIFO order); ``n:qx`` zset: waiter -> lease expiry;
-* ``n:w`` / ``n:l`` hashes: token -> weight / lease ms (holders and waiters);
 * channel ``n:c``: the tokens just granted, space-separated.
 
 Every semaphore script first *purges* (expired holders give their permits back, expired
 waiters leave the queue), then *grants* in FIFO order with head-of-line blocking (Go's
 ``semaphore.Weighted``: a large request at the head is never overtaken), and publishes the
 granted tokens. When nothing is held or queued, every key is deleted; otherwise each key's
-expiry is pushed out to ``ttl`` so a semaphore abandoned by every process disappears.
+expiry is set to ``ttl`` (three leases) so a semaphore abandoned by every process disappears.
 """
 
 from __future__ import annotations
@@ -111,19 +112,26 @@ return {0}
 """
 
 _SEM_PRELUDE = """
-local M, H, Q, QX, W, L = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local M, H, Q, QX = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local chan, ttl = ARGV[1], tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local size = tonumber(redis.call('HGET', M, 'size') or 0)
-local held = tonumber(redis.call('HGET', M, 'held') or 0)
-local function forget(tok)
-  redis.call('HDEL', W, tok)
-  redis.call('HDEL', L, tok)
+local now = 0
+local function clock()  -- the server's time in ms, read once and only when needed
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
 end
+local meta = redis.call('HMGET', M, 'size', 'held', 'ttl')
+local size = tonumber(meta[1] or 0)
+local held = tonumber(meta[2] or 0)
+if tonumber(meta[3] or 0) > ttl then ttl = tonumber(meta[3]) end
+local function weight(tok) return tonumber(redis.call('HGET', M, 'w' .. tok) or 0) end
+local function forget(tok) redis.call('HDEL', M, 'w' .. tok, 'l' .. tok) end
 local function purge()
+  clock()
   for _, tok in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', now)) do
-    held = held - tonumber(redis.call('HGET', W, tok) or 0)
+    held = held - weight(tok)
     redis.call('ZREM', H, tok)
     forget(tok)
   end
@@ -135,28 +143,33 @@ local function purge()
   if held < 0 then held = 0 end
 end
 local function grant()
+  clock()
   local granted = {}
   while true do
     local head = redis.call('ZRANGE', Q, 0, 0)[1]
     if not head then break end
-    local wt = tonumber(redis.call('HGET', W, head) or 0)
+    local wt = weight(head)
     if size - held < wt then break end
     redis.call('ZREM', Q, head)
     redis.call('ZREM', QX, head)
-    redis.call('ZADD', H, now + tonumber(redis.call('HGET', L, head) or 0), head)
+    redis.call('ZADD', H, now + tonumber(redis.call('HGET', M, 'l' .. head) or 0), head)
     held = held + wt
     granted[#granted + 1] = head
   end
   if #granted > 0 then redis.call('PUBLISH', chan, table.concat(granted, ' ')) end
 end
 local function save()
-  if redis.call('ZCARD', Q) == 0 and redis.call('ZCARD', H) == 0 then
-    redis.call('DEL', M, H, Q, QX, W, L)
+  local nq, nh = redis.call('ZCARD', Q), redis.call('ZCARD', H)
+  if nq == 0 and nh == 0 then
+    redis.call('DEL', M, H, Q, QX)
     return
   end
-  redis.call('HSET', M, 'held', held)
-  for _, k in ipairs({M, H, Q, QX, W, L}) do
-    if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+  redis.call('HSET', M, 'held', held, 'ttl', ttl)
+  redis.call('PEXPIRE', M, ttl)
+  if nh > 0 then redis.call('PEXPIRE', H, ttl) end
+  if nq > 0 then
+    redis.call('PEXPIRE', Q, ttl)
+    redis.call('PEXPIRE', QX, ttl)
   end
 end
 """
@@ -167,25 +180,32 @@ SEM_ACQUIRE = (
     _SEM_PRELUDE
     + """
 local tok, wt, want, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-purge()
 if size ~= 0 and size ~= want then
+  purge()
   grant()
   save()
   return {-1, size}
 end
 size = want
-redis.call('HSET', M, 'size', size)
-grant()
-redis.call('HSET', W, tok, wt)
-redis.call('HSET', L, tok, lease)
-if redis.call('ZCARD', Q) == 0 and size - held >= wt then
-  redis.call('ZADD', H, now + lease, tok)
+-- The fast path (nobody queued, room enough) skips the purge: expired holders are only
+-- looked for when they could be in the way.
+local queued = redis.call('ZCARD', Q)
+if queued > 0 then
+  purge()
+  grant()
+  queued = redis.call('ZCARD', Q)
+elseif size - held < wt then
+  purge()
+end
+redis.call('HSET', M, 'size', size, 'w' .. tok, wt, 'l' .. tok, lease)
+if queued == 0 and size - held >= wt then
+  redis.call('ZADD', H, clock() + lease, tok)
   held = held + wt
   save()
   return {1}
 end
 redis.call('ZADD', Q, redis.call('HINCRBY', M, 'seq', 1), tok)
-redis.call('ZADD', QX, now + lease, tok)
+redis.call('ZADD', QX, clock() + lease, tok)
 save()
 return {0}
 """
@@ -201,7 +221,8 @@ grant()
 local out = {}
 for i = 3, #ARGV do
   local tok = ARGV[i]
-  local lease = tonumber(redis.call('HGET', L, tok) or 0)
+  local lease = tonumber(redis.call('HGET', M, 'l' .. tok) or 0)
+  clock()
   if redis.call('ZSCORE', H, tok) then
     redis.call('ZADD', H, now + lease, tok)
     out[#out + 1] = 1
@@ -223,10 +244,9 @@ SEM_RELEASE = (
     _SEM_PRELUDE
     + """
 local tok = ARGV[3]
-purge()
 local r = 0
 if redis.call('ZSCORE', H, tok) then
-  held = held - tonumber(redis.call('HGET', W, tok) or 0)
+  held = held - weight(tok)
   if held < 0 then held = 0 end
   redis.call('ZREM', H, tok)
   forget(tok)
@@ -236,7 +256,11 @@ elseif redis.call('ZREM', Q, tok) == 1 then
   forget(tok)
   r = 2
 end
-grant()
+-- Nobody queued: nobody to grant to, and expired holders can wait for a purge.
+if redis.call('ZCARD', Q) > 0 then
+  purge()
+  grant()
+end
 save()
 return r
 """
@@ -248,12 +272,12 @@ SEM_STATE = (
     + """
 purge()
 grant()
-local waiting, weight = 0, 0
+local waiting, wsum = 0, 0
 for _, tok in ipairs(redis.call('ZRANGE', Q, 0, -1)) do
   waiting = waiting + 1
-  weight = weight + tonumber(redis.call('HGET', W, tok) or 0)
+  wsum = wsum + weight(tok)
 end
-local out = {size, held, waiting, weight}
+local out = {size, held, waiting, wsum}
 save()
 return out
 """

@@ -66,7 +66,11 @@ def _translated(what: str) -> Generator[None, None, None]:
     try:
         yield
     except _IO_ERRORS as exc:
-        raise RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}") from exc
+        raise _unavailable(what, exc) from exc
+
+
+def _unavailable(what: str, exc: BaseException) -> RedisUnavailable:
+    return RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}")
 
 
 class _Bound:
@@ -397,20 +401,21 @@ class Semaphore:
             _check_timeout(timeout)
         if ctx is not None:
             check_ctx(ctx, what)
-        bound = _Bound(timeout, ctx, what)
         token = new_token()
         k = self._k
-        with _translated(what):
+        try:  # (not _translated: a generator-based context manager costs on the fast path)
             r = self._s["SEM_ACQUIRE"](
                 keys=k.keys, args=[k.channel, self._ttl, token, n, self._size, self._lease_ms]
             )
+        except _IO_ERRORS as exc:
+            raise _unavailable(what, exc) from exc
         if r[0] == -1:
             raise size_conflict(what, self._size, r[1])
         if r[0] == 0:
             with self._lock:
                 self._waiting += 1
             try:
-                self._wait(token, bound)
+                self._wait(token, _Bound(timeout, ctx, what))
             except BaseException:
                 with contextlib.suppress(*_IO_ERRORS):
                     self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
@@ -426,8 +431,6 @@ class Semaphore:
                     target=self._renew, name="corral-redis-semaphore", daemon=True
                 )
                 self._renewer.start()
-            else:
-                self._wake.notify()
         return Permit(self, token, n)
 
     def release(self, n: int = 1) -> None:
@@ -475,24 +478,22 @@ class Semaphore:
                 pubsub.close()
 
     def _renew(self) -> None:
-        """The renewer thread: renews every lease held here three times per lease; once
-        nothing is held for ``_LINGER`` seconds it ends (a new holder starts another), so
-        back-to-back acquires do not start a thread each."""
+        """The renewer thread: renews every lease held here three times per lease; it ends
+        once nothing is held (a new holder starts another), at most ``_LINGER`` seconds
+        later, so back-to-back acquires do not start a thread each."""
         every, _ = intervals(self._lease_ms)
         k = self._k
         with self._lock:
             due = _now() + every
             while True:
+                # Nobody notifies this thread (a notify per acquire would cost a context
+                # switch each): it wakes at least every _LINGER seconds, and ends at the
+                # first wake-up that finds nothing held.
+                self._wake.wait(min(_LINGER, max(due - _now(), 0.0)))
                 if not self._held:
-                    self._wake.wait(min(every, _LINGER))
-                    if not self._held:
-                        self._renewer = None
-                        return
-                    due = _now() + every
-                    continue
-                left = due - _now()
-                if left > 0:
-                    self._wake.wait(left)  # a new holder's notify only re-checks the time
+                    self._renewer = None
+                    return
+                if _now() < due:
                     continue
                 due = _now() + every
                 tokens = list(self._held)
@@ -515,11 +516,11 @@ class Semaphore:
         with self._lock:
             if self._held.pop(token, None) is None:
                 raise ValueError("redis.Semaphore.release: these permits were already released")
-            if not self._held:
-                self._wake.notify()  # the renewer lingers briefly, then ends
         k = self._k
-        with _translated("redis.Semaphore.release"):
+        try:
             r = self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
+        except _IO_ERRORS as exc:
+            raise _unavailable("redis.Semaphore.release", exc) from exc
         with self._lock:
             was_lost = token in self._lost
             self._lost.discard(token)
