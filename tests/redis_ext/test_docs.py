@@ -15,11 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def _blocks(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
-    return [
-        b
-        for b in re.findall(r"```python\n(.*?)```", text, re.S)
-        if "REDIS_URL" in b
-    ]
+    return [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "REDIS_URL" in b]
 
 
 _PROGRAMS = [(f"{p.name}-{i}", b) for p in (ROOT / "README.md", ROOT / "docs" / "redis.md")
