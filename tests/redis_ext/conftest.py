@@ -140,7 +140,7 @@ def client(redis_url: str) -> Iterator[Any]:
     """A blocking client on the session's server."""
     import redis
 
-    c = redis.Redis.from_url(redis_url)
+    c = redis.Redis.from_url(redis_url, socket_timeout=120)  # tests BLPOP for a while
     try:
         yield c
     finally:

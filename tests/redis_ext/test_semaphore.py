@@ -28,7 +28,7 @@ def _wait_for(cond: Any, timeout: float = 10.0) -> None:
 
 
 def test_threads_acquire_release_and_statistics(client: Any) -> None:
-    sem = corral.threads.redis.Semaphore(client, "s", 8, lease=1)
+    sem = corral.threads.redis.Semaphore(client, "s", 8, lease=2)
     with sem.acquire(3) as p:
         assert p.n == 3
         assert sem.statistics().held == 3
@@ -47,9 +47,9 @@ def test_threads_acquire_release_and_statistics(client: Any) -> None:
 
 
 def test_fifo_head_of_line_across_processes(client: Any) -> None:
-    a = corral.threads.redis.Semaphore(client, "f", 8, lease=1)
-    b = corral.threads.redis.Semaphore(client, "f", 8, lease=1)
-    c = corral.threads.redis.Semaphore(client, "f", 8, lease=1)
+    a = corral.threads.redis.Semaphore(client, "f", 8, lease=2)
+    b = corral.threads.redis.Semaphore(client, "f", 8, lease=2)
+    c = corral.threads.redis.Semaphore(client, "f", 8, lease=2)
     order: list[str] = []
     first = a.acquire(5)
     big_in, big_out = threading.Event(), threading.Event()
@@ -84,8 +84,8 @@ def test_fifo_head_of_line_across_processes(client: Any) -> None:
 
 
 def test_timed_out_and_cancelled_waiters_leave_no_trace(client: Any) -> None:
-    a = corral.threads.redis.Semaphore(client, "t", 2, lease=1)
-    b = corral.threads.redis.Semaphore(client, "t", 2, lease=1)
+    a = corral.threads.redis.Semaphore(client, "t", 2, lease=2)
+    b = corral.threads.redis.Semaphore(client, "t", 2, lease=2)
     with a.acquire(2):
         with pytest.raises(DeadlineExceeded):
             b.acquire(1, timeout=0.05)
@@ -149,8 +149,8 @@ async def test_async_semaphore(redis_url: str) -> None:
     import redis.asyncio as ar
 
     async with ar.Redis.from_url(redis_url) as c1, ar.Redis.from_url(redis_url) as c2:
-        a = corral.redis.Semaphore(c1, "as", 3, lease=1)
-        b = corral.redis.Semaphore(c2, "as", 3, lease=1)
+        a = corral.redis.Semaphore(c1, "as", 3, lease=2)
+        b = corral.redis.Semaphore(c2, "as", 3, lease=2)
         held = 0
         peak = 0
 
@@ -178,8 +178,8 @@ async def test_async_cancelled_and_timed_out_waiters_leave_no_trace(redis_url: s
     import redis.asyncio as ar
 
     async with ar.Redis.from_url(redis_url) as c1, ar.Redis.from_url(redis_url) as c2:
-        a = corral.redis.Semaphore(c1, "ac", 2, lease=1)
-        b = corral.redis.Semaphore(c2, "ac", 2, lease=1)
+        a = corral.redis.Semaphore(c1, "ac", 2, lease=2)
+        b = corral.redis.Semaphore(c2, "ac", 2, lease=2)
         async with a.acquire(2):
             with pytest.raises(DeadlineExceeded):
                 await b.acquire(1, timeout=0.05)
@@ -205,3 +205,20 @@ async def test_async_size_conflict(redis_url: str) -> None:
         async with a.acquire(1):
             with pytest.raises(corral.redis.SizeConflict, match="size=3"):
                 await corral.redis.Semaphore(c, "sc", 3).acquire(1)
+
+
+def test_waiter_that_lost_its_queue_entry_queues_again(client: Any) -> None:
+    a = corral.threads.redis.Semaphore(client, "rq", 2, lease=0.3)
+    b = corral.threads.redis.Semaphore(client, "rq", 2, lease=0.3)
+    first = a.acquire(2)
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(b.acquire(1, timeout=10).n))
+    t.start()
+    _wait_for(lambda: a.server_statistics().waiting == 1)
+    client.delete("rq:q", "rq:qx")  # its entry is gone, as after a stall longer than the lease
+    _wait_for(lambda: a.server_statistics().waiting == 1)  # it queued again by itself
+    first.release()
+    t.join(10)
+    assert got == [1]
+    b.release(1)
+    assert client.keys("rq:*") == []

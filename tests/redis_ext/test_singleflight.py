@@ -27,8 +27,8 @@ class Boom(Exception):
 
 
 def test_threads_one_execution_for_two_processes(client: Any) -> None:
-    a = corral.threads.redis.SingleFlight(client, namespace="t", lease=1)
-    b = corral.threads.redis.SingleFlight(client, namespace="t", lease=1)
+    a = corral.threads.redis.SingleFlight(client, namespace="t", lease=2)
+    b = corral.threads.redis.SingleFlight(client, namespace="t", lease=2)
     started, release = threading.Event(), threading.Event()
     calls = []
 
@@ -78,8 +78,8 @@ def _wait_for(cond: Any, timeout: float = 10.0) -> None:
 
 
 def test_threads_error_is_shared_across_processes(client: Any) -> None:
-    a = corral.threads.redis.SingleFlight(client, namespace="e", lease=1)
-    b = corral.threads.redis.SingleFlight(client, namespace="e", lease=1)
+    a = corral.threads.redis.SingleFlight(client, namespace="e", lease=2)
+    b = corral.threads.redis.SingleFlight(client, namespace="e", lease=2)
     started, release = threading.Event(), threading.Event()
 
     def fail() -> None:
@@ -109,8 +109,8 @@ def test_threads_error_is_shared_across_processes(client: Any) -> None:
 
 
 def test_unpicklable_error_becomes_remote_error(client: Any) -> None:
-    a = corral.threads.redis.SingleFlight(client, namespace="u", lease=1)
-    b = corral.threads.redis.SingleFlight(client, namespace="u", lease=1)
+    a = corral.threads.redis.SingleFlight(client, namespace="u", lease=2)
+    b = corral.threads.redis.SingleFlight(client, namespace="u", lease=2)
     started, release = threading.Event(), threading.Event()
 
     class Local(Exception):  # a local class: pickle cannot find it by name
@@ -217,7 +217,7 @@ def test_follower_sees_redis_lose_its_state(client: Any) -> None:
 
 
 def test_caller_timeout_leaves_the_call_running(client: Any) -> None:
-    sf = corral.threads.redis.SingleFlight(client, namespace="to", lease=1)
+    sf = corral.threads.redis.SingleFlight(client, namespace="to", lease=2)
     release = threading.Event()
     results: list[Any] = []
 
@@ -281,8 +281,8 @@ async def test_async_one_execution_for_many_callers(redis_url: str) -> None:
         return {"id": user}
 
     async with ar.Redis.from_url(redis_url) as c1, ar.Redis.from_url(redis_url) as c2:
-        a = corral.redis.SingleFlight(c1, namespace="as", lease=1)
-        b = corral.redis.SingleFlight(c2, namespace="as", lease=1)
+        a = corral.redis.SingleFlight(c1, namespace="as", lease=2)
+        b = corral.redis.SingleFlight(c2, namespace="as", lease=2)
         out = await asyncio.gather(*(sf.do(7, load, 7) for sf in (a, b) for _ in range(50)))
     assert out == [{"id": 7}] * 100
     assert calls == [7]
@@ -335,7 +335,7 @@ async def test_async_error_and_timeout(redis_url: str) -> None:
         raise Boom("x")
 
     async with ar.Redis.from_url(redis_url) as c:
-        sf = corral.redis.SingleFlight(c, namespace="ae", lease=1)
+        sf = corral.redis.SingleFlight(c, namespace="ae", lease=2)
         with pytest.raises(Boom):
             await sf.do("k", fail)
         ctx = corral.with_timeout(corral.background(), 0.05)

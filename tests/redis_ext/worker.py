@@ -24,6 +24,9 @@ import redis.asyncio as aredis
 import corral.redis
 import corral.threads.redis
 
+# redis-py's default socket timeout (5 s) would cut the long BLPOPs that start the fleet.
+_BLOCKING = 120
+
 
 def _start(client: Any, ns: str) -> None:
     client.rpush(f"{ns}:ready", os.getpid())
@@ -33,11 +36,11 @@ def _start(client: Any, ns: str) -> None:
 
 def sf_many(url: str, ns: str, callers: str) -> None:
     """asyncio flavour: ``callers`` tasks on one key; the call counts its executions."""
-    sync = redis.Redis.from_url(url)
+    sync = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
     _start(sync, ns)
 
     async def main() -> list[Any]:
-        async with aredis.Redis.from_url(url) as client:
+        async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
             sf = corral.redis.SingleFlight(client, namespace=ns, lease=2)
 
             async def load() -> str:
@@ -58,7 +61,7 @@ def sf_many(url: str, ns: str, callers: str) -> None:
 def sf_kill(url: str, ns: str, callers: str, lease: str) -> None:
     """Thread flavour: the first execution blocks (to be SIGKILLed by the test); a takeover
     execution returns at once. Each caller reports its value and the time it got it."""
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
     sf = corral.threads.redis.SingleFlight(client, namespace=ns, lease=float(lease))
 
     def load() -> str:
@@ -88,7 +91,7 @@ def sf_kill(url: str, ns: str, callers: str, lease: str) -> None:
 
 def sem_victim(url: str, ns: str, lease: str) -> None:
     """Holds 5 permits and says so; the test SIGKILLs it while it holds them."""
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
     sem = corral.threads.redis.Semaphore(client, f"{ns}:sem", 8, lease=float(lease))
     sem.acquire(5)
     client.rpush(f"{ns}:victim", os.getpid())
@@ -97,7 +100,7 @@ def sem_victim(url: str, ns: str, lease: str) -> None:
 
 def sem_contend(url: str, ns: str, lease: str, index: str, rounds: str) -> None:
     """Acquires weight 1..5 ``rounds`` times; an independent counter tracks the sum held."""
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
     sem = corral.threads.redis.Semaphore(client, f"{ns}:sem", 8, lease=float(lease))
     weight = 1 + int(index) % 5
     peak = 0

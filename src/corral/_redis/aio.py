@@ -42,7 +42,6 @@ from .common import (
     load_outcome,
     lost_holder,
     lost_leader,
-    lost_waiter,
     new_token,
     redis_key,
     size_conflict,
@@ -494,7 +493,7 @@ class Semaphore:
         if r[0] == 0:
             self._waiting += 1
             try:
-                await self._wait(token, _Guard(timeout, ctx, what))
+                await self._wait(token, n, _Guard(timeout, ctx, what))
             except BaseException:
                 # Leave no trace: out of the queue, or, granted meanwhile, permits given back.
                 with contextlib.suppress(*_IO_ERRORS):
@@ -508,7 +507,7 @@ class Semaphore:
             self._schedule()
         return Permit(self, token, n)
 
-    async def _wait(self, token: str, guard: _Guard) -> None:
+    async def _wait(self, token: str, n: int, guard: _Guard) -> None:
         _, check_every = intervals(self._lease_ms)
         k = self._k
         pubsub = self._client.pubsub()
@@ -522,7 +521,18 @@ class Semaphore:
                     if r[0] == 1:
                         return
                     if r[0] == 0:
-                        raise lost_waiter()
+                        # This waiter's queue lease ran out (the process stalled longer than
+                        # the lease) or Redis lost its state: it held nothing, so it simply
+                        # queues again, at the back.
+                        r = await self._s["SEM_ACQUIRE"](
+                            keys=k.keys,
+                            args=[k.channel, self._ttl, token, n, self._size, self._lease_ms],
+                        )
+                        if r[0] == -1:
+                            raise size_conflict("redis.Semaphore.acquire", self._size, r[1])
+                        if r[0] == 1:
+                            return
+                        continue
                     msg = await _next_message(pubsub, check_every, guard)
                     if granted_in(msg, token):
                         return

@@ -236,13 +236,6 @@ def size_conflict(what: str, size: int, theirs: Any) -> SizeConflict:
     )
 
 
-def lost_waiter() -> LeaseLost:
-    return LeaseLost(
-        "Semaphore.acquire: this queued acquire vanished from Redis (its lease ran out while the"
-        " process stalled, or Redis lost its state)"
-    )
-
-
 def lost_holder(n: int) -> LeaseLost:
     return LeaseLost(
         f"Semaphore.release: the lease on these {n} permit(s) ran out before the release (the"

@@ -45,7 +45,6 @@ from .common import (
     load_outcome,
     lost_holder,
     lost_leader,
-    lost_waiter,
     new_token,
     redis_key,
     size_conflict,
@@ -415,7 +414,7 @@ class Semaphore:
             with self._lock:
                 self._waiting += 1
             try:
-                self._wait(token, _Bound(timeout, ctx, what))
+                self._wait(token, n, _Bound(timeout, ctx, what))
             except BaseException:
                 with contextlib.suppress(*_IO_ERRORS):
                     self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
@@ -458,7 +457,7 @@ class Semaphore:
             r = self._s["SEM_STATE"](keys=self._k.keys, args=[self._k.channel, self._ttl])
         return SemaphoreStatistics(int(r[0]) or self._size, int(r[1]), int(r[2]), int(r[3]))
 
-    def _wait(self, token: str, bound: _Bound) -> None:
+    def _wait(self, token: str, n: int, bound: _Bound) -> None:
         _, check_every = intervals(self._lease_ms)
         k = self._k
         pubsub = self._client.pubsub()
@@ -470,7 +469,18 @@ class Semaphore:
                     if r[0] == 1:
                         return
                     if r[0] == 0:
-                        raise lost_waiter()
+                        # This waiter's queue lease ran out (the process stalled longer than
+                        # the lease) or Redis lost its state: it held nothing, so it simply
+                        # queues again, at the back.
+                        r = self._s["SEM_ACQUIRE"](
+                            keys=k.keys,
+                            args=[k.channel, self._ttl, token, n, self._size, self._lease_ms],
+                        )
+                        if r[0] == -1:
+                            raise size_conflict("redis.Semaphore.acquire", self._size, r[1])
+                        if r[0] == 1:
+                            return
+                        continue
                     if granted_in(_next_message(pubsub, check_every, bound), token):
                         return
         finally:
