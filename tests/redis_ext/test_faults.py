@@ -94,6 +94,8 @@ def test_sigkilled_leader_is_taken_over_within_lease_plus_1s(client: Any, redis_
         got = client.blpop(["k:leader"], timeout=30)
         assert got is not None
         leader = int(got[1])
+        for _ in range(4):  # every caller of every process joined its process's flight
+            assert client.blpop(["k:joined"], timeout=30) is not None
         _followers(client, "k", 3)
         os.kill(leader, signal.SIGKILL)
         killed_at = time.time()

@@ -83,6 +83,13 @@ def sf_kill(url: str, ns: str, callers: str, lease: str) -> None:
     threads = [threading.Thread(target=call) for _ in range(int(callers))]
     for t in threads:
         t.start()
+    # Tell the test once every caller here waits on this process's flight (threads start
+    # late on a loaded machine; one that joined after the takeover finished would rightly
+    # start a fresh call).
+    end = time.monotonic() + 30
+    while sf.statistics().waiters < int(callers) and time.monotonic() < end:
+        time.sleep(0.005)
+    client.rpush(f"{ns}:joined", os.getpid())
     for t in threads:
         t.join()
     report = {"pid": os.getpid(), "results": results, "stats": repr(sf.statistics())}
