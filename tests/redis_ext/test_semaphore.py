@@ -115,7 +115,7 @@ def test_dead_holder_permits_come_back_after_its_lease(client: Any) -> None:
     live = corral.threads.redis.Semaphore(client, "d", 4, lease=0.3)
     p = dead.acquire(3)
     # The holder's renewals stop reaching Redis, as if its process had died.
-    dead._s["SEM_TOUCH"] = lambda keys, args: [1] * (len(args) - 2)
+    dead._s["SEM_TOUCH"] = lambda keys, args: [1] * len(args)
     with live.acquire(4, timeout=10):  # granted once the dead lease runs out
         assert live.server_statistics().held == 4
     with pytest.raises(corral.redis.LeaseLost, match="3 permit"):

@@ -416,7 +416,6 @@ class Semaphore:
         "_s",
         "_size",
         "_tick",
-        "_ttl",
         "_waiting",
     )
 
@@ -426,7 +425,6 @@ class Semaphore:
         self._size = check_semaphore(size, what)
         self._k = SemKeys(check_namespace(name, what, "name"))
         self._lease_ms = check_lease(lease, what)
-        self._ttl = 3 * self._lease_ms
         self._client = client
         self._s = {
             name: client.register_script(getattr(scripts, name))
@@ -471,7 +469,7 @@ class Semaphore:
     async def server_statistics(self) -> SemaphoreStatistics:
         """Every process's view, from Redis: size, held, waiting, waiting_weight."""
         with _translated("redis.Semaphore.server_statistics"):
-            r = await self._s["SEM_STATE"](keys=self._k.keys, args=[self._k.channel, self._ttl])
+            r = await self._s["SEM_STATE"](keys=self._k.keys, args=[])
         return SemaphoreStatistics(int(r[0]) or self._size, int(r[1]), int(r[2]), int(r[3]))
 
     # -- the work ------------------------------------------------------------------------
@@ -484,7 +482,7 @@ class Semaphore:
         k = self._k
         try:  # (not _translated: a generator-based context manager costs on the fast path)
             r = await self._s["SEM_ACQUIRE"](
-                keys=k.keys, args=[k.channel, self._ttl, token, n, self._size, self._lease_ms]
+                keys=k.keys, args=[token, n, self._size, self._lease_ms]
             )
         except _IO_ERRORS as exc:
             raise _unavailable(what, exc) from exc
@@ -497,7 +495,7 @@ class Semaphore:
             except BaseException:
                 # Leave no trace: out of the queue, or, granted meanwhile, permits given back.
                 with contextlib.suppress(*_IO_ERRORS):
-                    await self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
+                    await self._s["SEM_RELEASE"](keys=k.keys, args=[token])
                 raise
             finally:
                 self._waiting -= 1
@@ -517,7 +515,7 @@ class Semaphore:
                 while True:
                     # Subscribed, then checked: a grant published in between shows here; the
                     # check also renews this waiter's lease and expires dead holders.
-                    r = await self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, token])
+                    r = await self._s["SEM_TOUCH"](keys=k.keys, args=[token])
                     if r[0] == 1:
                         return
                     if r[0] == 0:
@@ -526,7 +524,7 @@ class Semaphore:
                         # queues again, at the back.
                         r = await self._s["SEM_ACQUIRE"](
                             keys=k.keys,
-                            args=[k.channel, self._ttl, token, n, self._size, self._lease_ms],
+                            args=[token, n, self._size, self._lease_ms],
                         )
                         if r[0] == -1:
                             raise size_conflict("redis.Semaphore.acquire", self._size, r[1])
@@ -552,7 +550,7 @@ class Semaphore:
         k = self._k
         tokens = list(self._held)
         try:
-            r = await self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, *tokens])
+            r = await self._s["SEM_TOUCH"](keys=k.keys, args=tokens)
         except _IO_ERRORS:
             pass  # a blip: the leases may still be running; the release will tell
         else:
@@ -571,7 +569,7 @@ class Semaphore:
             self._tick = None
         k = self._k
         try:
-            r = await self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
+            r = await self._s["SEM_RELEASE"](keys=k.keys, args=[token])
         except _IO_ERRORS as exc:
             raise _unavailable("redis.Semaphore.release", exc) from exc
         if r != 1 or token in self._lost:

@@ -113,7 +113,8 @@ return {0}
 
 _SEM_PRELUDE = """
 local M, H, Q, QX = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local chan, ttl = ARGV[1], tonumber(ARGV[2])
+-- The grant channel is the name's ':c' (KEYS[1] is the name's ':m').
+local chan = string.sub(M, 1, -2) .. "c"
 local now = 0
 local function clock()  -- the server's time in ms, read once and only when needed
   if now == 0 then
@@ -125,7 +126,8 @@ end
 local meta = redis.call('HMGET', M, 'size', 'held', 'ttl')
 local size = tonumber(meta[1] or 0)
 local held = tonumber(meta[2] or 0)
-if tonumber(meta[3] or 0) > ttl then ttl = tonumber(meta[3]) end
+-- Keys live three leases, of the longest lease any process asked for (kept in 'ttl').
+local ttl = tonumber(meta[3] or 0)
 local function weight(tok) return tonumber(redis.call('HGET', M, 'w' .. tok) or 0) end
 local function forget(tok) redis.call('HDEL', M, 'w' .. tok, 'l' .. tok) end
 local function purge()
@@ -158,13 +160,16 @@ local function grant()
   end
   if #granted > 0 then redis.call('PUBLISH', chan, table.concat(granted, ' ')) end
 end
-local function save()
-  local nq, nh = redis.call('ZCARD', Q), redis.call('ZCARD', H)
+-- Write back `held` (and any extra fields), refresh every key's expiry; or delete every key
+-- when nothing is held or queued. nq / nh: the queue / holder counts when the caller knows.
+local function save(nq, nh, ...)
+  nq = nq or redis.call('ZCARD', Q)
+  nh = nh or redis.call('ZCARD', H)
   if nq == 0 and nh == 0 then
     redis.call('DEL', M, H, Q, QX)
     return
   end
-  redis.call('HSET', M, 'held', held, 'ttl', ttl)
+  redis.call('HSET', M, 'held', held, 'ttl', ttl, ...)
   redis.call('PEXPIRE', M, ttl)
   if nh > 0 then redis.call('PEXPIRE', H, ttl) end
   if nq > 0 then
@@ -174,12 +179,13 @@ local function save()
 end
 """
 
-# ARGV: channel, ttl, token, weight, size, lease_ms.
+# ARGV: token, weight, size, lease_ms.
 # -> {1} granted | {0} queued | {-1, size} the semaphore exists with another size
 SEM_ACQUIRE = (
     _SEM_PRELUDE
     + """
-local tok, wt, want, lease = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local tok, wt, want, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if 3 * lease > ttl then ttl = 3 * lease end
 if size ~= 0 and size ~= want then
   purge()
   grant()
@@ -197,13 +203,13 @@ if queued > 0 then
 elseif size - held < wt then
   purge()
 end
-redis.call('HSET', M, 'size', size, 'w' .. tok, wt, 'l' .. tok, lease)
 if queued == 0 and size - held >= wt then
   redis.call('ZADD', H, clock() + lease, tok)
   held = held + wt
-  save()
+  save(0, nil, 'size', size, 'w' .. tok, wt, 'l' .. tok, lease)
   return {1}
 end
+redis.call('HSET', M, 'size', size, 'w' .. tok, wt, 'l' .. tok, lease)
 redis.call('ZADD', Q, redis.call('HINCRBY', M, 'seq', 1), tok)
 redis.call('ZADD', QX, clock() + lease, tok)
 save()
@@ -211,7 +217,7 @@ return {0}
 """
 )
 
-# ARGV: channel, ttl, token... -> per token: 1 holds (lease renewed), 2 queued (queue lease
+# ARGV: token... -> per token: 1 holds (lease renewed), 2 queued (queue lease
 # renewed), 0 unknown (its lease expired, or Redis lost its state)
 SEM_TOUCH = (
     _SEM_PRELUDE
@@ -219,7 +225,7 @@ SEM_TOUCH = (
 purge()
 grant()
 local out = {}
-for i = 3, #ARGV do
+for i = 1, #ARGV do
   local tok = ARGV[i]
   local lease = tonumber(redis.call('HGET', M, 'l' .. tok) or 0)
   clock()
@@ -238,17 +244,16 @@ return out
 """
 )
 
-# ARGV: channel, ttl, token. Release a holder's permits, or withdraw a waiter.
+# ARGV: token. Release a holder's permits, or withdraw a waiter.
 # -> 1 released | 2 withdrawn from the queue | 0 unknown (lease expired / state lost)
 SEM_RELEASE = (
     _SEM_PRELUDE
     + """
-local tok = ARGV[3]
+local tok = ARGV[1]
 local r = 0
-if redis.call('ZSCORE', H, tok) then
+if redis.call('ZREM', H, tok) == 1 then
   held = held - weight(tok)
   if held < 0 then held = 0 end
-  redis.call('ZREM', H, tok)
   forget(tok)
   r = 1
 elseif redis.call('ZREM', Q, tok) == 1 then
@@ -257,16 +262,18 @@ elseif redis.call('ZREM', Q, tok) == 1 then
   r = 2
 end
 -- Nobody queued: nobody to grant to, and expired holders can wait for a purge.
-if redis.call('ZCARD', Q) > 0 then
+local nq = redis.call('ZCARD', Q)
+if nq > 0 then
   purge()
   grant()
+  nq = nil
 end
-save()
+save(nq)
 return r
 """
 )
 
-# ARGV: channel, ttl. -> {size, held, waiting, waiting_weight}
+# No ARGV. -> {size, held, waiting, waiting_weight}
 SEM_STATE = (
     _SEM_PRELUDE
     + """

@@ -360,7 +360,6 @@ class Semaphore:
         "_renewer",
         "_s",
         "_size",
-        "_ttl",
         "_waiting",
         "_wake",
     )
@@ -371,7 +370,6 @@ class Semaphore:
         self._size = check_semaphore(size, what)
         self._k = SemKeys(check_namespace(name, what, "name"))
         self._lease_ms = check_lease(lease, what)
-        self._ttl = 3 * self._lease_ms
         self._client = client
         self._s = {
             name: client.register_script(getattr(scripts, name))
@@ -403,9 +401,7 @@ class Semaphore:
         token = new_token()
         k = self._k
         try:  # (not _translated: a generator-based context manager costs on the fast path)
-            r = self._s["SEM_ACQUIRE"](
-                keys=k.keys, args=[k.channel, self._ttl, token, n, self._size, self._lease_ms]
-            )
+            r = self._s["SEM_ACQUIRE"](keys=k.keys, args=[token, n, self._size, self._lease_ms])
         except _IO_ERRORS as exc:
             raise _unavailable(what, exc) from exc
         if r[0] == -1:
@@ -417,7 +413,7 @@ class Semaphore:
                 self._wait(token, n, _Bound(timeout, ctx, what))
             except BaseException:
                 with contextlib.suppress(*_IO_ERRORS):
-                    self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
+                    self._s["SEM_RELEASE"](keys=k.keys, args=[token])
                 raise
             finally:
                 with self._lock:
@@ -454,7 +450,7 @@ class Semaphore:
     def server_statistics(self) -> SemaphoreStatistics:
         """Every process's view, from Redis: size, held, waiting, waiting_weight."""
         with _translated("redis.Semaphore.server_statistics"):
-            r = self._s["SEM_STATE"](keys=self._k.keys, args=[self._k.channel, self._ttl])
+            r = self._s["SEM_STATE"](keys=self._k.keys, args=[])
         return SemaphoreStatistics(int(r[0]) or self._size, int(r[1]), int(r[2]), int(r[3]))
 
     def _wait(self, token: str, n: int, bound: _Bound) -> None:
@@ -465,7 +461,7 @@ class Semaphore:
             with _translated("redis.Semaphore.acquire"):
                 pubsub.subscribe(k.channel)
                 while True:
-                    r = self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, token])
+                    r = self._s["SEM_TOUCH"](keys=k.keys, args=[token])
                     if r[0] == 1:
                         return
                     if r[0] == 0:
@@ -474,7 +470,7 @@ class Semaphore:
                         # queues again, at the back.
                         r = self._s["SEM_ACQUIRE"](
                             keys=k.keys,
-                            args=[k.channel, self._ttl, token, n, self._size, self._lease_ms],
+                            args=[token, n, self._size, self._lease_ms],
                         )
                         if r[0] == -1:
                             raise size_conflict("redis.Semaphore.acquire", self._size, r[1])
@@ -511,7 +507,7 @@ class Semaphore:
                     continue
                 self._lock.release()
                 try:
-                    r = self._s["SEM_TOUCH"](keys=k.keys, args=[k.channel, self._ttl, *tokens])
+                    r = self._s["SEM_TOUCH"](keys=k.keys, args=tokens)
                 except _IO_ERRORS:
                     r = None  # a blip: the leases may still run; the release will tell
                 finally:
@@ -528,7 +524,7 @@ class Semaphore:
                 raise ValueError("redis.Semaphore.release: these permits were already released")
         k = self._k
         try:
-            r = self._s["SEM_RELEASE"](keys=k.keys, args=[k.channel, self._ttl, token])
+            r = self._s["SEM_RELEASE"](keys=k.keys, args=[token])
         except _IO_ERRORS as exc:
             raise _unavailable("redis.Semaphore.release", exc) from exc
         with self._lock:
