@@ -70,6 +70,7 @@ def _followers(client: Any, ns: str, n: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)  # a fleet on a loaded 2-core machine: seconds, but margin
 def test_50_processes_x_100_callers_one_execution(client: Any, redis_url: str) -> None:
     proc = _spawn("sf_many", redis_url, "m", 50, 100)
     try:
@@ -86,6 +87,7 @@ def test_50_processes_x_100_callers_one_execution(client: Any, redis_url: str) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)  # a fleet on a loaded 2-core machine: seconds, but margin
 def test_sigkilled_leader_is_taken_over_within_lease_plus_1s(client: Any, redis_url: str) -> None:
     lease = 0.5
     proc = _spawn("sf_kill", redis_url, "k", 4, 10, lease)
@@ -192,6 +194,7 @@ def test_redis_down_is_a_typed_error_not_a_hang(own_server: RedisServer) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)  # a fleet on a loaded 2-core machine: seconds, but margin
 def test_semaphore_20_processes_never_over_8_and_dead_holder_returns(
     client: Any, redis_url: str
 ) -> None:
