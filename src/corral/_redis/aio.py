@@ -440,6 +440,7 @@ class Semaphore:
 
     @property
     def size(self) -> int:
+        """The number of permits every process using this name shares."""
         return self._size
 
     def acquire(

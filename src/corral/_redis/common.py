@@ -59,9 +59,13 @@ class Serializer(Protocol):
     """What ``serializer=`` takes: ``pickle`` (the default), ``json`` wrapped to bytes, or
     anything with these two functions."""
 
-    def dumps(self, obj: Any, /) -> bytes: ...
+    def dumps(self, obj: Any, /) -> bytes:
+        """Encode a value (or an exception) the leader publishes."""
+        ...
 
-    def loads(self, data: bytes, /) -> Any: ...
+    def loads(self, data: bytes, /) -> Any:
+        """Decode what ``dumps`` made, in a follower."""
+        ...
 
 
 def new_token() -> str:
