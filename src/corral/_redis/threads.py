@@ -144,6 +144,7 @@ class SingleFlight:
 
     __slots__ = (
         "_client",
+        "_count_lock",
         "_followed",
         "_lease_ms",
         "_led",
@@ -179,6 +180,7 @@ class SingleFlight:
             for name in ("SF_JOIN", "SF_RENEW", "SF_FINISH", "SF_ABANDON", "SF_CHECK")
         }
         self._led = self._followed = self._takeovers = 0
+        self._count_lock = threading.Lock()  # flights of different keys run in parallel
 
     def do(
         self,
@@ -220,16 +222,19 @@ class SingleFlight:
                 )
             epoch = decode(r[2])
             if r[0] == 2:
-                self._followed += 1
+                with self._count_lock:
+                    self._followed += 1
                 return load_outcome(self._serializer, bytes(r[1]))
             if r[0] == 1:
-                self._led += 1
-                self._takeovers += bool(dead)
+                with self._count_lock:
+                    self._led += 1
+                    self._takeovers += bool(dead)
                 return self._lead(k, keys, token, fn, args, dead)
             leader = decode(r[1])
             data = self._follow(k, keys, leader, epoch, flight_ctx)
             if data is not None:
-                self._followed += 1
+                with self._count_lock:
+                    self._followed += 1
                 return load_outcome(self._serializer, data)
             dead.append(leader)
 
