@@ -67,12 +67,14 @@ def _unavailable(what: str, exc: BaseException) -> RedisUnavailable:
     return RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}")
 
 
-async def _stop(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a helper task and wait until it has ended (no task outlives its owner)."""
-    if task is None or task.done():
-        return
-    task.cancel()
-    await asyncio.wait([task])
+async def _stop(task: asyncio.Task[Any], done: asyncio.Event) -> None:
+    """Stop a helper loop and wait until it has ended (no task outlives its owner). The
+    flag, not only the cancel: redis-py can swallow a cancel that lands in its read (as a
+    read timeout), and a loop that retries on timeouts would then never end."""
+    done.set()
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task])
 
 
 async def _close(pubsub: Any) -> None:
@@ -250,7 +252,8 @@ class SingleFlight:
         args: tuple[Any, ...],
         dead: list[str],
     ) -> Any:
-        renewer = asyncio.create_task(self._renew(keys, token))
+        stop = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(keys, token, stop))
         try:
             try:
                 if is_async_callable(fn):
@@ -260,7 +263,7 @@ class SingleFlight:
                     if inspect.isawaitable(value):
                         value = await value
             finally:
-                await _stop(renewer)
+                await _stop(renewer, stop)
         except Exception as exc:
             error: Exception | None = exc
             value = None
@@ -288,10 +291,12 @@ class SingleFlight:
             raise error
         return value
 
-    async def _renew(self, keys: SFKeys, token: str) -> None:
+    async def _renew(self, keys: SFKeys, token: str, stop: asyncio.Event) -> None:
         every, _ = intervals(self._lease_ms)
-        while True:
+        while not stop.is_set():
             await asyncio.sleep(every)
+            if stop.is_set():
+                return
             try:
                 if not await self._s["SF_RENEW"](keys=[keys.lease], args=[token, self._lease_ms]):
                     return  # lost: the finish says so to the callers
