@@ -26,6 +26,8 @@ help:
 
 # One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
 venv: $(VENV)/.stamp-test
+# corral[redis]: its tests (tests/redis_ext) and bench rows need the client; redis-server is apt's.
+venv: $(VENV)/.stamp-redis
 
 $(VENV)/.stamp-%: pyproject.toml
 	@set -e; \

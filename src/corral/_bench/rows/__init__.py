@@ -8,4 +8,5 @@ from . import channels as channels
 from . import group_sf as group_sf
 from . import patterns as patterns
 from . import ratelimits as ratelimits
+from . import redis_rows as redis_rows
 from . import semaphores as semaphores
