@@ -18,6 +18,7 @@ __all__ = [
     "BenchError",
     "CheckFailed",
     "Env",
+    "Memory",
     "Stopwatch",
     "Timing",
     "Worker",
@@ -35,6 +36,14 @@ class Timing(NamedTuple):
 
     wall: float
     cpu: float
+
+
+class Memory(NamedTuple):
+    """What a memory row measured: ``bytes`` in total over ``ops`` operations (``None``: the
+    row's ``n``). The engine reports bytes per operation, exactly as it reports time."""
+
+    bytes: float
+    ops: int | None = None
 
 
 class Stopwatch:
