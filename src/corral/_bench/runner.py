@@ -22,6 +22,7 @@ import os
 import platform
 import statistics
 import sys
+import sysconfig
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -221,7 +222,10 @@ def _machine() -> dict[str, object]:
 
 
 def _python() -> str:
-    return f"{platform.python_implementation()} {platform.python_version()}"
+    # A free-threaded build says so: its figures are not comparable with a GIL build's.
+    nogil = " free-threaded" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+    gil_on = " (GIL on)" if nogil and getattr(sys, "_is_gil_enabled", lambda: True)() else ""
+    return f"{platform.python_implementation()} {platform.python_version()}{nogil}{gil_on}"
 
 
 def run(
