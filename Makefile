@@ -16,6 +16,18 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# A free-threaded interpreter (3.13t, built by scripts/build-python-ft.sh) gets the test extra
+# without mypy (no wheel for it: `make typecheck` says so and skips) and only binary wheels of
+# hypothesis (its newest releases build a Rust extension, which needs network for crates).
+FREE_THREADED := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("Py_GIL_DISABLED") or 0)' 2>/dev/null)
+ifeq ($(FREE_THREADED),1)
+TEST_EXTRA := test-ft
+INSTALL_FLAGS := --only-binary hypothesis
+else
+TEST_EXTRA := test
+INSTALL_FLAGS :=
+endif
+
 # pytest exits 5 when it collects no test; the hammer pass may legitimately select none.
 HAMMER_OK := || test $$? -eq 5
 
@@ -25,7 +37,9 @@ help:
 	@sed -n '1,11p' Makefile | sed 's/^# \{0,1\}//'
 
 # One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
-venv: $(VENV)/.stamp-test
+venv: $(VENV)/.stamp-$(TEST_EXTRA)
+# corral[redis]: its tests (tests/redis_ext) and bench rows need the client; redis-server is apt's.
+venv: $(VENV)/.stamp-redis
 # corral[dask]: its tests (tests/on_dask, marker `dask`) start LocalClusters; bench rows dask.*.
 venv: $(VENV)/.stamp-dask
 
@@ -44,11 +58,11 @@ $(VENV)/.stamp-%: pyproject.toml
 	if command -v uv >/dev/null 2>&1; then \
 	  echo "==> $(VENV): installing .[$*] with uv for $$py"; \
 	  [ -x $(BIN)/python ] || uv venv --quiet --python "$$py" "$(VENV)"; \
-	  uv pip install --quiet --python "$(BIN)/python" -e ".[$*]"; \
+	  uv pip install --quiet $(INSTALL_FLAGS) --python "$(BIN)/python" -e ".[$*]"; \
 	else \
 	  echo "==> $(VENV): installing .[$*] with pip for $$py"; \
 	  [ -x $(BIN)/python ] || "$$py" -m venv "$(VENV)"; \
-	  $(BIN)/python -m pip install --quiet -e ".[$*]"; \
+	  $(BIN)/python -m pip install --quiet $(INSTALL_FLAGS) -e ".[$*]"; \
 	fi; \
 	touch $@
 
@@ -64,7 +78,11 @@ fmt: venv
 	$(BIN)/ruff check --fix .
 
 typecheck: venv
+ifeq ($(FREE_THREADED),1)
+	@echo "==> typecheck skipped: $(PYTHON) is free-threaded and mypy has no wheel for it (the GIL builds run it)"
+else
 	$(BIN)/mypy
+endif
 
 pytest: venv
 	$(BIN)/pytest -q -m "not hammer"

@@ -35,8 +35,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("corral._core",)),
     ("shared shell", ("corral._shells", "corral._select")),
     ("flavour shells", ("corral._aio", "corral._threads")),
-    ("patterns", ("corral._patterns",)),
-    ("public namespaces", ("corral", "corral.threads", "corral.testing", "corral.dask")),
+    ("patterns", ("corral._patterns", "corral._redis")),
+    (
+        "public namespaces",
+        ("corral", "corral.threads", "corral.testing", "corral.redis", "corral.dask"),
+    ),
     ("tools", ("corral._bench", "corral._demo", "corral.cli", "corral.__main__")),
 )
 

@@ -21,6 +21,7 @@ class Result:
     peer: bool
     status: Status
     #: Best (lowest) time per operation over the repeats, in nanoseconds; ``None`` unless ok.
+    #: In a row whose ``metric`` is ``"bytes"``: the lowest bytes per operation instead.
     ns_per_op: float | None = None
     #: Worst / best over the repeats (1.0 = no spread); ``None`` unless ok.
     spread: float | None = None
@@ -68,6 +69,8 @@ class RowReport:
     items: int
     repeats: int
     comparisons: list[Comparison] = field(default_factory=list)
+    #: "time" (ns per operation) or "bytes" (bytes per operation, in the same fields)
+    metric: str = "time"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,9 +132,8 @@ class Report:
         ref_ns = ref_res.ns_per_op if ref_res is not None else None
         width = max([len(r.impl) for r in results] + [4])
         ref_col = f"vs {ref}" if ref else ""
-        out.append(
-            f"  {'impl':<{width}}  {'ns/' + row.unit:>11}  {'spread':>7}  {'cpu ns':>8}  {ref_col}"
-        )
+        per = ("B/" if row.metric == "bytes" else "ns/") + row.unit
+        out.append(f"  {'impl':<{width}}  {per:>11}  {'spread':>7}  {'cpu ns':>8}  {ref_col}")
         for r in results:
             name = r.impl if r.peer else f"{r.impl} *"
             if r.status != "ok" or r.ns_per_op is None:

@@ -17,10 +17,15 @@ classes, so a family is complete before any view exists.
 >>> import corral, corral.threads
 >>> family("channel") == {"aio": corral.Channel, "threads": corral.threads.Channel}
 True
+
+Making the missing view is a check-then-act on ``views``, so it runs under the state's own
+lock: two threads asking for the same view at once (a real race without the GIL, and a
+rare one with it) must get one object, not two (tests/core/test_freethreaded_hammer.py).
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -29,6 +34,7 @@ __all__ = ["Flavoured", "HasViews", "family", "register", "view_of"]
 
 class HasViews(Protocol):
     views: dict[str, weakref.ref[Any]]
+    lock: threading.Lock
 
 
 V = TypeVar("V")
@@ -69,8 +75,12 @@ def view_of(cls: type[V], flavour: str, st: HasViews) -> V:
     ref = st.views.get(flavour)
     view = None if ref is None else ref()
     if view is None:
-        view = cls.__new__(cls)
-        view._st = st  # type: ignore[attr-defined]
-        st.views[flavour] = weakref.ref(view)
+        with st.lock:  # re-check: another thread may have made it meanwhile
+            ref = st.views.get(flavour)
+            view = None if ref is None else ref()
+            if view is None:
+                view = cls.__new__(cls)
+                view._st = st  # type: ignore[attr-defined]
+                st.views[flavour] = weakref.ref(view)
     assert isinstance(view, cls)
     return view

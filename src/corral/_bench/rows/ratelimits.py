@@ -19,6 +19,7 @@ from typing import Any
 
 from ..harness import Env, Stopwatch, Timing, check
 from ..registry import ImplFn, corral_impl, peer_impl, register
+from ._common import peer
 
 # -- uncontended: one task (or thread) acquires in a loop; the limit never binds --------------
 
@@ -54,9 +55,7 @@ def _corral_acquire(rl: Any) -> Awaitable[None]:
 
 
 def _aiolimiter() -> Any:
-    import aiolimiter
-
-    return aiolimiter.AsyncLimiter(HUGE, 1)
+    return peer("aiolimiter").AsyncLimiter(HUGE, 1)
 
 
 def _aiolimiter_acquire(lim: Any) -> Awaitable[None]:
@@ -64,9 +63,8 @@ def _aiolimiter_acquire(lim: Any) -> Awaitable[None]:
 
 
 def _pyrate() -> Any:
-    from pyrate_limiter import Duration, Limiter, Rate
-
-    return Limiter(Rate(10**9, Duration.SECOND))
+    pl = peer("pyrate_limiter")
+    return pl.Limiter(pl.Rate(10**9, pl.Duration.SECOND))
 
 
 async def _pyrate_acquire_async(lim: Any) -> None:
@@ -209,13 +207,11 @@ def _corral_rate() -> Any:
 
 
 def _aiolimiter_rate() -> Any:
-    import aiolimiter
-
-    return aiolimiter.AsyncLimiter(RATE, PER)
+    return peer("aiolimiter").AsyncLimiter(RATE, PER)
 
 
 def _aiometer_accuracy(env: Env, n: int) -> Timing:
-    import aiometer
+    aiometer = peer("aiometer")
 
     async def main() -> Timing:
         times: list[float] = []
