@@ -138,13 +138,17 @@ class SemaphoreBase:
         st = self._st
         if n.__class__ is not int or not 0 <= n <= st.size:
             check_weight(n, st.size, "Semaphore.release")  # raises the right error
-        # SemaphoreState.release's uncontended case, inlined (a third of an uncontended
-        # acquire+release pair is call overhead); the state method keeps the full rule.
+        # SemaphoreState.release, inlined (a third of an uncontended acquire+release pair
+        # is call overhead): one lock acquisition gives the permits back and grants the
+        # queued acquires they satisfy. Releasing more than is held falls through to the
+        # state method, which raises under its own lock.
         lock = st.lock
         lock.acquire()
         try:
-            if not st.waiters and n <= st.cur:
+            if n <= st.cur:
                 st.cur -= n
+                if st.waiters:
+                    st._grant_locked()
                 return
         finally:
             lock.release()

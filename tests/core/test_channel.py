@@ -304,7 +304,10 @@ async def test_len_capacity_and_statistics(flavour: Flavour) -> None:
 
     ch.send_nowait(1)
     ch.send_nowait(2)
-    blocked = [flavour.tx.send(ch, 3), flavour.tx.send(ch, 4)]
+    # One at a time: two threads started together may queue in either order.
+    blocked = [flavour.tx.send(ch, 3)]
+    await parked(ch, senders=1)
+    blocked.append(flavour.tx.send(ch, 4))
     await parked(ch, senders=2)
     assert len(ch) == len(tx) == len(rx) == 2
     assert ch.statistics() == rx.statistics() == ChannelStatistics(2, 2, 2, 0, False)

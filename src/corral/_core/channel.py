@@ -35,6 +35,8 @@ from .._errors import ChannelClosed
 from . import tracking
 from .waiter import Entry, Waiter
 
+Queued = Entry | Waiter  # a select's entry, or a plain operation's waiter itself
+
 __all__ = [
     "CLOSED",
     "EMPTY",
@@ -105,8 +107,8 @@ class ChannelState(Generic[T]):
         self.lock = threading.Lock()
         self.cap = capacity
         self.buf: deque[T] = deque()
-        self.recvq: deque[Entry] = deque()
-        self.sendq: deque[Entry] = deque()
+        self.recvq: deque[Queued] = deque()
+        self.sendq: deque[Queued] = deque()
         self.closed = False
         self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
@@ -167,9 +169,9 @@ class ChannelState(Generic[T]):
             if self.send_locked(item):
                 return None
             w = make_waiter()
-            e = Entry(w, 0, item, self)
-            w.entries.append(e)
-            self.sendq.append(e)
+            w.item = item  # queued as its own entry (no Entry object)
+            w.owner = self
+            self.sendq.append(w)
             return w
         finally:
             lock.release()
@@ -186,9 +188,8 @@ class ChannelState(Generic[T]):
             if item is not EMPTY:
                 return item
             w = make_waiter()
-            e = Entry(w, 0, None, self)
-            w.entries.append(e)
-            self.recvq.append(e)
+            w.owner = self  # queued as its own entry (no Entry object)
+            self.recvq.append(w)
             return w
         finally:
             lock.release()
@@ -206,7 +207,7 @@ class ChannelState(Generic[T]):
                 e.waiter.complete(e.index, CLOSED)
             return True
 
-    def _unlink(self, entry: Entry) -> None:
+    def _unlink(self, entry: Queued) -> None:
         with self.lock:
             for q in (self.recvq, self.sendq):
                 try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tracking
-from .waiter import Entry, Waiter
+from .waiter import Waiter
 
 __all__ = ["SemaphoreState", "SemaphoreStatistics", "check_size", "check_weight"]
 
@@ -65,7 +65,8 @@ class SemaphoreState:
         self.lock = threading.Lock()
         self.size = size
         self.cur = 0
-        self.waiters: deque[Entry] = deque()
+        # Waiters queued as their own entries: ``item`` is the weight asked for.
+        self.waiters: deque[Waiter] = deque()
         self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
             tracking.track(self)
@@ -84,9 +85,9 @@ class SemaphoreState:
                 self.cur += n
                 return None
             w = make_waiter()
-            e = Entry(w, 0, n, self)
-            w.entries.append(e)
-            self.waiters.append(e)
+            w.item = n
+            w.owner = self
+            self.waiters.append(w)
             return w
         finally:
             lock.release()
@@ -119,18 +120,19 @@ class SemaphoreState:
     def _grant_locked(self) -> None:
         q = self.waiters
         while q:
-            e = q[0]
-            if e.waiter.done:  # stale: timed out or cancelled, not yet unlinked
+            w = q[0]
+            if w.done:  # stale: timed out or cancelled, not yet unlinked
                 q.popleft()
                 continue
-            if self.size - self.cur < e.item:
+            k = w.item
+            if self.size - self.cur < k:
                 break  # head-of-line: nobody behind may overtake it
             q.popleft()
-            self.cur += e.item
-            if not e.waiter.complete(0, None):
-                self.cur -= e.item  # lost the claim race to an abort, or its loop is gone
+            self.cur += k
+            if not w.complete(0, None):
+                self.cur -= k  # lost the claim race to an abort, or its loop is gone
 
-    def _unlink(self, entry: Entry) -> None:
+    def _unlink(self, entry: Waiter) -> None:
         with self.lock:
             q = self.waiters
             was_head = bool(q) and q[0] is entry
@@ -143,14 +145,14 @@ class SemaphoreState:
 
     def statistics(self) -> SemaphoreStatistics:
         with self.lock:
-            live = [e for e in self.waiters if not e.waiter.done]
+            live = [w for w in self.waiters if not w.done]
             return SemaphoreStatistics(
                 size=self.size,
                 held=self.cur,
                 waiting=len(live),
-                waiting_weight=sum(e.item for e in live),
+                waiting_weight=sum(w.item for w in live),
             )
 
     def queued_waiters(self) -> int:
         with self.lock:
-            return sum(1 for e in self.waiters if not e.waiter.done)
+            return sum(1 for w in self.waiters if not w.done)
