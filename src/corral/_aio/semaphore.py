@@ -80,14 +80,13 @@ class _Acquire:
             lock = st.lock
             lock.acquire()
             try:
-                q = st.waiters
-                if st.size - st.cur >= n and not q:
+                if st.size - st.cur >= n and not st.waiters:
                     st.cur += n
                     return _DONE  # type: ignore[no-any-return]
                 w = AsyncWaiter(_get_running_loop())
                 w.item = n  # queued as its own entry, as SemaphoreState.acquire does
                 w.owner = st
-                q.append(w)
+                st.waiters.append(w)
             finally:
                 lock.release()
             return _granted(w, st, n, self._timeout).__await__()
