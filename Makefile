@@ -4,6 +4,8 @@
 #   make test        lint, format check, mypy --strict, tests, then the hammer tests
 #   make stress      hammer tests + reliability figures with CORRAL_STRESS=1 (more seeds)
 #   make bench       install the peers and run `corral bench`
+#   make docs        build the docs site into site/ (open site/index.html)
+#   make package     build the sdist and wheel, check them, test the installed wheel
 #
 # PYTHON and VENV pick the interpreter and the venv: make test PYTHON=python3.13 VENV=.venv-3.13
 
@@ -14,16 +16,30 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# A free-threaded interpreter (3.13t, built by scripts/build-python-ft.sh) gets the test extra
+# without mypy (no wheel for it: `make typecheck` says so and skips) and only binary wheels of
+# hypothesis (its newest releases build a Rust extension, which needs network for crates).
+FREE_THREADED := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("Py_GIL_DISABLED") or 0)' 2>/dev/null)
+ifeq ($(FREE_THREADED),1)
+TEST_EXTRA := test-ft
+INSTALL_FLAGS := --only-binary hypothesis
+else
+TEST_EXTRA := test
+INSTALL_FLAGS :=
+endif
+
 # pytest exits 5 when it collects no test; the hammer pass may legitimately select none.
 HAMMER_OK := || test $$? -eq 5
 
-.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress clean
+.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress docs package clean
 
 help:
-	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,11p' Makefile | sed 's/^# \{0,1\}//'
 
 # One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
-venv: $(VENV)/.stamp-test
+venv: $(VENV)/.stamp-$(TEST_EXTRA)
+# corral[redis]: its tests (tests/redis_ext) and bench rows need the client; redis-server is apt's.
+venv: $(VENV)/.stamp-redis
 
 $(VENV)/.stamp-%: pyproject.toml
 	@set -e; \
@@ -40,11 +56,11 @@ $(VENV)/.stamp-%: pyproject.toml
 	if command -v uv >/dev/null 2>&1; then \
 	  echo "==> $(VENV): installing .[$*] with uv for $$py"; \
 	  [ -x $(BIN)/python ] || uv venv --quiet --python "$$py" "$(VENV)"; \
-	  uv pip install --quiet --python "$(BIN)/python" -e ".[$*]"; \
+	  uv pip install --quiet $(INSTALL_FLAGS) --python "$(BIN)/python" -e ".[$*]"; \
 	else \
 	  echo "==> $(VENV): installing .[$*] with pip for $$py"; \
 	  [ -x $(BIN)/python ] || "$$py" -m venv "$(VENV)"; \
-	  $(BIN)/python -m pip install --quiet -e ".[$*]"; \
+	  $(BIN)/python -m pip install --quiet $(INSTALL_FLAGS) -e ".[$*]"; \
 	fi; \
 	touch $@
 
@@ -60,7 +76,11 @@ fmt: venv
 	$(BIN)/ruff check --fix .
 
 typecheck: venv
+ifeq ($(FREE_THREADED),1)
+	@echo "==> typecheck skipped: $(PYTHON) is free-threaded and mypy has no wheel for it (the GIL builds run it)"
+else
 	$(BIN)/mypy
+endif
 
 pytest: venv
 	$(BIN)/pytest -q -m "not hammer"
@@ -78,6 +98,16 @@ stress: venv
 bench: venv $(VENV)/.stamp-bench
 	$(BIN)/corral bench
 
+# Docs: mkdocs-material + mkdocstrings (the docs extra); --strict turns every warning (a
+# broken link or reference, a missing example) into an error, as in CI.
+docs: venv $(VENV)/.stamp-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "docs: built into $(CURDIR)/site/ -- open file://$(CURDIR)/site/index.html in a browser"
+
+# Packaging: sdist + wheel built, checked, the wheel installed in a fresh venv and exercised.
+package: venv $(VENV)/.stamp-dist
+	scripts/check-package.sh $(BIN)/python
+
 clean:
-	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build
+	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build site
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

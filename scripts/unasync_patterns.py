@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Generate corral's thread-flavour patterns from the asyncio flavour (httpcore's unasync).
 
-    python scripts/unasync_patterns.py          # rewrite src/corral/_patterns/_threads.py
-    python scripts/unasync_patterns.py --check  # exit 1 if it is out of date (CI, tests)
+    python scripts/unasync_patterns.py          # rewrite src/corral/_patterns/_threads_*.py
+    python scripts/unasync_patterns.py --check  # exit 1 if any is out of date (CI, tests)
 
-The source, ``src/corral/_patterns/_aio.py``, is rewritten token by token (``async def``
--> ``def``, ``await x`` -> ``x``, ``__anext__`` -> ``__next__``, ``_rt_aio`` ->
-``_rt_threads``, and in docstring examples ``asyncio.run(main())`` -> ``main()`` and
-``corral.fan_out`` -> ``corral.threads.fan_out``), then formatted with ruff, so the
-generated file passes ``ruff format --check``. Whatever truly differs between the
+Each source ``src/corral/_patterns/_aio_<part>.py`` (see ``PARTS``) becomes
+``_threads_<part>.py``, rewritten line by line (``async def`` -> ``def``, ``await x`` ->
+``x``, ``__anext__`` -> ``__next__``, ``_rt_aio`` -> ``_rt_threads``, ``from ._aio_<x>``
+-> ``from ._threads_<x>``, and in docstring examples ``asyncio.run(main())`` ->
+``main()`` and ``corral.fan_out`` -> ``corral.threads.fan_out``), then formatted with
+ruff, so each generated file passes ``ruff format --check``. Whatever truly differs between the
 flavours lives in ``_rt_aio.py`` / ``_rt_threads.py``, never in a rule here.
 """
 
@@ -20,8 +21,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "src/corral/_patterns/_aio.py"
-TARGET = ROOT / "src/corral/_patterns/_threads.py"
+PATTERNS = ROOT / "src/corral/_patterns"
+# Every asyncio-flavour module with a generated thread twin: _aio_<part>.py -> _threads_<part>.py
+PARTS = ("workers", "flow", "relays")
 
 # Names that differ between `corral` and `corral.threads` (the rest are the same objects).
 _FLAVOURED = "fan_out|fan_in|pipeline|or_done|tee|Channel|select|Semaphore|Group"
@@ -29,6 +31,7 @@ _FLAVOURED = "fan_out|fan_in|pipeline|or_done|tee|Channel|select|Semaphore|Group
 SUBS: list[tuple[str, str]] = [
     # imports and the flavour's runtime module
     (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
+    (r"^from \._aio_(\w+) import", r"from ._threads_\1 import"),
     # docstring examples
     (r"import asyncio, corral\b", "import corral.threads"),
     (r"asyncio\.run\((.*)\)$", r"\1"),
@@ -50,14 +53,19 @@ SUBS: list[tuple[str, str]] = [
 ]
 
 HEADER = (
-    "# GENERATED from src/corral/_patterns/_aio.py by scripts/unasync_patterns.py.\n"
-    "# Do not edit: change _aio.py (or _rt_threads.py) and run the script again.\n"
+    "# GENERATED from src/corral/_patterns/_aio_{part}.py by scripts/unasync_patterns.py.\n"
+    "# Do not edit: change _aio_{part}.py (or _rt_threads.py) and run the script again.\n"
 )
 
 
-def _ruff_format(text: str, path: Path) -> str:
+def pairs() -> list[tuple[str, Path, Path]]:
+    """(part, source, target) for every generated module."""
+    return [(p, PATTERNS / f"_aio_{p}.py", PATTERNS / f"_threads_{p}.py") for p in PARTS]
+
+
+def _ruff(args: list[str], text: str, path: Path) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(path), "-"],
+        [sys.executable, "-m", "ruff", *args, "--stdin-filename", str(path), "-"],
         input=text,
         capture_output=True,
         text=True,
@@ -65,30 +73,52 @@ def _ruff_format(text: str, path: Path) -> str:
         check=False,
     )
     if out.returncode != 0:
-        raise SystemExit(f"ruff format failed on the generated code:\n{out.stderr}")
+        raise SystemExit(f"ruff {args[0]} failed on the generated code:\n{out.stderr}")
     return out.stdout
 
 
-def generate() -> str:
-    lines = SOURCE.read_text().splitlines(keepends=True)
+def _ruff_format(text: str, path: Path) -> str:
+    # Renamed imports (_aio_x -> _threads_x) may sort differently: sort them, then format.
+    text = _ruff(["check", "--select", "I", "--fix", "--quiet", "--exit-zero"], text, path)
+    return _ruff(["format"], text, path)
+
+
+def generate(part: str, source: Path, target: Path) -> str:
+    lines = source.read_text().splitlines(keepends=True)
     out = []
     for line in lines:
         for pattern, repl in SUBS:
             line = re.sub(pattern, repl, line)
         out.append(line)
-    return _ruff_format(HEADER + "".join(out), TARGET)
+    return _ruff_format(HEADER.format(part=part) + "".join(out), target)
 
 
 def main(argv: list[str]) -> int:
-    text = generate()
-    if "--check" in argv:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET.relative_to(ROOT)} is out of date: run scripts/unasync_patterns.py")
-            return 1
-        return 0
-    TARGET.write_text(text)
-    print(f"wrote {TARGET.relative_to(ROOT)}")
-    return 0
+    check = "--check" in argv
+    stale = []
+    for part, source, target in pairs():
+        text = generate(part, source, target)
+        if check:
+            if not target.exists() or target.read_text() != text:
+                stale.append(target)
+            continue
+        target.write_text(text)
+        print(f"wrote {target.relative_to(ROOT)}")
+    # A _threads_*.py no source generates any more (a part renamed or removed) is stale too.
+    made = {target for _, _, target in pairs()}
+    orphans = sorted(set(PATTERNS.glob("_threads_*.py")) - made)
+    for path in orphans:
+        if check:
+            stale.append(path)
+        else:
+            print(f"note: {path.relative_to(ROOT)} is no longer generated: delete it")
+    # An asyncio-flavour module missing from PARTS would have no thread twin at all.
+    unlisted = sorted(set(PATTERNS.glob("_aio_*.py")) - {source for _, source, _ in pairs()})
+    for path in unlisted:
+        print(f"{path.relative_to(ROOT)} has no thread twin: add its part to PARTS")
+    for path in stale:
+        print(f"{path.relative_to(ROOT)} is out of date: run scripts/unasync_patterns.py")
+    return 1 if stale or unlisted else 0
 
 
 if __name__ == "__main__":

@@ -387,3 +387,42 @@ def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
         problems += waiters.stop()
     if problems:
         pytest.fail(_report("after the test", problems), pytrace=False)
+
+
+# --- free-threaded builds: the GIL must stay off ---------------------------------------------
+#
+# On a free-threaded interpreter (3.13t) importing an extension module that does not declare
+# itself free-threading safe re-enables the GIL for the whole process (with only a
+# RuntimeWarning), and PYTHON_GIL=1 forces it on. Either would make the run pass without
+# testing what it is meant to, so it fails instead: checked when the session starts (the
+# plugins are imported) and again when it ends (test modules and tests import more).
+
+
+def _gil_turned_on() -> str | None:
+    import sysconfig
+
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return None  # a GIL build: nothing to check
+    if not sys._is_gil_enabled():
+        return None
+    return (
+        "this free-threaded Python is running with the GIL enabled (PYTHON_GIL=1, -X gil=1, or "
+        "an imported extension module re-enabled it: look for 'The global interpreter lock "
+        "(GIL) has been enabled' above); the suite must run with the GIL off here"
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problem = _gil_turned_on()
+    if problem is not None:
+        pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    problem = _gil_turned_on()
+    if problem is not None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {problem}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

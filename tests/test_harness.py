@@ -346,3 +346,25 @@ def test_leak_check_works_without_corral(pytester: pytest.Pytester) -> None:
     )
     _check(statuses, clean=["test_corral_not_imported"], leaky=[])
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_a_free_threaded_run_that_turns_the_gil_on_fails(pytester: pytest.Pytester) -> None:
+    """On a free-threaded build, a GIL switched on during the run (an extension module that
+    re-enables it) fails the session even though every test passed. Simulated here so that it
+    runs on any build: the test makes the interpreter look free-threaded with the GIL on."""
+    result, statuses = _run_inner(
+        pytester,
+        """
+        import sys
+        import sysconfig
+
+
+        def test_imports_an_extension_that_turns_the_gil_on():
+            real = sysconfig.get_config_var
+            sysconfig.get_config_var = lambda name: 1 if name == "Py_GIL_DISABLED" else real(name)
+            sys._is_gil_enabled = lambda: True
+        """,
+    )
+    _check(statuses, clean=["test_imports_an_extension_that_turns_the_gil_on"], leaky=[])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*running with the GIL enabled*"])

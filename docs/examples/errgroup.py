@@ -68,6 +68,7 @@ def services(*, stats_down: bool = False) -> tuple[Service, Service, Service]:
     )
 
 
+# --8<-- [start:twin]
 async def fetch_dashboard_data(
     ctx: corral.Context, user_id: int, orders: Service, stats: Service, notif: Service
 ) -> Dashboard:
@@ -89,6 +90,7 @@ def fetch_dashboard_data_threads(
     return Dashboard(o.result(), s.result(), n.result())
 
 
+# --8<-- [end:twin]
 def show(title: str, dashboard: Dashboard) -> None:
     print(f"{title}:")
     print(f"  orders: {dashboard.orders}")

@@ -57,6 +57,7 @@ def process_item_blocking(ctx: corral.Context, item: Item) -> str:
     return item.payload.upper()
 
 
+# --8<-- [start:twin]
 async def process_items(ctx: corral.Context, items: list[Item]) -> list[str]:
     async def one(item: Item) -> str:
         return await process_item(ctx, item)
@@ -72,6 +73,7 @@ def process_items_threads(ctx: corral.Context, items: list[Item]) -> list[str]:
     ).collect()
 
 
+# --8<-- [end:twin]
 async def merge_two_queues() -> list[str]:
     # fan_in: one channel that ends when every input has ended.
     eu, us = corral.Channel(10), corral.threads.Channel(10)  # a task's and a thread's queue

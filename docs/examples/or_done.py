@@ -50,6 +50,7 @@ def sensor(readings: corral.threads.Channel[int], stop: threading.Event) -> None
             pass  # nobody read within 10 ms: look at `stop` again
 
 
+# --8<-- [start:twin]
 async def read_until_enough() -> None:
     readings: corral.threads.Channel[int] = corral.threads.Channel()
     stop = threading.Event()
@@ -75,6 +76,7 @@ def read_with_deadline() -> None:
     print(f"threads: read {got} from a quiet channel; ctx: {type(ctx.err).__name__}")
 
 
+# --8<-- [end:twin]
 if __name__ == "__main__":
     asyncio.run(read_until_enough())
     read_with_deadline()

@@ -55,6 +55,7 @@ class InvalidData(Exception):
     pass
 
 
+# --8<-- [start:stages]
 def validate(data: RawData) -> RawData:
     # Go drops invalid data silently; here it is an error that the stage skips
     # (errors="skip"), logged as a warning on the "corral" logger.
@@ -78,6 +79,7 @@ def transform(enriched: tuple[int, str, int]) -> str:
     return f"{id_}:{text.upper()}({size})"
 
 
+# --8<-- [end:stages]
 def records() -> list[RawData]:
     return [RawData(i, "" if i % 5 == 4 else f"rec{i}") for i in range(20)]
 
@@ -85,6 +87,7 @@ def records() -> list[RawData]:
 async def main() -> None:
     logging.getLogger("corral").setLevel(logging.ERROR)  # the skipped records are expected
 
+    # --8<-- [start:run]
     async with corral.pipeline(
         records(),
         corral.stage(validate, errors="skip", name="validate"),  # a thread
@@ -93,6 +96,7 @@ async def main() -> None:
         ordered=True,  # keep the input's order end to end
     ) as out:
         results = [r async for r in out]
+    # --8<-- [end:run]
     print(f"asyncio: {len(results)} records")
     print(f"  first: {results[:3]}")
     stats = out.statistics()

@@ -36,7 +36,9 @@ import time
 import corral
 import corral.threads
 
+# --8<-- [start:sem]
 sem = corral.Semaphore(10)  # max 10 concurrent operations (one database, ten connections)
+# --8<-- [end:sem]
 
 
 class Tracker:
@@ -68,6 +70,7 @@ async def process(ctx: corral.Context, item: int, tracker: Tracker) -> None:
             raise BadItem(f"item {item} is invalid")
 
 
+# --8<-- [start:twin]
 async def process_with_limit(ctx: corral.Context, items: list[int], tracker: Tracker) -> None:
     async def one(item: int) -> None:
         async with sem.acquire(ctx=g.ctx):  # if err := sem.Acquire(ctx, 1); defer Release
@@ -91,6 +94,7 @@ def process_with_limit_threads(
             g.go(one, item)
 
 
+# --8<-- [end:twin]
 async def main() -> None:
     ctx = corral.background()
     tracker = Tracker()

@@ -68,6 +68,7 @@ class Cache:
         self._items[key] = (user, time.monotonic() + ttl)
 
 
+# --8<-- [start:twin]
 class CachedService:
     def __init__(self, db: Database, cache: Cache) -> None:
         self.db = db
@@ -89,6 +90,7 @@ class CachedService:
         return await self.group.do(user_id, load)
 
 
+# --8<-- [end:twin]
 async def main() -> None:
     db = Database()
     service = CachedService(db, Cache())

@@ -45,6 +45,7 @@ import corral
 import corral.threads
 
 
+# --8<-- [start:twin]
 async def lockstep() -> None:
     ctx = corral.background()
     audit, search = corral.tee(ctx, [f"event-{i}" for i in range(3)])  # two consumers
@@ -60,6 +61,7 @@ async def lockstep() -> None:
     print(f"  then both got the rest: {rest_audit.result()} {rest_search.result()}")
 
 
+# --8<-- [end:twin]
 async def buffered() -> None:
     fast, slow = corral.tee(corral.background(), range(10), policy="buffer", buffer=3)
     ahead = [await fast.recv() for _ in range(4)]  # the slow one has read nothing yet

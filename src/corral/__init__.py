@@ -8,6 +8,8 @@ Channels and semaphores of the two flavours are views of one shared state
 
 from ._aio.channel import Channel as Channel
 from ._aio.group import Group as Group
+from ._aio.ratelimit import Limits as Limits
+from ._aio.ratelimit import RateLimit as RateLimit
 from ._aio.select import select as select
 from ._aio.semaphore import Semaphore as Semaphore
 from ._aio.singleflight import SingleFlight as SingleFlight
@@ -23,6 +25,7 @@ from ._core.context import with_timeout as with_timeout
 from ._core.context import with_value as with_value
 from ._core.context import without_cancel as without_cancel
 from ._core.group import GroupStatistics as GroupStatistics
+from ._core.ratelimit import RateLimitStatistics as RateLimitStatistics
 from ._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
 from ._core.singleflight import FlightResult as FlightResult
 from ._core.singleflight import SingleFlightStatistics as SingleFlightStatistics
@@ -33,18 +36,27 @@ from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import GroupError as GroupError
 from ._errors import WouldBlock as WouldBlock
-from ._patterns._aio import fan_in as fan_in
-from ._patterns._aio import fan_out as fan_out
-from ._patterns._aio import or_done as or_done
-from ._patterns._aio import pipeline as pipeline
-from ._patterns._aio import tee as tee
-from ._patterns._common import Outcome as Outcome
-from ._patterns._common import PipelineStatistics as PipelineStatistics
-from ._patterns._common import Progress as Progress
-from ._patterns._common import Stage as Stage
-from ._patterns._common import StageStatistics as StageStatistics
-from ._patterns._common import stage as stage
+from ._patterns._aio_flow import fan_out as fan_out
+from ._patterns._aio_flow import pipeline as pipeline
+from ._patterns._aio_relays import fan_in as fan_in
+from ._patterns._aio_relays import or_done as or_done
+from ._patterns._aio_relays import tee as tee
+from ._patterns._plan import Outcome as Outcome
+from ._patterns._plan import Stage as Stage
+from ._patterns._plan import stage as stage
+from ._patterns._stats import PipelineStatistics as PipelineStatistics
+from ._patterns._stats import Progress as Progress
+from ._patterns._stats import StageStatistics as StageStatistics
 from ._select import Selected as Selected
+from ._shells import Grant as Grant
+
+# The thread flavour's view classes, loaded with the asyncio ones: the two shells do not
+# import each other, so as_threads() finds its twin in the view families that defining
+# these classes fills (_core/views.py). Small modules; corral.threads needs them anyway.
+from ._threads import channel as _threads_channel  # noqa: F401
+from ._threads import ratelimit as _threads_ratelimit  # noqa: F401
+from ._threads import semaphore as _threads_semaphore  # noqa: F401
+from ._threads import singleflight as _threads_singleflight  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -59,12 +71,16 @@ __all__ = [
     "DeadlineExceeded",
     "EndOfChannel",
     "FlightResult",
+    "Grant",
     "Group",
     "GroupError",
     "GroupStatistics",
+    "Limits",
     "Outcome",
     "PipelineStatistics",
     "Progress",
+    "RateLimit",
+    "RateLimitStatistics",
     "RecvCase",
     "Selected",
     "Semaphore",

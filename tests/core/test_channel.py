@@ -304,7 +304,8 @@ async def test_len_capacity_and_statistics(flavour: Flavour) -> None:
 
     ch.send_nowait(1)
     ch.send_nowait(2)
-    # One at a time: two threads started together may queue in either order.
+    # One sender parked before the next starts: with thread senders, two started at once
+    # may park in either order, and the FIFO check below needs a known one.
     blocked = [flavour.tx.send(ch, 3)]
     await parked(ch, senders=1)
     blocked.append(flavour.tx.send(ch, 4))

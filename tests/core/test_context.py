@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 import threading
 import time
 import tracemalloc
@@ -523,9 +524,16 @@ async def test_waiting_with_a_ctx_leaves_no_callback_behind(flavour: Flavour) ->
                 with pytest.raises(DeadlineExceeded):
                     await flavour.rx.recv(ch, ctx=ctx, timeout=0)
             grown = mem.grown()
+        callbacks = ctx._callback_count()
     finally:
         ctx.cancel()
-    assert grown < 10_000, f"{grown} bytes kept by 120 finished operations"
+    assert callbacks == 0, f"{callbacks} callback(s) left on the ctx by finished operations"
+    # A free-threaded build (3.13t) frees some memory late: a dict's old table is released
+    # after a quiescent state, and an object created in one thread and dropped in another
+    # waits for its creator's merge. Measured there: 25-35 kB right after 120 operations, with
+    # nothing left once the worker threads are gone (no growth over 6,000 operations).
+    limit = 10_000 if getattr(sys, "_is_gil_enabled", lambda: True)() else 60_000
+    assert grown < limit, f"{grown} bytes kept by 120 finished operations"
 
 
 # --- the asyncio cancel scope --------------------------------------------------------------------

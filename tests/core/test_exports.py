@@ -5,7 +5,13 @@ from __future__ import annotations
 import corral
 import corral.threads
 
-FLAVOURED = {"Channel", "Semaphore", "select"}  # waiting differs: one per flavour
+FLAVOURED = {
+    "Channel",
+    "Semaphore",
+    "select",
+    "RateLimit",
+    "Limits",
+}  # waiting differs: one per flavour
 
 
 def test_corral_and_corral_threads_export_the_same_names() -> None:
@@ -34,6 +40,8 @@ def test_flavour_neutral_names_are_the_very_same_objects() -> None:
         "ChannelStatistics",
         "SemaphoreStatistics",
         "Selected",
+        "RateLimitStatistics",
+        "Grant",
     ):
         assert getattr(corral, name) is getattr(corral.threads, name), name
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import corral
+import corral.testing
 import corral.threads
 from corral import ChannelClosed, WouldBlock
 
@@ -136,7 +137,59 @@ MISUSE: list[tuple[str, Callable[[], Any], type[BaseException], str]] = [
         TypeError,
         r"\bcause\b",
     ),
+    # rate limits and Limits (issue 11)
+    ("rate-zero", lambda: A.RateLimit(0), ValueError, r"\brate\b"),
+    ("rate-negative-threads", lambda: T.RateLimit(-5), ValueError, r"\brate\b"),
+    ("rate-nan", lambda: A.RateLimit(math.nan), ValueError, r"\brate\b"),
+    ("rate-inf", lambda: T.RateLimit(math.inf), ValueError, r"\brate\b"),
+    ("rate-bool", lambda: A.RateLimit(True), TypeError, r"\brate\b"),
+    ("rate-str", lambda: T.RateLimit("10/s"), TypeError, r"\brate\b"),
+    ("rate-per-zero", lambda: A.RateLimit(10, per=0), ValueError, r"\bper\b"),
+    ("rate-burst-zero", lambda: T.RateLimit(10, burst=0), ValueError, r"\bburst\b"),
+    ("rate-burst-str", lambda: A.RateLimit(10, burst="1"), TypeError, r"\bburst\b"),
+    ("rate-clock", lambda: A.RateLimit(10, clock=object()), TypeError, r"\bclock\b"),
+    ("rate-cost-over-burst", lambda: A.RateLimit(10).acquire(2), ValueError, r"cost=2.*burst"),
+    ("rate-cost-negative", lambda: T.RateLimit(10).acquire(-1), ValueError, r"\bcost\b"),
+    ("rate-cost-nan", lambda: A.RateLimit(10).try_acquire(math.nan), ValueError, r"\bcost\b"),
+    ("rate-cost-str", lambda: T.RateLimit(10).try_acquire("1"), TypeError, r"\bcost\b"),
+    ("rate-timeout", lambda: A.RateLimit(10).acquire(timeout=-1), ValueError, r"timeout"),
+    ("rate-ctx", lambda: T.RateLimit(10).acquire(ctx="ctx"), TypeError, r"\bctx\b"),
+    ("limits-empty", lambda: A.Limits(), ValueError, r"limiters"),
+    ("limits-not-a-limiter", lambda: T.Limits(T.Channel()), TypeError, r"RateLimit or Semaphore"),
+    (
+        "limits-cost-unknown-limiter",
+        lambda: A.Limits(A.Semaphore()).acquire({A.Semaphore(): 1}),
+        ValueError,
+        r"not in these Limits",
+    ),
+    (
+        "limits-cost-over-size",
+        lambda: (lambda s: T.Limits(s).acquire({s: 3}))(T.Semaphore(2)),
+        ValueError,
+        r"\bn=3\b.*\bsize\b",
+    ),
+    (
+        "limits-timeout",
+        lambda: A.Limits(A.Semaphore()).acquire(timeout=math.nan),
+        ValueError,
+        "timeout",
+    ),
+    ("grant-adjust-up-semaphore", lambda: _adjust("sem", 2), ValueError, r"actual=2"),
+    ("grant-adjust-negative", lambda: _adjust("rl", -1), ValueError, r"\bactual\b"),
+    ("grant-adjust-str", lambda: _adjust("rl", "3"), TypeError, r"\bactual\b"),
+    ("grant-adjust-unknown", lambda: _adjust("other", 1), ValueError, r"\blimiter\b"),
 ]
+
+
+def _adjust(which: str, actual: Any) -> None:
+    """Take a fresh grant of (rate limit, semaphore of 3) and adjust one part to ``actual``."""
+    rl, sem = T.RateLimit(100, burst=10), T.Semaphore(3)
+    g = T.Limits(rl, sem).acquire()
+    target = {"rl": rl, "sem": sem, "other": T.Semaphore()}[which]
+    try:
+        g.adjust(target, actual)
+    finally:
+        g.release()
 
 
 @pytest.mark.parametrize(
@@ -295,3 +348,27 @@ def test_semaphore_waiter_left_by_a_closed_loop_is_skipped(
         t.join(10)
     assert sem.statistics() == corral.SemaphoreStatistics(2, 1, 0, 0)
     sem.release(1)
+
+
+def test_rate_limit_waiter_left_by_a_closed_loop_is_skipped_and_charged_nothing(
+    dead_loop: Callable[[Callable[[], Any], Callable[[], bool]], None],
+) -> None:
+    clock = corral.testing.ManualClock()
+    rl = corral.RateLimit(10, clock=clock)
+    assert rl.try_acquire()
+
+    async def acquire() -> None:
+        await rl.acquire()
+
+    dead_loop(acquire, lambda: rl.statistics().waiting == 1)
+    trl = rl.as_threads()
+    t = threading.Thread(target=trl.acquire)
+    t.start()
+    try:
+        wait_until(lambda: rl.statistics().waiting == 2, "the thread to wait")
+        clock.advance(0.1)  # the dead head is skipped, charged nothing; the thread is granted
+    finally:
+        t.join(10)
+    assert not t.is_alive()
+    st = rl.statistics()
+    assert (st.granted, st.waiting) == (2, 0)

@@ -192,7 +192,7 @@ async def test_go_waiting_for_a_slot_is_cancellable() -> None:
     release = asyncio.Event()
     async with corral.Group(limit=1) as g:
         await g.go(release.wait)
-        waiter = asyncio.create_task(g.go(release.wait))
+        waiter = asyncio.ensure_future(g.go(release.wait))
         await asyncio.sleep(0)
         assert g.statistics().waiting == 1
         waiter.cancel()

@@ -280,7 +280,64 @@ def acquire_op(weight: int, how: str) -> Callable[[Schedule], Awaitable[None]]:
     return scenario
 
 
+# --- rate limit and joint acquire (issue 11) ----------------------------------------------------
+
+
+def rate_op(cost: int, how: str, joint: bool) -> Callable[[Schedule], Awaitable[None]]:
+    """A RateLimit (2/s, burst 2) on a manual clock that a ticker task advances by 0.25 s
+    per step; a first caller takes the burst, the target asks ``cost``, two followers queue
+    behind. With ``joint`` every acquire is a Limits over the rate limit and a Semaphore(2).
+
+    Proves "nothing charged on cancellation": the rate limit's ``granted`` equals the costs
+    of the acquires that returned, whatever step the target was cancelled at; and no permit
+    is held and nobody is left queued.
+    """
+
+    async def scenario(sched: Schedule) -> None:
+        clock = ct.ManualClock()
+        rl = corral.RateLimit(2, per=1.0, burst=2, clock=clock)
+        sem = corral.Semaphore(2)
+        limits = corral.Limits(rl, sem)
+        ctx = corral.with_cancel(corral.background())
+        charged: list[tuple[str, int]] = []
+
+        async def user(name: str, c: int, cx: corral.Context | None = None) -> None:
+            if joint:
+                async with limits.acquire({rl: c}, ctx=cx):
+                    charged.append((name, c))
+                    await asyncio.sleep(0)
+            else:
+                await rl.acquire(c, ctx=cx)
+                charged.append((name, c))
+
+        tasks: dict[str, asyncio.Task[None]] = {}
+        for name, c in (("first", 2), ("target", cost), ("follower1", 1), ("follower2", 2)):
+            cx = ctx if name == "target" and how == "ctx" else None
+            tasks[name] = asyncio.create_task(user(name, c, cx))
+        _target(sched, how, tasks["target"], ctx)
+
+        async def ticker() -> None:
+            while not all(t.done() for t in tasks.values()):
+                clock.advance(0.25)
+                await asyncio.sleep(0)
+
+        await ticker()
+        await asyncio.gather(tasks["target"], return_exceptions=True)
+        await asyncio.gather(tasks["first"], tasks["follower1"], tasks["follower2"])
+        ctx.cancel()
+        st = rl.statistics()
+        assert st.granted == sum(c for _, c in charged), (st, charged)
+        assert st.waiting == 0, st
+        assert sem.statistics().held == 0
+
+    scenario.__qualname__ = f"rate_op(cost={cost}, how={how!r}, joint={joint})"
+    return scenario
+
+
 OPERATIONS: list[tuple[str, Callable[[str], Callable[[Schedule], Awaitable[None]]]]] = [
+    ("rate acquire cost=1", lambda how: rate_op(1, how, joint=False)),
+    ("rate acquire cost=2 (=burst)", lambda how: rate_op(2, how, joint=False)),
+    ("Limits acquire (rate+semaphore)", lambda how: rate_op(2, how, joint=True)),
     ("send cap=0", lambda how: send_op(0, how)),
     ("send cap=1", lambda how: send_op(1, how)),
     ("recv cap=0", lambda how: recv_op(0, how)),

@@ -155,7 +155,8 @@ def _fifo_threads(rng: random.Random) -> int:
     threads = []
     try:
         for who, n in enumerate(weights):
-            t = threading.Thread(target=waiter, args=(who, n))
+            # daemon: a failed run leaves waiters parked, which must not hang the exit
+            t = threading.Thread(target=waiter, args=(who, n), daemon=True)
             t.start()
             threads.append(t)
             queue.append((who, n))
@@ -164,6 +165,9 @@ def _fifo_threads(rng: random.Random) -> int:
         checked = 0
         holders: list[int] = []
         while queue:
+            # Counted before the release: a woken thread may append at once (in parallel,
+            # without a GIL), before this thread would get to count.
+            before = len(granted)
             if held and (not holders or rng.random() < 0.5):
                 n = rng.randint(1, held)
                 held -= n
@@ -172,7 +176,6 @@ def _fifo_threads(rng: random.Random) -> int:
                 sem.release(holders.pop(rng.randrange(len(holders))))
             free = size - held - sum(holders)
             want = _model_batch(queue, free)
-            before = len(granted)
             _wait_for(lambda b=before, w=want: len(granted) >= b + len(w), "the grants")
             st = sem.statistics()
             assert st.waiting == len(queue) - len(want), (st, queue, want)

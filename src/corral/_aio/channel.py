@@ -148,6 +148,4 @@ class Channel(ChannelBase[T]):
 
     def as_threads(self) -> Any:
         """The same channel as a ``corral.threads.Channel`` (blocking calls)."""
-        from .._threads.channel import Channel as ThreadChannel
-
-        return ThreadChannel._view(self._st)
+        return self._family["threads"]._view(self._st)

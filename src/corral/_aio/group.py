@@ -21,7 +21,8 @@ import contextvars
 import inspect
 import itertools
 import weakref
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from inspect import CO_COROUTINE
 from types import FunctionType, TracebackType
@@ -29,11 +30,20 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 
 from .._core.group import check_fn, raise_preserving_context
 from .._core.semaphore import SemaphoreState
-from .._core.waiter import AsyncWaiter, Waiter
+from .._core.waiter import AsyncWaiter
 from .._errors import GroupError
 from .._shells import GroupBase
 from .._threads.group import WorkerPool
 from .channel import new_waiter
+from .group_go import (
+    HANDED,
+    GoWaiter,
+    Unawaited,
+    fn_name,
+    give_back,
+    go_when_awaited,
+    started,
+)
 from .wait import drop_withdrawn_cancel, park
 
 __all__ = ["Group"]
@@ -44,10 +54,6 @@ Ts = TypeVarTuple("Ts")
 _get_running_loop = asyncio.events._get_running_loop
 _JOIN_ABORTED = asyncio.CancelledError()
 _pool_names = itertools.count(1)
-
-
-def _give_back(sem: SemaphoreState, _: Waiter) -> None:
-    sem.release(1)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
@@ -110,17 +116,21 @@ class Group(GroupBase):
 
     ``await g.go(fn, *args)`` runs ``fn(*args)`` as a task (an ``async def`` function)
     or in a thread of the group's own pool (a plain function; contextvars copied in) and
-    returns the ``asyncio.Task``. Leaving ``async with`` (or ``await g.wait()``) waits for
-    every worker, then raises the **first** error itself, not an ExceptionGroup (unless
-    ``errors="all"``); the other errors are in :attr:`errors`. The first error cancels the
+    returns the ``asyncio.Task``. Like ``TaskGroup.create_task`` it starts the work at the
+    call when it can, so ``g.go(fn)`` without ``await`` still runs ``fn``. Leaving
+    ``async with`` (or ``await g.wait()``) waits for every worker, then raises the
+    **first** error itself, not an ExceptionGroup (unless ``errors="all"``); the other
+    errors are in :attr:`errors`. The first error cancels the
     sibling tasks and the body (like ``asyncio.TaskGroup``), cancels ``g.ctx`` with the
     error as its cause (thread workers watch it), aborts ``go()`` calls waiting for a
     slot, and stops any new work from starting.
 
     ``limit=n`` (or ``set_limit(n)``) keeps at most ``n`` workers alive: ``await g.go``
     waits for a free slot *before* creating the task, ``try_go`` returns ``False``
-    instead. Without ``async with``, call ``await g.wait()`` (Go's zero ``Group``); an
-    error nobody waited for is reported when the group is garbage-collected.
+    instead. (A ``go()`` that has to wait and is never awaited never runs: leaving the
+    block then raises ``GroupError`` naming its function.) Without ``async with``, call
+    ``await g.wait()`` (Go's zero ``Group``); an error nobody waited for is reported
+    when the group is garbage-collected.
 
     >>> import asyncio, corral
     >>> async def square(n):
@@ -142,6 +152,7 @@ class Group(GroupBase):
         "_parent_waiting",
         "_pool",
         "_tasks",
+        "_unawaited",
     )
     _public_name = "corral.Group"
     _block = "async with"
@@ -154,6 +165,8 @@ class Group(GroupBase):
         self._parent_waiting = False  # the parent task is inside wait(): do not cancel it
         self._exiting = False
         self._pool: WorkerPool | None = None
+        # go() calls that must wait for a slot and are not awaited yet (a dict: ordered).
+        self._unawaited: dict[Unawaited, None] = {}
         # Weakly: the Context's callback must not keep an abandoned group alive.
         ref = weakref.WeakMethod(self._on_ctx_done)
         self._st.on_ctx_done = lambda: (m := ref()) is not None and m()
@@ -173,20 +186,30 @@ class Group(GroupBase):
     # -- starting work -----------------------------------------------------------------
 
     @overload
-    async def go(
+    def go(
         self, fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, T]], /, *args: *Ts
-    ) -> asyncio.Task[T]: ...
+    ) -> Awaitable[asyncio.Task[T]]: ...
 
     @overload
-    async def go(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> asyncio.Task[T]: ...
+    def go(self, fn: Callable[[Unpack[Ts]], T], /, *args: *Ts) -> Awaitable[asyncio.Task[T]]: ...
 
-    async def go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> asyncio.Task[Any]:
-        """Start ``fn(*args)`` as a task of the group and return the task.
+    def go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> Awaitable[asyncio.Task[Any]]:
+        """Start ``fn(*args)`` as a worker of the group; ``await`` the result for its task.
 
-        Under a limit, first waits (cancellably) for a free slot. Once the group has
-        failed, raises ``Cancelled`` (its cause is the group's first error) instead of
-        starting work, also when the failure happens during that wait; after the group
-        finished, ``GroupError``.
+        With no limit, or a slot free, the task starts at the call, like
+        ``TaskGroup.create_task``: the returned awaitable is already done, so a forgotten
+        ``await`` loses nothing. Under a limit with no slot free, the call only checks its
+        arguments; awaiting it waits (cancellably) for a slot, then starts the task. If it
+        is never awaited, its work never runs and leaving ``async with`` (or ``wait()``)
+        raises ``GroupError`` naming the function.
+
+        What it returns is an awaitable, not a coroutine object: ``await`` it, or hand it
+        to ``asyncio.ensure_future`` / ``asyncio.gather`` (``asyncio.create_task`` takes
+        only coroutines since Python 3.12).
+
+        Once the group has failed, raises ``Cancelled`` (its cause is the group's first
+        error) instead of starting work, also when the failure happens during the wait
+        for a slot; after the group finished, ``GroupError``.
         """
         st = self._st
         loop = self._loop
@@ -201,19 +224,56 @@ class Group(GroupBase):
             sem = st.sem
             if sem is None:
                 if st.start_local():
-                    return self._create(fn, args, None, loop)
+                    return started(self._create(fn, args, None, loop))
             elif st.start_local_slot(sem):
-                return self._create(fn, args, sem, loop)
+                return started(self._create(fn, args, sem, loop))
         is_async = check_fn(fn, "Group.go")
         loop = self._bind("Group.go")
         st.check_open("Group.go")
         sem = st.sem
+        if sem is None or sem.try_acquire(1):
+            return started(self._spawn(fn, args, sem, is_async, loop, "Group.go"))
+        token = Unawaited(fn, is_async)
+        self._unawaited[token] = None
+        return go_when_awaited(self, token, args)
+
+    async def _go_waiting(
+        self, fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...]
+    ) -> asyncio.Task[Any]:
+        """A ``go()`` that found no free slot, once awaited: wait in line for one."""
+        loop = self._bind("Group.go")
+        st = self._st
+        st.check_open("Group.go")  # the group may have failed or finished since the call
+        sem = st.sem  # set_limit may have replaced it since the call
         if sem is not None:
-            w = sem.acquire(1, new_waiter)
+            w = sem.acquire(1, partial(GoWaiter, loop, (fn, args, is_async)))
             if w is not None:
-                assert isinstance(w, AsyncWaiter)
-                await park(w, None, st.ctx, partial(_give_back, sem))
+                assert isinstance(w, GoWaiter)
+                await park(w, None, st.ctx, partial(give_back, sem))
+                if w.value is HANDED:
+                    if w.spawn_error is not None:
+                        raise w.spawn_error
+                    assert w.task is not None
+                    return w.task
         return self._spawn(fn, args, sem, is_async, loop, "Group.go")
+
+    def _report_unawaited(self) -> None:
+        """Record, as the group's error, every ``go()`` that waited for a slot and was
+        never awaited (its work never ran). Called once the group finished."""
+        if not self._unawaited:
+            return
+        names = [fn_name(token.fn) for token in self._unawaited]
+        self._unawaited.clear()  # awaiting one now raises GroupError: the group finished
+        n = len(names)
+        counts = Counter(names)
+        calls = ", ".join(f"go({name})" + (f" x{k}" if k > 1 else "") for name, k in counts.items())
+        self._st.record_body(
+            GroupError(
+                f"{n} Group.go() call{'s were' if n > 1 else ' was'} never awaited: {calls}. "
+                "Each had to wait for a free slot under the limit, which happens when it "
+                "is awaited, so its work never ran; write `await g.go(fn, ...)`"
+            )
+        )
 
     def try_go(self, fn: Callable[[Unpack[Ts]], Any], /, *args: *Ts) -> bool:
         """Start ``fn(*args)`` only if a slot is free now; ``False`` (nothing started) if
@@ -239,6 +299,18 @@ class Group(GroupBase):
         what: str,
     ) -> asyncio.Task[Any]:
         self._st.start(sem, what)
+        return self._create_worker(fn, args, sem, is_async, loop, what)
+
+    def _create_worker(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        sem: SemaphoreState | None,
+        is_async: bool,
+        loop: asyncio.AbstractEventLoop,
+        what: str,
+    ) -> asyncio.Task[Any]:
+        """The task of a worker already counted (``start``, or a slot handed over)."""
         if is_async:
             return self._create(fn, args, sem, loop)
         if self._pool is None:
@@ -282,10 +354,30 @@ class Group(GroupBase):
         assert sem is not None
         if task.cancelled() or task.exception() is not None:
             self._on_task_done(sem, task)
-        else:
-            self._tasks.discard(task)
-            self._st.done_local()
-            sem.release(1)
+            return
+        self._tasks.discard(task)
+        st = self._st
+        if sem.waiters:
+            w = st.pass_slot(sem, HANDED)  # None: the group refuses new work, or stale
+            if w is not None:
+                assert isinstance(w, GoWaiter)
+                self._start_handed(w, sem)
+                st.settle()
+                return
+        st.done_local()
+        sem.release(1)
+
+    def _start_handed(self, w: GoWaiter, sem: SemaphoreState) -> None:
+        """Start the task of a waiting ``go()`` that was just handed a worker's slot (it
+        counts as running already); a failure to start it goes to that ``go()``."""
+        job, w.job = w.job, None
+        assert job is not None
+        assert self._loop is not None
+        fn, args, is_async = job
+        try:
+            w.task = self._create_worker(fn, args, sem, is_async, self._loop, "Group.go")
+        except BaseException as exc:  # _create has undone the start (slot returned)
+            w.spawn_error = exc
 
     def _on_task_done(self, sem: SemaphoreState | None, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -373,6 +465,8 @@ class Group(GroupBase):
         finally:
             if is_parent:
                 self._parent_waiting = False
+        if not cancelled:
+            self._report_unawaited()
         err = self._st.outcome()
         if cancelled and task is not None and err is not None:
             self._recancel_if_outside(task)
@@ -419,6 +513,10 @@ class Group(GroupBase):
                     st.record_body(exc)
             if await self._join():
                 propagate_cancel = True
+            elif exc is None:
+                # The body ran to its end: a go() it never awaited is its mistake. (One
+                # cut off by the body's own exception or cancellation is not reported.)
+                self._report_unawaited()
         if self._parent_cancel_requested:
             self._parent_cancel_requested = False
             if parent.uncancel() == 0:

@@ -141,6 +141,5 @@ class Semaphore(SemaphoreBase):
 
     def as_threads(self) -> ThreadSemaphore:
         """The same semaphore as a ``corral.threads.Semaphore``."""
-        from .._threads.semaphore import Semaphore as ThreadSemaphore
-
-        return ThreadSemaphore._view(self._st)
+        view: ThreadSemaphore = self._family["threads"]._view(self._st)
+        return view

@@ -269,6 +269,5 @@ class SingleFlight(SingleFlightBase[K, V]):
 
     def as_threads(self) -> ThreadSingleFlight[K, V]:
         """The same SingleFlight (one call table) as a ``corral.threads.SingleFlight``."""
-        from .._threads.singleflight import SingleFlight as ThreadSingleFlight
-
-        return ThreadSingleFlight._view(self._st)
+        view: ThreadSingleFlight[K, V] = self._family["threads"]._view(self._st)
+        return view

@@ -21,11 +21,11 @@ always has an item ready would never suspend and never see its cancellation.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from .._core.cancelling import drop_withdrawn_cancel
 from .._errors import DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -129,16 +129,3 @@ async def park(
     if err is not None:
         w.unlink()
         raise err
-
-
-async def drop_withdrawn_cancel(task: asyncio.Task[object]) -> None:
-    """Python < 3.13: ``uncancel()`` down to 0 leaves the task's pending-cancel flag set
-    (3.13 clears it), so a cancellation withdrawn by everyone who asked for it would still
-    be delivered at the caller's next await. Take delivery here and drop it. Only called
-    with ``cancelling() == 0``; a request that arrives meanwhile is re-raised."""
-    if sys.version_info < (3, 13) and getattr(task, "_must_cancel", False):
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            if task.cancelling():
-                raise

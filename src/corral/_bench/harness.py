@@ -18,6 +18,7 @@ __all__ = [
     "BenchError",
     "CheckFailed",
     "Env",
+    "Memory",
     "Stopwatch",
     "Timing",
     "Worker",
@@ -35,6 +36,17 @@ class Timing(NamedTuple):
 
     wall: float
     cpu: float
+    #: What else the run measured, for rows whose result is not only a time (a rate
+    #: limiter's achieved rate, a worst wait): shown under the implementation's line.
+    figures: str = ""
+
+
+class Memory(NamedTuple):
+    """What a memory row measured: ``bytes`` in total over ``ops`` operations (``None``: the
+    row's ``n``). The engine reports bytes per operation, exactly as it reports time."""
+
+    bytes: float
+    ops: int | None = None
 
 
 class Stopwatch:

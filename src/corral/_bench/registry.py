@@ -41,12 +41,13 @@ from typing import TYPE_CHECKING, Literal
 from .harness import BenchError
 
 if TYPE_CHECKING:
-    from .harness import Env, Timing
+    from .harness import Env, Memory, Timing
 
 __all__ = [
     "GcMode",
     "Impl",
     "ImplFn",
+    "Metric",
     "Row",
     "all_rows",
     "corral_impl",
@@ -60,9 +61,13 @@ GcMode = Literal["on", "off"]
 """``on``: the cyclic GC runs as usual (collected before each repeat); ``off``: disabled while
 an implementation is measured (collected before). Every implementation of a row gets the same."""
 
-ImplFn = Callable[["Env", int], "float | Timing"]
+ImplFn = Callable[["Env", int], "float | Timing | Memory"]
 """``fn(env, n) -> Timing | seconds``: do ``n`` operations, check them, return the measured
-time (a :class:`~corral._bench.harness.Timing` from a ``Stopwatch``, or wall seconds)."""
+time (a :class:`~corral._bench.harness.Timing` from a ``Stopwatch``, or wall seconds); in a
+row with ``metric="bytes"``, a :class:`~corral._bench.harness.Memory` instead."""
+
+Metric = Literal["time", "bytes"]
+"""What a row measures: time per operation (ns), or memory per operation (bytes)."""
 
 _ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
@@ -98,6 +103,7 @@ class Row:
     note: str = ""
     gc: GcMode = "on"
     unit: str = "item"  #: what one operation is, for the table's "ns/<unit>" header
+    metric: Metric = "time"  #: "bytes": implementations return Memory, reported in B/<unit>
 
 
 _ROWS: dict[str, Row] = {}
@@ -134,6 +140,7 @@ def register(
     gc: GcMode = "on",
     unit: str = "item",
     replace: bool = False,
+    metric: Metric = "time",
 ) -> Row:
     """Add a row to the registry and return it (``replace=True`` to redefine an id)."""
     if not _ID.match(row_id):
@@ -142,6 +149,8 @@ def register(
         raise ValueError(f"register: row {row_id!r} is already registered")
     if gc not in ("on", "off"):
         raise ValueError(f"register: gc must be 'on' or 'off', got {gc!r}")
+    if metric not in ("time", "bytes"):
+        raise ValueError(f"register: metric must be 'time' or 'bytes', got {metric!r}")
     if not 0 < quick_items <= items:
         raise ValueError(f"register: need 0 < quick_items <= items for {row_id!r}")
     names = [i.name for i in impls]
@@ -157,7 +166,7 @@ def register(
             )
         if i.target is not None and i.reference is None:
             raise ValueError(f"register: {i.name!r} has a target but no reference")
-    row = Row(row_id, tuple(impls), items, quick_items, note, gc, unit)
+    row = Row(row_id, tuple(impls), items, quick_items, note, gc, unit, metric)
     _ROWS[row_id] = row
     return row
 

@@ -21,6 +21,7 @@ class Result:
     peer: bool
     status: Status
     #: Best (lowest) time per operation over the repeats, in nanoseconds; ``None`` unless ok.
+    #: In a row whose ``metric`` is ``"bytes"``: the lowest bytes per operation instead.
     ns_per_op: float | None = None
     #: Worst / best over the repeats (1.0 = no spread); ``None`` unless ok.
     spread: float | None = None
@@ -32,6 +33,8 @@ class Result:
     items: int = 0
     gc: str = "on"
     error: str | None = None
+    #: Each measured run's extra figures (``Timing.figures``), when the row reports any.
+    figures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +69,8 @@ class RowReport:
     items: int
     repeats: int
     comparisons: list[Comparison] = field(default_factory=list)
+    #: "time" (ns per operation) or "bytes" (bytes per operation, in the same fields)
+    metric: str = "time"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,9 +132,8 @@ class Report:
         ref_ns = ref_res.ns_per_op if ref_res is not None else None
         width = max([len(r.impl) for r in results] + [4])
         ref_col = f"vs {ref}" if ref else ""
-        out.append(
-            f"  {'impl':<{width}}  {'ns/' + row.unit:>11}  {'spread':>7}  {'cpu ns':>8}  {ref_col}"
-        )
+        per = ("B/" if row.metric == "bytes" else "ns/") + row.unit
+        out.append(f"  {'impl':<{width}}  {per:>11}  {'spread':>7}  {'cpu ns':>8}  {ref_col}")
         for r in results:
             name = r.impl if r.peer else f"{r.impl} *"
             if r.status != "ok" or r.ns_per_op is None:
@@ -140,6 +144,7 @@ class Report:
             spread = f"{r.spread:.2f}×" if r.spread is not None else ""
             cpu = f"{r.cpu_ns_per_op:,.0f}" if r.cpu_ns_per_op is not None else ""
             out.append(f"  {name:<{width}}  {r.ns_per_op:>11,.0f}  {spread:>7}  {cpu:>8}  {ratio}")
+            out.extend(f"  {'':<{width}}    run {k + 1}: {f}" for k, f in enumerate(r.figures))
         for c in row.comparisons:
             parts = []
             if c.vs_reference is not None:

@@ -22,13 +22,14 @@ import os
 import platform
 import statistics
 import sys
+import sysconfig
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .harness import CheckFailed, Env, Timing
-from .registry import GcMode, Impl, Row, select_rows
+from .harness import CheckFailed, Env, Memory, Timing
+from .registry import GcMode, Impl, Metric, Row, select_rows
 from .report import Comparison, Report, Result, RowReport, Status, Verdict
 
 __all__ = ["DEFAULT_REPEAT", "QUICK_REPEAT", "run"]
@@ -46,6 +47,7 @@ class _State:
     error: str | None = None
     samples: list[float] = field(default_factory=list)  # wall ns per operation
     cpu_samples: list[float] = field(default_factory=list)  # CPU ns per operation
+    figures: list[str] = field(default_factory=list)  # Timing.figures of each measured run
 
 
 def _missing(impl: Impl) -> list[str]:
@@ -60,8 +62,8 @@ def _missing(impl: Impl) -> list[str]:
     return out
 
 
-def _measure(impl: Impl, env: Env, n: int, gc_mode: GcMode) -> Timing:
-    """One run of ``n`` operations."""
+def _measure(impl: Impl, env: Env, n: int, gc_mode: GcMode, metric: Metric = "time") -> Timing:
+    """One run of ``n`` operations; for a ``bytes`` row, ``wall`` is bytes per operation."""
     gc.collect()
     was_enabled = gc.isenabled()
     if gc_mode == "off":
@@ -75,6 +77,15 @@ def _measure(impl: Impl, env: Env, n: int, gc_mode: GcMode) -> Timing:
             gc.enable()
         else:
             gc.disable()
+    if metric == "bytes":
+        if not isinstance(got, Memory):
+            raise CheckFailed(f"{impl.name}: a bytes row's implementation must return Memory")
+        if not (got.bytes > 0.0):
+            raise CheckFailed(f"{impl.name}: measured memory {got.bytes!r} is not positive")
+        # Reported through the time fields (scaled so that the per-op figure is in bytes).
+        return Timing(got.bytes / (got.ops or n) * n * 1e-9, math.nan)
+    if isinstance(got, Memory):
+        raise CheckFailed(f"{impl.name}: returned Memory in a time row")
     t = got if isinstance(got, Timing) else Timing(float(got), math.nan)
     if not (t.wall > 0.0):
         raise CheckFailed(f"{impl.name}: measured time {t.wall!r} is not positive")
@@ -111,7 +122,7 @@ def _run_row(
                 what = "warm-up" if rnd < 0 else f"run {rnd + 1}/{repeat}"
                 progress(f"{row.id}: {st.impl.name} {what}")
             try:
-                dt = _measure(st.impl, env, warm_n if rnd < 0 else n, gc_mode)
+                dt = _measure(st.impl, env, warm_n if rnd < 0 else n, gc_mode, row.metric)
             except Exception as exc:
                 st.status = "error"
                 st.error = _describe(exc)
@@ -122,6 +133,8 @@ def _run_row(
                 st.samples.append(dt.wall / n * 1e9)
                 if not math.isnan(dt.cpu):
                     st.cpu_samples.append(dt.cpu / n * 1e9)
+                if dt.figures:
+                    st.figures.append(dt.figures)
 
     results = []
     for st in states:
@@ -133,6 +146,7 @@ def _run_row(
             items=n,
             gc=gc_mode,
             error=st.error,
+            figures=list(st.figures),
         )
         if st.status == "ok" and st.samples:
             best = min(st.samples)
@@ -147,6 +161,7 @@ def _run_row(
         benchmark=row.id,
         note=row.note,
         unit=row.unit,
+        metric=row.metric,
         gc=gc_mode,
         items=n,
         repeats=repeat,
@@ -211,7 +226,10 @@ def _machine() -> dict[str, object]:
 
 
 def _python() -> str:
-    return f"{platform.python_implementation()} {platform.python_version()}"
+    # A free-threaded build says so: its figures are not comparable with a GIL build's.
+    nogil = " free-threaded" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+    gil_on = " (GIL on)" if nogil and getattr(sys, "_is_gil_enabled", lambda: True)() else ""
+    return f"{platform.python_implementation()} {platform.python_version()}{nogil}{gil_on}"
 
 
 def run(

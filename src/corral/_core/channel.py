@@ -299,7 +299,9 @@ def select_poll_or_park(
     Every involved channel is locked for the whole step, in ``id()`` order (Go's
     ``sellock``): the readiness poll and the parking are then one atomic step, so a wake-up
     cannot slip between them, and no other operation can complete this waiter until it is
-    fully parked. The poll visits cases in random order so no ready case starves.
+    fully parked. The poll visits cases in random order so no ready case starves, and a
+    select that waits parks its cases in that order, so when it is completed later each
+    of several cases on one channel is as likely to fire.
     """
     n = len(cases)
     if n == 1:
@@ -326,7 +328,11 @@ def select_poll_or_park(
         if make_waiter is None:
             return None
         w = make_waiter()
-        for i, c in enumerate(cases):
+        # Park in the same random order: a later party completes the first live entry it
+        # finds in a queue, so cases on one channel queued in argument order would always
+        # resolve to the first (Go enqueues a blocked select in a shuffled order too).
+        for i in order:
+            c = cases[i]
             st = c.state
             if isinstance(c, SendCase):
                 e = Entry(w, i, c.item, st)

@@ -28,9 +28,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
-from .._aio.wait import drop_withdrawn_cancel
 from .._errors import Cancelled, DeadlineExceeded
 from . import timer as _timer
+from . import views
+from .cancelling import drop_withdrawn_cancel
 from .waiter import AsyncWaiter, ThreadWaiter
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ _log = logging.getLogger("corral")
 _tree = threading.Lock()
 _handles = itertools.count()
 _get_running_loop = asyncio.events._get_running_loop
+# The channel classes by flavour: done() returns a ``corral.Channel``, which the asyncio
+# shell defines (and registers there) above this module; see _core/views.py.
+_channels = views.family("channel")
 
 
 class Context:
@@ -163,11 +167,11 @@ class Context:
         Use it as a case in ``select`` (``ctx.done().recv_case()``); a receive on it
         raises ``EndOfChannel`` once the context is done.
         """
-        from .._aio.channel import Channel
-
         g = self._governor
         if g is None:
-            return Channel()  # never closed, like Go's nil Done channel
+            # Never closed, like Go's nil Done channel.
+            never: Channel[NoReturn] = _channels["aio"]()
+            return never
         return g._done_channel()
 
     def after_func(self, fn: Callable[[], object]) -> Callable[[], bool]:
@@ -358,13 +362,12 @@ class CancelContext(Context):
             return 0 if self._callbacks is None else len(self._callbacks)
 
     def _done_channel(self) -> Channel[NoReturn]:
-        from .._aio.channel import Channel
-
         with _tree:
             chan = self._done_chan
             if chan is not None:
                 return chan
-            chan = self._done_chan = Channel()
+            new: Channel[NoReturn] = _channels["aio"]()
+            chan = self._done_chan = new
         if self._on_cancel(chan.close) is None:  # registered once, with the channel
             chan.close()
         return chan
@@ -442,6 +445,13 @@ def _check_timeout(timeout: float | None, name: str = "timeout") -> None:
         raise TypeError(f"{name} must be a number of seconds or None, got {timeout!r}")
     if math.isnan(timeout) or timeout < 0:
         raise ValueError(f"{name} must be >= 0, got {timeout!r}")
+
+
+def check_ctx(ctx: object, what: str) -> None:
+    """Reject a non-Context; fail fast if the Context is already done (as Go does)."""
+    if not isinstance(ctx, Context):
+        raise TypeError(f"{what}: ctx must be a corral Context, got {type(ctx).__name__}")
+    ctx.raise_if_cancelled()
 
 
 def _check_parent(parent: object, fn: str) -> Context:

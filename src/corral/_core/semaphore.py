@@ -11,6 +11,9 @@
   was cancelled is never granted; one granted and then cancelled gives its permits back
   (Go: "acquired the semaphore after we were canceled"), which re-runs the grant loop.
 * When the head waiter leaves, the grant loop runs again: the ones behind it may fit.
+* A joint acquire (``Limits``, see ``joint.py``) at the head is never granted here: the
+  grant loop stops at it (head-of-line still) and returns it, to be attempted across all
+  of its limiters once this lock is released.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import tracking
-from .waiter import Waiter
+from .joint import Joint, run_joints
+from .waiter import Entry, Waiter
 
 __all__ = ["SemaphoreState", "SemaphoreStatistics", "check_size", "check_weight"]
 
@@ -65,8 +69,9 @@ class SemaphoreState:
         self.lock = threading.Lock()
         self.size = size
         self.cur = 0
-        # Waiters queued as their own entries: ``item`` is the weight asked for.
-        self.waiters: deque[Waiter] = deque()
+        # A plain acquire's waiter queued as its own entry (``item``: the weight asked
+        # for), or a joint acquire's JointEntry (``index`` -1).
+        self.waiters: deque[Waiter | Entry] = deque()
         self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
             tracking.track(self)
@@ -112,27 +117,35 @@ class SemaphoreState:
                     f"Semaphore.release: n={n} is more than the {self.cur} permit(s) held"
                 )
             self.cur -= n
-            if self.waiters:
-                self._grant_locked()
+            tries = self._grant_locked() if self.waiters else None
         finally:
             lock.release()
+        if tries:
+            run_joints(tries)
 
-    def _grant_locked(self) -> None:
+    def give_back(self, n: int) -> None:
+        self.release(n)
+
+    def _grant_locked(self) -> list[Joint] | None:
         q = self.waiters
         while q:
-            w = q[0]
+            e = q[0]  # a plain acquire's waiter itself, or a joint acquire's JointEntry
+            w = e.waiter
             if w.done:  # stale: timed out or cancelled, not yet unlinked
                 q.popleft()
                 continue
-            k = w.item
+            k = e.item
             if self.size - self.cur < k:
                 break  # head-of-line: nobody behind may overtake it
+            if e.index < 0:  # a joint acquire: granted with its other limiters or not at all
+                return [e.joint]  # type: ignore[union-attr]
             q.popleft()
             self.cur += k
             if not w.complete(0, None):
                 self.cur -= k  # lost the claim race to an abort, or its loop is gone
+        return None
 
-    def _unlink(self, entry: Waiter) -> None:
+    def _unlink(self, entry: Waiter | Entry) -> None:
         with self.lock:
             q = self.waiters
             was_head = bool(q) and q[0] is entry
@@ -140,19 +153,41 @@ class SemaphoreState:
                 q.remove(entry)
             except ValueError:
                 return
-            if was_head:
-                self._grant_locked()
+            tries = self._grant_locked() if was_head else None
+        if tries:
+            run_joints(tries)
+
+    # -- the joint-acquire protocol (see joint.py); called with this lock held -----------------
+
+    def can_take_locked(self, n: int) -> bool:
+        return not self.waiters and self.size - self.cur >= n
+
+    def take_now_locked(self, n: int) -> None:
+        self.cur += n
+
+    def joint_ready_locked(self, entry: Entry) -> bool:
+        q = self.waiters
+        while q and q[0].waiter.done and q[0] is not entry:
+            q.popleft()
+        return bool(q) and q[0] is entry and self.size - self.cur >= entry.item
+
+    def joint_take_locked(self, entry: Entry, timed: bool) -> None:
+        self.waiters.popleft()
+        self.cur += entry.item
+
+    def joint_untake_locked(self, entry: Entry) -> None:
+        self.cur -= entry.item
 
     def statistics(self) -> SemaphoreStatistics:
         with self.lock:
-            live = [w for w in self.waiters if not w.done]
+            live = [e for e in self.waiters if not e.waiter.done]
             return SemaphoreStatistics(
                 size=self.size,
                 held=self.cur,
                 waiting=len(live),
-                waiting_weight=sum(w.item for w in live),
+                waiting_weight=sum(e.item for e in live),
             )
 
     def queued_waiters(self) -> int:
         with self.lock:
-            return sum(1 for w in self.waiters if not w.done)
+            return sum(1 for e in self.waiters if not e.waiter.done)

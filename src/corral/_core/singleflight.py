@@ -44,9 +44,15 @@ from types import FunctionType
 from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
 
 from .._errors import Cancelled
-from .._shells import check_ctx
 from . import tracking, views
-from .context import CancelContext, Context, _check_timeout, background, with_cancel
+from .context import (
+    CancelContext,
+    Context,
+    _check_timeout,
+    background,
+    check_ctx,
+    with_cancel,
+)
 from .group import check_fn
 from .waiter import Entry, Waiter
 
@@ -374,9 +380,10 @@ class _Decorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Deduplicated[P, R]: ...
 
 
-class SingleFlightBase(Generic[K, V]):
+class SingleFlightBase(views.Flavoured, Generic[K, V]):
     __slots__ = ("__weakref__", "_st")
     _flavour: str = ""
+    _family = views.family("singleflight")
 
     def __init__(self, ctx: Context | None = None) -> None:
         if ctx is not None and not isinstance(ctx, Context):
@@ -482,8 +489,6 @@ class SingleFlightBase(Generic[K, V]):
         return self._decorate(fn, key=key)
 
     def _decorate(self, fn: Callable[..., Any], key: Callable[..., Hashable] | None) -> Any:
-        from .._aio.singleflight import SingleFlight as AsyncSingleFlight
-        from .._threads.singleflight import SingleFlight as ThreadSingleFlight
         from .group import is_async_callable
 
         if not callable(fn):
@@ -510,7 +515,7 @@ class SingleFlightBase(Generic[K, V]):
         st = self._st
         wrapper: Any
         if is_async_callable(fn):
-            asf: AsyncSingleFlight[Any, Any] = AsyncSingleFlight._view(st)
+            asf = self._family["aio"]._view(st)
 
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
@@ -518,7 +523,7 @@ class SingleFlightBase(Generic[K, V]):
 
             wrapper = awrapper
         else:
-            tsf: ThreadSingleFlight[Any, Any] = ThreadSingleFlight._view(st)
+            tsf = self._family["threads"]._view(st)
 
             @functools.wraps(fn)
             def twrapper(*args: Any, **kwargs: Any) -> Any:

@@ -2,17 +2,21 @@
 
 Layout (see docs/design.md, "Patterns"):
 
-* ``_common``: the flavour-neutral half, once: stage specs and argument checks, the
-  per-item error policy, :class:`Outcome`, statistics and progress, and ``FlowRun``, the
-  engine that wires stages with bounded channels, starts and stops workers (tasks and
-  threads, in one run), records the first error and knows when everything has stopped.
-* ``_aio``: the asyncio flavour's front ends (``fan_out``/``pipeline`` handles,
-  ``or_done``, ``tee``, ``fan_in``) and the worker loop run by *task* workers.
-* ``_threads``: GENERATED from ``_aio`` by ``scripts/unasync_patterns.py`` (the thread
-  flavour's front ends, and the worker loop run by *thread* workers). Never edit it by
-  hand; a test fails when it is out of date.
+* flavour-neutral, once: ``_plan`` (stage specs, argument checks, error policies,
+  :class:`Outcome`, ``FlowPlan``), ``_stats`` (progress and statistics), ``_stage_run``
+  (a stage's running state, the direct source, worker counters) and ``_engine``
+  (``FlowRun``: wires stages with bounded channels, starts and stops workers, tasks and
+  threads in one run, records the first error, knows when everything has stopped).
+* ``_aio_workers`` / ``_aio_flow`` / ``_aio_relays``: the asyncio flavour's worker loops
+  (run by *task* workers), its ``fan_out``/``pipeline`` handle, and ``or_done``, ``tee``,
+  ``fan_in``.
+* ``_threads_workers`` / ``_threads_flow`` / ``_threads_relays``: GENERATED from the
+  ``_aio_*`` modules by ``scripts/unasync_patterns.py`` (the thread flavour; its loops are
+  run by *thread* workers). Never edit them by hand; a test fails when one is stale.
+* ``_workers``: both kinds of worker loop, handed to the engine by both front ends, so
+  the engine imports neither flavour module.
 * ``_rt_aio`` / ``_rt_threads``: the few lines where the flavours truly differ (how to
-  wait, spawn, and run on an executor), imported by the two modules above.
+  wait, spawn, and run on an executor), imported by the flavour modules.
 
 A run in either flavour may use both worker loops: the asyncio flavour runs plain
 functions on threads, and the thread flavour runs coroutine functions as tasks on a

@@ -1,8 +1,9 @@
 """Where the asyncio flavour of the patterns truly differs from the thread flavour.
 
-``_aio`` (and, generated from it, ``_threads``) import this module (``_rt_threads``) as
-``rt``: how a worker waits, is cancelled, spawns a helper, and calls an executor.
-Keep the two modules' names in step; everything else is written once.
+The ``_aio_*`` modules (and, generated from them, the ``_threads_*`` ones, which import
+``_rt_threads`` instead) import this module as ``rt``: how a worker waits, is cancelled,
+spawns a helper, and calls an executor. Keep the two modules' names in step; everything
+else is written once.
 """
 
 from __future__ import annotations

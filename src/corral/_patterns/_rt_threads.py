@@ -1,8 +1,9 @@
 """Where the thread flavour of the patterns truly differs from the asyncio flavour.
 
-The twin of ``_rt_aio`` (same names): ``_threads``, generated from ``_aio``, imports it as
-``rt``. A thread cannot be cancelled from outside, so a thread worker parks with the
-run's Context (its cancellation wakes the thread) and checks it between items.
+The twin of ``_rt_aio`` (same names): the ``_threads_*`` modules, generated from the
+``_aio_*`` ones, import it as ``rt``. A thread cannot be cancelled from outside, so a
+thread worker parks with the run's Context (its cancellation wakes the thread) and
+checks it between items.
 """
 
 from __future__ import annotations

@@ -74,6 +74,4 @@ class Channel(ChannelBase[T]):
 
     def as_async(self) -> Any:
         """The same channel as a ``corral.Channel`` (awaitable calls)."""
-        from .._aio.channel import Channel as AsyncChannel
-
-        return AsyncChannel._view(self._st)
+        return self._family["aio"]._view(self._st)

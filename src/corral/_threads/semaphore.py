@@ -73,6 +73,5 @@ class Semaphore(SemaphoreBase):
 
     def as_async(self) -> AsyncSemaphore:
         """The same semaphore as a ``corral.Semaphore``."""
-        from .._aio.semaphore import Semaphore as AsyncSemaphore
-
-        return AsyncSemaphore._view(self._st)
+        view: AsyncSemaphore = self._family["aio"]._view(self._st)
+        return view

@@ -237,6 +237,5 @@ class SingleFlight(SingleFlightBase[K, V]):
 
     def as_async(self) -> AsyncSingleFlight[K, V]:
         """The same SingleFlight (one call table) as a ``corral.SingleFlight``."""
-        from .._aio.singleflight import SingleFlight as AsyncSingleFlight
-
-        return AsyncSingleFlight._view(self._st)
+        view: AsyncSingleFlight[K, V] = self._family["aio"]._view(self._st)
+        return view

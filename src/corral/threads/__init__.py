@@ -16,6 +16,7 @@ from .._core.context import with_timeout as with_timeout
 from .._core.context import with_value as with_value
 from .._core.context import without_cancel as without_cancel
 from .._core.group import GroupStatistics as GroupStatistics
+from .._core.ratelimit import RateLimitStatistics as RateLimitStatistics
 from .._core.semaphore import SemaphoreStatistics as SemaphoreStatistics
 from .._core.singleflight import FlightResult as FlightResult
 from .._core.singleflight import SingleFlightStatistics as SingleFlightStatistics
@@ -26,20 +27,23 @@ from .._errors import DeadlineExceeded as DeadlineExceeded
 from .._errors import EndOfChannel as EndOfChannel
 from .._errors import GroupError as GroupError
 from .._errors import WouldBlock as WouldBlock
-from .._patterns._common import Outcome as Outcome
-from .._patterns._common import PipelineStatistics as PipelineStatistics
-from .._patterns._common import Progress as Progress
-from .._patterns._common import Stage as Stage
-from .._patterns._common import StageStatistics as StageStatistics
-from .._patterns._common import stage as stage
-from .._patterns._threads import fan_in as fan_in
-from .._patterns._threads import fan_out as fan_out
-from .._patterns._threads import or_done as or_done
-from .._patterns._threads import pipeline as pipeline
-from .._patterns._threads import tee as tee
+from .._patterns._plan import Outcome as Outcome
+from .._patterns._plan import Stage as Stage
+from .._patterns._plan import stage as stage
+from .._patterns._stats import PipelineStatistics as PipelineStatistics
+from .._patterns._stats import Progress as Progress
+from .._patterns._stats import StageStatistics as StageStatistics
+from .._patterns._threads_flow import fan_out as fan_out
+from .._patterns._threads_flow import pipeline as pipeline
+from .._patterns._threads_relays import fan_in as fan_in
+from .._patterns._threads_relays import or_done as or_done
+from .._patterns._threads_relays import tee as tee
 from .._select import Selected as Selected
+from .._shells import Grant as Grant
 from .._threads.channel import Channel as Channel
 from .._threads.group import Group as Group
+from .._threads.ratelimit import Limits as Limits
+from .._threads.ratelimit import RateLimit as RateLimit
 from .._threads.select import select as select
 from .._threads.semaphore import Semaphore as Semaphore
 from .._threads.singleflight import SingleFlight as SingleFlight
@@ -55,12 +59,16 @@ __all__ = [
     "DeadlineExceeded",
     "EndOfChannel",
     "FlightResult",
+    "Grant",
     "Group",
     "GroupError",
     "GroupStatistics",
+    "Limits",
     "Outcome",
     "PipelineStatistics",
     "Progress",
+    "RateLimit",
+    "RateLimitStatistics",
     "RecvCase",
     "Selected",
     "Semaphore",

@@ -6,5 +6,9 @@ Planned (ids reserved, added by whoever writes them): ``group.spawn``, ``fanout.
 
 from . import channels as channels
 from . import group_sf as group_sf
+from . import memory as memory
+from . import parallel as parallel
 from . import patterns as patterns
+from . import ratelimits as ratelimits
+from . import redis_rows as redis_rows
 from . import semaphores as semaphores

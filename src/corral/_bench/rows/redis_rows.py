@@ -1,0 +1,363 @@
+"""corral.redis rows: the shared SingleFlight and Semaphore against what people write by hand.
+
+They need the ``redis`` package (``corral[redis]``) and a ``redis-server`` binary: the rows
+start their own server on a free loopback port (or use ``CORRAL_BENCH_REDIS_URL``), and
+report MISSING when either is absent. Everything they start is stopped when the bench exits.
+
+``redis.singleflight.8proc``: 8 worker processes (started once, outside the stopwatch) ×
+1,000 concurrent callers of one key per round; the "DB query" takes 20 ms and counts itself
+in Redis. Each implementation dedups in memory first (a ``corral.SingleFlight`` per process),
+so only the cross-process part differs:
+
+* ``corral.redis`` — one DB query per round across all processes;
+* ``per-process`` — the naive fleet: every process queries the DB (8 per round);
+* ``SET NX lock + GET loop`` — the hand-written stampede lock: the process that wins
+  ``SET NX`` queries and stores the value, the others poll ``GET`` every 5 ms.
+
+``redis.semaphore.uncontended``: ``n`` acquire+release pairs of one permit, nobody else
+waiting, against redis-py's ``Lock`` acquire+release (both one round trip each way).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from ..harness import BenchError, Env, Stopwatch, Timing, check
+from ..registry import Impl, register
+
+_PROCS = 8
+_CALLERS = 1_000
+_DB_SECONDS = 0.02
+_PREFIX = "corral-bench"
+
+# `requires` is checked with importlib.util.find_spec: a name that is never a module makes
+# the runner report the row MISSING, with the binary's name, when the server is absent.
+_SERVER = shutil.which("redis-server")
+_REQUIRES = ("redis",) if _SERVER else ("redis", "redis-server")
+
+_state: dict[str, Any] = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _url() -> str:
+    """The Redis to measure against: CORRAL_BENCH_REDIS_URL, else a server of our own."""
+    if "url" in _state:
+        return str(_state["url"])
+    url = os.environ.get("CORRAL_BENCH_REDIS_URL")
+    if not url:
+        if _SERVER is None:
+            raise BenchError("redis-server is not installed")
+        port = _free_port()
+        workdir = tempfile.mkdtemp(prefix="corral-bench-redis-")
+        args = ["--bind", "127.0.0.1", "--port", str(port), "--dir", workdir, "--save", ""]
+        proc = subprocess.Popen(
+            [_SERVER, *args, "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _state["server"] = (proc, workdir)
+        atexit.register(_shutdown)
+        url = f"redis://127.0.0.1:{port}/0"
+        _wait_ready(url, proc)
+    _state["url"] = url
+    return url
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    try:
+        while True:  # a starting server has no event to wait on: ask until it answers
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("redis-server did not start") from None
+                time.sleep(0.02)
+    finally:
+        client.close()
+
+
+def _shutdown() -> None:
+    pool = _state.pop("pool", None)
+    if pool is not None:
+        client, procs = pool
+        for i in range(len(procs)):
+            client.rpush(f"{_PREFIX}:job:{i}", json.dumps({"op": "stop"}))
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        client.close()
+    server = _state.pop("server", None)
+    if server is not None:
+        proc, workdir = server
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- redis.singleflight.8proc -------------------------------------------------------------------
+
+
+def _worker(url: str, index: int) -> None:
+    """A worker process: runs the rounds it is sent, on one event loop, until told to stop."""
+    import asyncio
+
+    import redis
+    import redis.asyncio as aredis
+
+    import corral
+    import corral.redis
+
+    control = redis.Redis.from_url(url, socket_timeout=None)  # it blocks in BLPOP
+    with asyncio.Runner() as runner:
+        client = runner.run(_connect(aredis, url))
+        shared = corral.redis.SingleFlight(client, namespace=f"{_PREFIX}:sf", lease=10)
+        local: corral.SingleFlight[str, str] = corral.SingleFlight()
+        control.rpush(f"{_PREFIX}:ready", index)
+        while True:
+            got = control.blpop([f"{_PREFIX}:job:{index}"], timeout=600)
+            if got is None:
+                break
+            job = json.loads(got[1])
+            if job["op"] == "stop":
+                break
+            values = runner.run(_round(client, shared, local, job))
+            ok = sum(v == f"value:{job['key']}" for v in values)
+            control.rpush(f"{_PREFIX}:done", ok)
+        runner.run(client.aclose())
+    control.close()
+
+
+async def _connect(aredis: Any, url: str) -> Any:
+    return aredis.Redis.from_url(url)
+
+
+async def _round(client: Any, shared: Any, local: Any, job: dict[str, Any]) -> list[Any]:
+    import asyncio
+
+    key, db_key = job["key"], job["db"]
+
+    async def query() -> str:
+        await client.incr(db_key)
+        await asyncio.sleep(_DB_SECONDS)
+        return f"value:{key}"
+
+    async def set_nx_then_get() -> str:
+        lock, val = f"{_PREFIX}:lock:{key}", f"{_PREFIX}:val:{key}"
+        if await client.set(lock, 1, nx=True, px=10_000):
+            v = await query()
+            await client.set(val, v, px=60_000)
+            await client.delete(lock)
+            return v
+        while (got := await client.get(val)) is None:
+            await asyncio.sleep(0.005)
+        return str(got.decode())
+
+    op = job["op"]
+    if op == "corral":
+        calls = [shared.do(key, query) for _ in range(job["callers"])]
+    elif op == "naive":
+        calls = [local.do(key, query) for _ in range(job["callers"])]
+    else:
+        calls = [local.do(key, set_nx_then_get) for _ in range(job["callers"])]
+    return list(await asyncio.gather(*calls))
+
+
+def _pool() -> Any:
+    if "pool" not in _state:
+        import redis
+
+        url = _url()
+        client = redis.Redis.from_url(url, socket_timeout=None)  # it blocks in BLPOP
+        client.delete(f"{_PREFIX}:ready", f"{_PREFIX}:done")
+        ctx = multiprocessing.get_context("spawn")  # never fork the bench's threaded process
+        procs = [
+            ctx.Process(target=_worker, args=(url, i), name=f"corral-bench-redis-{i}", daemon=True)
+            for i in range(_PROCS)
+        ]
+        for p in procs:
+            p.start()
+        _state["pool"] = (client, procs)
+        for _ in procs:
+            if client.blpop([f"{_PREFIX}:ready"], timeout=120) is None:
+                raise BenchError("the redis bench workers did not start")
+    return _state["pool"]
+
+
+def _singleflight(op: str) -> Any:
+    def run(env: Env, n: int) -> Timing:
+        client, procs = _pool()
+        rounds = max(1, n // (_PROCS * _CALLERS))
+        callers = n // (_PROCS * rounds)
+        check(callers * _PROCS * rounds == n, f"n={n} does not split into {_PROCS} processes")
+        run_id = f"{op}-{time.monotonic_ns()}"
+        db = f"{_PREFIX}:db:{run_id}"
+        client.delete(f"{_PREFIX}:done")  # nothing left over from a failed run
+        sw = Stopwatch()
+        for r in range(rounds):
+            job = json.dumps({"op": op, "key": f"{run_id}:{r}", "db": db, "callers": callers})
+            for i in range(len(procs)):
+                client.rpush(f"{_PREFIX}:job:{i}", job)
+            for _ in procs:
+                got = client.blpop([f"{_PREFIX}:done"], timeout=env.timeout)
+                check(got is not None, "a worker did not answer")
+                check(int(got[1]) == callers, f"{got[1]!r} of {callers} callers got the value")
+        t = sw.stop()
+        queries = int(client.get(db) or 0)
+        if op == "naive":
+            check(queries == _PROCS * rounds, f"{queries} DB queries, expected one per process")
+        else:  # the point of both: far fewer queries than processes (exactly 1 when on time)
+            check(rounds <= queries < _PROCS * rounds, f"{queries} DB queries in {rounds} rounds")
+        return t
+
+    return run
+
+
+def _impl(name: str, fn: Any, *, peer: bool, reference: str | None = None) -> Impl:
+    target = None if peer or reference is None else 1.5
+    return Impl(name, fn, peer=peer, requires=_REQUIRES, reference=reference, target=target)
+
+
+register(
+    "redis.singleflight.8proc",
+    items=_PROCS * _CALLERS * 10,
+    quick_items=_PROCS * _CALLERS * 2,
+    unit="caller",
+    note=(
+        f"{_PROCS} processes × {_CALLERS:,} callers, 1 key per round, 20 ms DB query; "
+        "corral.redis (1 query) vs every process querying vs a SET NX lock + 5 ms GET loop"
+    ),
+    impls=[
+        Impl(
+            "corral.redis",
+            _singleflight("corral"),
+            peer=False,
+            requires=_REQUIRES,
+            reference="SET NX lock + GET loop",
+        ),
+        _impl("per-process (8 DB queries)", _singleflight("naive"), peer=True),
+        _impl("SET NX lock + GET loop", _singleflight("setnx"), peer=True),
+    ],
+)
+
+
+# --- redis.semaphore.uncontended --------------------------------------------------------------
+
+
+def _sem_corral(env: Env, n: int) -> Timing:
+    import redis.asyncio as aredis
+
+    import corral.redis
+
+    async def main() -> Timing:
+        async with aredis.Redis.from_url(_url()) as client:
+            sem = corral.redis.Semaphore(client, f"{_PREFIX}:sem:{time.monotonic_ns()}", 4)
+            acquire = sem.acquire
+            await (await acquire(1)).release()  # scripts loaded, connection made
+            sw = Stopwatch()
+            for _ in range(n):
+                p = await acquire(1)
+                await p.release()
+            t = sw.stop()
+            check(sem.statistics().acquired == n + 1, "not every acquire was granted")
+            return t
+
+    return env.run_async(main)
+
+
+def _sem_lock(env: Env, n: int) -> Timing:
+    import redis.asyncio as aredis
+
+    async def main() -> Timing:
+        async with aredis.Redis.from_url(_url()) as client:
+            lock = client.lock(f"{_PREFIX}:lock:{time.monotonic_ns()}", timeout=10)
+            await lock.acquire()
+            await lock.release()
+            got = 0
+            sw = Stopwatch()
+            for _ in range(n):
+                got += await lock.acquire()
+                await lock.release()
+            t = sw.stop()
+            check(got == n, f"{got} of {n} acquires succeeded")
+            return t
+
+    return env.run_async(main)
+
+
+def _sem_corral_threads(env: Env, n: int) -> Timing:
+    import redis
+
+    import corral.threads.redis
+
+    with redis.Redis.from_url(_url()) as client:
+        sem = corral.threads.redis.Semaphore(client, f"{_PREFIX}:tsem:{time.monotonic_ns()}", 4)
+        sem.acquire(1).release()
+        sw = Stopwatch()
+        for _ in range(n):
+            sem.acquire(1).release()
+        t = sw.stop()
+        check(sem.statistics().acquired == n + 1, "not every acquire was granted")
+        return t
+
+
+def _sem_lock_threads(env: Env, n: int) -> Timing:
+    import redis
+
+    with redis.Redis.from_url(_url()) as client:
+        lock = client.lock(f"{_PREFIX}:tlock:{time.monotonic_ns()}", timeout=10)
+        lock.acquire()
+        lock.release()
+        got = 0
+        sw = Stopwatch()
+        for _ in range(n):
+            got += lock.acquire()
+            lock.release()
+        t = sw.stop()
+        check(got == n, f"{got} of {n} acquires succeeded")
+        return t
+
+
+register(
+    "redis.semaphore.uncontended",
+    items=5_000,
+    quick_items=500,
+    unit="pair",
+    note="acquire(1) + release, nobody waiting: corral.redis.Semaphore vs redis-py's Lock",
+    impls=[
+        _impl("corral.redis", _sem_corral, peer=False, reference="redis-py Lock (asyncio)"),
+        _impl("redis-py Lock (asyncio)", _sem_lock, peer=True),
+    ],
+)
+
+register(
+    "redis.semaphore.uncontended.threads",
+    items=5_000,
+    quick_items=500,
+    unit="pair",
+    note="the same with threads: corral.threads.redis.Semaphore vs redis-py's blocking Lock",
+    impls=[
+        _impl("corral.threads.redis", _sem_corral_threads, peer=False, reference="redis-py Lock"),
+        _impl("redis-py Lock", _sem_lock_threads, peer=True),
+    ],
+)

@@ -1,0 +1,372 @@
+"""The asyncio flavour's relays: ``or_done``, ``tee``, ``fan_in`` and their RelayChannel.
+
+Each starts one relay worker per input that moves items into :class:`RelayChannel`
+outputs until the ctx is done, an input ends, or every consumer has left.
+
+``_threads_relays.py`` is generated from ``_aio_relays.py`` by ``scripts/unasync_patterns.py``
+(coroutines become functions, awaits go, ``_rt_aio`` becomes ``_rt_threads``, ``_aio_*``
+modules become ``_threads_*``, ...): edit the ``_aio_*`` files only, with constructs the
+rewrite understands, and put what truly differs between the flavours in ``_rt_aio`` /
+``_rt_threads``.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import AsyncIterable, Iterable
+from typing import Any, Literal, TypeVar
+
+from .._core.channel import CLOSED
+from .._core.context import CancelContext, Context, background, with_cancel
+from .._errors import ChannelClosed, CorralError, EndOfChannel
+from .._shells import ChannelBase
+from . import _rt_aio as rt
+from ._aio_workers import InputEnded, Pull
+from ._plan import check_int
+from ._stage_run import offer_dropping
+
+__all__ = ["RelayChannel", "fan_in", "or_done", "tee"]
+
+T = TypeVar("T")
+
+# -- or_done, tee, fan_in: channels fed by a relay worker ---------------------------------
+
+
+class RelayChannel(rt.Channel[T]):
+    """A corral Channel fed by a relay worker (``or_done``, ``tee``, ``fan_in``).
+
+    A plain channel with three additions: once the relay's ctx is done, receiving ends at
+    once (what is still buffered is dropped, as Go's ``select`` may pick ``ctx.Done()``);
+    when the worker stops because an input *raised*, receivers get that error once the
+    buffered items are drained (instead of a normal end); and ``dropped`` counts the items
+    a ``tee(policy="drop")`` dropped for this output. Closing it tells the worker this
+    consumer has left. (``select`` on it sees a plain channel.)
+
+    >>> import asyncio, corral
+    >>> async def main():
+    ...     out = corral.or_done(corral.background(), ["a", "b"])
+    ...     return [x async for x in out], out.dropped, out.closed
+    >>> asyncio.run(main())
+    (['a', 'b'], 0, True)
+    """
+
+    __slots__ = ("_ctx", "_dropped", "_failure", "_failure_raised")
+
+    def __init__(self, capacity: float = 0, ctx: Context | None = None) -> None:
+        super().__init__(capacity)
+        self._ctx = ctx
+        self._failure: BaseException | None = None
+        self._failure_raised = False
+        self._dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        """How many items were dropped for this output because it was full (tee "drop")."""
+        return self._dropped
+
+    def _failure_error(self) -> BaseException:
+        # The first receiver gets the original; later ones a copy that points to it (one
+        # exception object raised in many tasks would splice their tracebacks).
+        err = self._failure
+        assert err is not None
+        if not self._failure_raised:
+            self._failure_raised = True
+            return err
+        try:
+            dup = copy.copy(err)
+        except Exception:
+            dup = CorralError(f"a relay input failed: {err!r}")
+        dup.__traceback__ = None
+        dup.__cause__ = err
+        return dup
+
+    def _ctx_done(self) -> bool:
+        ctx = self._ctx
+        return ctx is not None and ctx.err is not None
+
+    async def recv(self, *, timeout: float | None = None, ctx: Context | None = None) -> T:
+        if not self._ctx_done():
+            try:
+                return await super().recv(timeout=timeout, ctx=ctx)
+            except EndOfChannel:
+                if self._failure is None:
+                    raise
+        if self._failure is not None:
+            raise self._failure_error()
+        raise EndOfChannel("the relay's ctx is done")
+
+    def __aiter__(self) -> RelayChannel[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if rt.owed:
+            rt.pay_owed()
+        if self._ctx_done():
+            r: Any = CLOSED
+        else:
+            r = self._st.recv(rt.new_waiter)
+            if r.__class__ is rt.Waiter:
+                await rt.park(r, None, None)
+                r = r.value
+        if r is CLOSED:
+            if self._failure is not None:
+                raise self._failure_error()
+            raise StopAsyncIteration
+        return r  # type: ignore[no-any-return]
+
+
+def _check_relay_ctx(ctx: object, what: str) -> Context:
+    if not isinstance(ctx, Context):
+        raise TypeError(f"{what}: ctx must be a corral Context, got {type(ctx).__name__}")
+    return ctx
+
+
+def _relay_failed(ctx: Context, exc: BaseException) -> bool:
+    """Whether ``exc`` is a real failure (not the relay's ctx being done)."""
+    return ctx.err is None or not rt.is_cancellation(exc)
+
+
+async def _or_done_body(ctx: Context, src: Pull, out: RelayChannel[Any]) -> None:
+    pctx = rt.park_ctx(ctx)
+    try:
+        async with rt.cancel_scope(ctx):
+            while True:
+                ctx.raise_if_cancelled()
+                item = await src.next(pctx)
+                await out.send(item, ctx=pctx)
+    except (InputEnded, ChannelClosed):
+        pass
+    except BaseException as exc:
+        if _relay_failed(ctx, exc):
+            out._failure = exc
+            if rt.must_reraise(exc):
+                raise
+    finally:
+        out.close()
+        await src.close_early()
+
+
+def or_done(
+    ctx: Context,
+    channel: ChannelBase[T] | AsyncIterable[T] | Iterable[T],
+    *,
+    buffer: int = 0,
+) -> RelayChannel[T]:
+    """A channel carrying ``channel``'s items until it ends or ``ctx`` is done (Go's orDone).
+
+    Reading the result never blocks past ``ctx``: once it is done, reading it ends at once
+    (iteration just stops, as in Go; check ``ctx.err`` to tell why). ``channel`` may be a
+    corral Channel of either flavour or an (async) iterable; if an iterable raises, the
+    result's receivers get that error. ``buffer`` is the result's capacity.
+
+    Cleanup: a relay worker (a task in ``corral``, a daemon thread in ``corral.threads``) feeds the
+    result. It ends when the input ends, when ``ctx`` is done, or, at its next item, when
+    the consumer has closed the result; it then closes the result. Cancel ``ctx`` (or drain
+    or close the result) so it does not wait forever on an idle input.
+
+    >>> import asyncio, corral
+    >>> async def main():
+    ...     ch = corral.Channel(3)
+    ...     for i in range(3):
+    ...         await ch.send(i)
+    ...     ch.close()
+    ...     with corral.with_cancel(corral.background()) as ctx:
+    ...         return [x async for x in corral.or_done(ctx, ch)]
+    >>> asyncio.run(main())
+    [0, 1, 2]
+    """
+    what = "or_done"
+    _check_relay_ctx(ctx, what)
+    check_int(buffer, what, "buffer", 0)
+    src = Pull(channel, what, "channel")
+    out: RelayChannel[T] = RelayChannel(buffer, ctx)
+    rt.spawn(_or_done_body, (ctx, src, out), what)
+    return out
+
+
+TeePolicy = Literal["lockstep", "buffer", "drop"]
+_TEE_POLICIES = ("lockstep", "buffer", "drop")
+
+
+async def _tee_body(
+    ctx: Context, src: Pull, outs: tuple[RelayChannel[Any], ...], policy: str
+) -> None:
+    pctx = rt.park_ctx(ctx)
+    live = list(outs)
+    try:
+        async with rt.cancel_scope(ctx):
+            while live:
+                ctx.raise_if_cancelled()
+                item = await src.next(pctx)
+                if policy == "drop":
+                    live = [o for o in live if offer_dropping(o, item)]
+                    continue
+                # Every live output gets the item before the next one is read: whichever
+                # consumer is ready first is served first (Go's tee, with select).
+                pending = list(live)
+                while pending:
+                    try:
+                        if len(pending) == 1:
+                            await pending[0].send(item, ctx=pctx)
+                            break
+                        cases = [o.send_case(item) for o in pending]
+                        s = await rt.select(*cases, ctx=pctx)
+                    except ChannelClosed:  # a consumer closed its output: it has left
+                        gone = [o for o in pending if o.closed]
+                        pending = [o for o in pending if not o.closed]
+                        live = [o for o in live if o not in gone]
+                        continue
+                    del pending[s.index]
+    except InputEnded:
+        pass
+    except BaseException as exc:
+        if _relay_failed(ctx, exc):
+            for o in outs:
+                o._failure = exc
+            if rt.must_reraise(exc):
+                raise
+    finally:
+        for o in outs:
+            o.close()
+        await src.close_early()
+
+
+def tee(
+    ctx: Context,
+    channel: ChannelBase[T] | AsyncIterable[T] | Iterable[T],
+    n: int = 2,
+    *,
+    policy: TeePolicy = "lockstep",
+    buffer: int | None = None,
+) -> tuple[RelayChannel[T], ...]:
+    """Copy every item of ``channel`` to ``n`` output channels, with an explicit policy
+    for a slow consumer.
+
+    * ``"lockstep"`` (default, Go's tee): unbuffered outputs; each item reaches every
+      output before the next is read, so all consumers advance together at the pace of
+      the slowest. Use it when consumers run at similar speeds, or must stay in step.
+    * ``"buffer"``: each output buffers up to ``buffer`` items (default 16), so a
+      consumer may run that far ahead of the slowest before it is held back. Use it to
+      absorb bursts and jitter without losing anything.
+    * ``"drop"``: never wait; an output whose ``buffer`` (default 16) is full drops its
+      *oldest* item and counts it in ``out.dropped`` (like tokio's broadcast ``Lagged``).
+      Use it for live data where fresh beats complete (metrics, UI updates), so a stalled
+      consumer can never stall the source or the others.
+
+    A consumer that leaves should close its output: the others then go on without it.
+    Cleanup is as for :func:`or_done`: the relay ends with the input, with ``ctx``, or
+    when every output is closed, and closes all outputs.
+
+    >>> import asyncio, corral
+    >>> async def main():
+    ...     ctx = corral.background()
+    ...     a, b = corral.tee(ctx, range(3), policy="buffer", buffer=3)
+    ...     return [x async for x in a], [x async for x in b]
+    >>> asyncio.run(main())
+    ([0, 1, 2], [0, 1, 2])
+    """
+    what = "tee"
+    _check_relay_ctx(ctx, what)
+    check_int(n, what, "n", 1)
+    if policy not in _TEE_POLICIES:
+        raise ValueError(f"tee: policy must be one of {_TEE_POLICIES}, got {policy!r}")
+    if policy == "lockstep":
+        if buffer not in (None, 0):
+            raise ValueError("tee: policy='lockstep' has no buffer; use policy='buffer'")
+        size = 0
+    else:
+        size = 16 if buffer is None else check_int(buffer, what, "buffer", 1)
+    src = Pull(channel, what, "channel")
+    outs: tuple[RelayChannel[T], ...] = tuple(RelayChannel(size, ctx) for _ in range(n))
+    rt.spawn(_tee_body, (ctx, src, outs, policy), what)
+    return outs
+
+
+class _Merge:
+    """fan_in's shared state: the inner ctx and how many relays are still running."""
+
+    __slots__ = ("ctx", "live", "lock", "out")
+
+    def __init__(self, ctx: CancelContext, live: int, out: RelayChannel[Any]) -> None:
+        self.ctx = ctx
+        self.live = live
+        self.lock = threading.Lock()
+        self.out = out
+
+    def fail(self, exc: BaseException) -> None:
+        with self.lock:
+            first = self.out._failure is None
+            if first:
+                self.out._failure = exc
+        if first:
+            self.ctx.cancel(exc)  # stop the other relays now
+            self.out.close()
+
+    def exit(self) -> None:
+        with self.lock:
+            self.live -= 1
+            last = self.live == 0
+        if last:
+            self.out.close()
+            self.ctx.cancel()  # release the inner ctx from its parent
+
+
+async def _fan_in_body(ctx: Context, src: Pull, merge: _Merge) -> None:
+    pctx = rt.park_ctx(ctx)
+    out = merge.out
+    try:
+        async with rt.cancel_scope(ctx):
+            while True:
+                ctx.raise_if_cancelled()
+                item = await src.next(pctx)
+                await out.send(item, ctx=pctx)
+    except (InputEnded, ChannelClosed):
+        pass
+    except BaseException as exc:
+        if _relay_failed(ctx, exc):
+            merge.fail(exc)
+            if rt.must_reraise(exc):
+                raise
+    finally:
+        try:
+            await src.close_early()
+        finally:
+            merge.exit()
+
+
+def fan_in(
+    *inputs: ChannelBase[T] | AsyncIterable[T] | Iterable[T],
+    ctx: Context | None = None,
+    buffer: int = 0,
+) -> RelayChannel[T]:
+    """Merge ``inputs`` into one channel that ends when every input has ended.
+
+    Inputs are corral Channels (either flavour) or (async) iterables, such as another
+    fan-out's results; each gets its own relay worker. If an input raises, the merge
+    stops (the other relays are cancelled) and the result's receivers get that error
+    after the items already buffered. ``ctx`` (default: never cancelled) bounds the
+    relays' lifetime as in :func:`or_done`: when it is done the result simply ends.
+
+    >>> import asyncio, corral
+    >>> async def main():
+    ...     merged = corral.fan_in(range(3), range(10, 13))
+    ...     return sorted([x async for x in merged])
+    >>> asyncio.run(main())
+    [0, 1, 2, 10, 11, 12]
+    """
+    what = "fan_in"
+    if ctx is None:
+        ctx = background()
+    _check_relay_ctx(ctx, what)
+    check_int(buffer, what, "buffer", 0)
+    pulls = [Pull(x, what, "inputs") for x in inputs]
+    out: RelayChannel[T] = RelayChannel(buffer, ctx)  # the caller's ctx, not the inner one
+    if not pulls:
+        out.close()
+        return out
+    inner = with_cancel(ctx)
+    merge = _Merge(inner, len(pulls), out)
+    for p in pulls:
+        rt.spawn(_fan_in_body, (inner, p, merge), what)
+    return out

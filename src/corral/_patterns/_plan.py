@@ -1,0 +1,361 @@
+"""What ``fan_out``, ``pipeline`` and ``stage()`` were asked for, checked: the plan.
+
+Flavour-neutral, once for both flavours: the stage spec (:class:`Stage`, :func:`stage`),
+the per-item error policies, :class:`Outcome`, every argument check (each raises a typed
+error naming the argument), and :class:`FlowPlan`, what the engine (``_engine``) runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from .._core.context import Context
+from .._shells import ChannelBase
+from ._rate import check_rate
+from ._stats import ProgressSpec, check_progress
+
+__all__ = ["SKIPPED", "FlowPlan", "Outcome", "Stage", "plan_fan_out", "plan_pipeline", "stage"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+ErrorPolicy = Literal["raise", "collect", "skip"]
+RunIn = Literal["task", "thread", "process"]
+POLICIES = ("raise", "collect", "skip")
+_RUN_IN = ("task", "thread", "process")
+RAISE, COLLECT, SKIP = 0, 1, 2
+DEFAULT_BUFFER = 16
+
+
+def default_buffer(workers: int) -> int:
+    """The default buffer: 16, or one slot per worker when there are more workers.
+
+    When the next stage (or the consumer) is the slower one, each time the buffer drains
+    every worker parked on it with a result is woken once: with fewer slots than workers
+    that is more than one wake-up per item (measured: 100 task workers of a trivial
+    function, 4.1 us per item with 16 slots, 2.0 with 100, 0.7 with 1,024).
+    """
+    return max(DEFAULT_BUFFER, workers)
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: Stands for an item dropped by ``errors="skip"`` in ordered mode, so the reorder
+#: buffer can move past it.
+SKIPPED: Any = _Sentinel("SKIPPED")
+MISSING: Any = _Sentinel("MISSING")
+
+
+# -- what a user sees ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T, R]):
+    """One item's result under ``errors="collect"``: the item, and its value or its error.
+
+    >>> import corral
+    >>> good = corral.Outcome("a", value=1)
+    >>> bad = corral.Outcome("b", error=ValueError("no"))
+    >>> good.ok, good.unwrap(), bad.ok
+    (True, 1, False)
+    """
+
+    item: T
+    value: R | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """``True`` if the item succeeded (``error`` is ``None``)."""
+        return self.error is None
+
+    def unwrap(self) -> R:
+        """The value; raises the item's error if it failed."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage of a pipeline; make it with :func:`stage` (the checks live there).
+
+    ``workers`` run ``fn`` concurrently; up to ``buffer`` results wait for the next stage.
+
+    >>> import corral
+    >>> corral.stage(str.upper, workers=2).kind  # a plain function runs in threads
+    'thread'
+    """
+
+    fn: Callable[..., Any]
+    workers: int = 1
+    buffer: int = DEFAULT_BUFFER
+    run_in: RunIn | None = None
+    executor: Executor | None = None
+    errors: ErrorPolicy = "raise"
+    name: str | None = None
+    #: a RateLimit or Limits each call acquires first, and the item's cost there
+    rate: Any = None
+    cost: Callable[[Any], Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        """Where ``fn`` runs: ``"task"``, ``"thread"``, ``"process"`` or ``"executor"``."""
+        if self.executor is not None:
+            return "executor"
+        if self.run_in is not None:
+            return self.run_in
+        return "task" if is_async_callable(self.fn) else "thread"
+
+    def label(self, index: int) -> str:
+        """The stage's name in statistics and errors: ``name``, else the function's, else
+        ``stage{index + 1}``."""
+        if self.name is not None:
+            return self.name
+        return getattr(self.fn, "__name__", None) or f"stage{index + 1}"
+
+
+def is_async_callable(fn: object) -> bool:
+    """A coroutine function, a partial of one, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - we want the attribute, not callable()
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _name_arg(what: str, arg: str) -> str:
+    return f"{what}: {arg}"
+
+
+def check_int(value: object, what: str, arg: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{_name_arg(what, arg)} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{_name_arg(what, arg)} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_fn(fn: object, what: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{what}: fn must be callable, got {type(fn).__name__}")
+
+
+def check_picklable(fn: object, what: str) -> None:
+    """A process stage sends ``fn`` to other processes: fail now, clearly, if it cannot."""
+    try:
+        pickle.dumps(fn)
+    except Exception as exc:
+        raise TypeError(
+            f"{what}: fn={fn!r} cannot be sent to a worker process ({type(exc).__name__}: "
+            f"{exc}). Use a function defined at module level (not a lambda, a local "
+            f"function or a bound method of an unpicklable object), or run_in='thread'."
+        ) from exc
+
+
+def check_ctx_arg(ctx: object, what: str) -> Context | None:
+    if ctx is not None and not isinstance(ctx, Context):
+        raise TypeError(f"{what}: ctx must be a corral Context or None, got {type(ctx).__name__}")
+    return ctx
+
+
+def stage(
+    fn: Callable[..., Any],
+    *,
+    workers: int = 1,
+    buffer: int | None = None,
+    run_in: RunIn | None = None,
+    executor: Executor | None = None,
+    errors: ErrorPolicy = "raise",
+    name: str | None = None,
+    rate: Any = None,
+    cost: Callable[[Any], Any] | None = None,
+) -> Stage:
+    """A pipeline stage: ``workers`` concurrent calls of ``fn``, ``buffer`` results queued.
+
+    ``buffer`` defaults to 16, or to ``workers`` if that is more.
+
+    Where ``fn`` runs (``run_in``): coroutine functions as tasks, plain functions in
+    threads (the default for each), ``"process"`` in a process pool the pipeline owns
+    (``fn`` must be picklable: checked here), ``"task"`` for a plain function that never
+    blocks (called inline on the event loop), or any ``concurrent.futures.Executor``
+    passed as ``executor=`` (not both). ``errors``: ``"raise"`` (the first error cancels
+    the pipeline), ``"skip"`` (logged as a warning, dropped), ``"collect"`` (the stage emits an
+    :class:`Outcome` per item). ``name`` labels the stage in statistics.
+
+    ``rate``: a :class:`corral.RateLimit` or :class:`corral.Limits` (either flavour) that
+    every call acquires first, ``cost(item)`` of it (default 1; for ``Limits``, a mapping
+    of limiter to cost, as ``Limits.acquire`` takes). A ``Limits``' semaphores are held
+    for the call. Waiting for it counts as busy time in the statistics.
+
+    >>> import corral
+    >>> s = corral.stage(str.upper, workers=4, buffer=8)
+    >>> s.workers, s.buffer, s.kind
+    (4, 8, 'thread')
+    """
+    what = "stage"
+    check_fn(fn, what)
+    check_int(workers, what, "workers", 1)
+    buffer = default_buffer(workers) if buffer is None else check_int(buffer, what, "buffer", 0)
+    check_run_in(run_in, executor, fn, what)
+    check_errors(errors, what)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"stage: name must be a str or None, got {type(name).__name__}")
+    check_rate(rate, cost, what)
+    return Stage(fn, workers, buffer, run_in, executor, errors, name, rate, cost)
+
+
+def check_run_in(run_in: object, executor: object, fn: object, what: str) -> None:
+    if run_in is not None and run_in not in _RUN_IN:
+        raise ValueError(f"{what}: run_in must be one of {_RUN_IN} or None, got {run_in!r}")
+    if executor is not None:
+        if not isinstance(executor, Executor):
+            raise TypeError(
+                f"{what}: executor must be a concurrent.futures.Executor, "
+                f"got {type(executor).__name__}"
+            )
+        if run_in is not None:
+            raise ValueError(f"{what}: pass run_in or executor, not both")
+    if is_async_callable(fn) and (run_in in ("thread", "process") or executor is not None):
+        where = f"run_in={run_in!r}" if executor is None else "an executor"
+        raise TypeError(f"{what}: fn is a coroutine function; it cannot run in {where}")
+    if run_in == "process":
+        check_picklable(fn, what)
+
+
+def check_errors(errors: object, what: str) -> None:
+    if errors not in POLICIES:
+        raise ValueError(f"{what}: errors must be one of {POLICIES}, got {errors!r}")
+
+
+def as_stage(x: object, index: int) -> Stage:
+    if isinstance(x, Stage):
+        return x
+    if callable(x):
+        return stage(x)
+    raise TypeError(
+        f"pipeline: stage {index + 1} must be a corral.stage(...) or a callable, "
+        f"got {type(x).__name__}"
+    )
+
+
+def check_source(source: object, what: str, arg: str) -> None:
+    if isinstance(source, ChannelBase | AsyncIterable | Iterable):
+        return
+    raise TypeError(
+        f"{what}: {arg} must be an iterable, an async iterable or a corral Channel, "
+        f"got {type(source).__name__}"
+    )
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlowPlan:
+    """Everything ``fan_out`` / ``pipeline`` were asked for, checked."""
+
+    what: str
+    source: object
+    stages: tuple[Stage, ...]
+    ordered: bool
+    window: int
+    ctx: Context | None
+    progress: ProgressSpec
+    total: int | None
+
+
+def _total(items: object) -> int | None:
+    if isinstance(items, ChannelBase):
+        return None
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _check_window(window: object, ordered: object, what: str, default: int) -> int:
+    if not isinstance(ordered, bool):
+        raise TypeError(f"{what}: ordered must be a bool, got {type(ordered).__name__}")
+    if window is None:
+        return default
+    if not ordered:
+        raise ValueError(f"{what}: window only applies with ordered=True")
+    return check_int(window, what, "window", 1)
+
+
+def plan_fan_out(
+    fn: Callable[..., Any],
+    items: object,
+    *,
+    workers: int | None,
+    buffer: int | None,
+    ordered: bool,
+    window: int | None,
+    errors: ErrorPolicy,
+    run_in: RunIn | None,
+    executor: Executor | None,
+    ctx: Context | None,
+    progress: ProgressSpec,
+    rate: Any = None,
+    cost: Callable[[Any], Any] | None = None,
+) -> FlowPlan:
+    what = "fan_out"
+    check_fn(fn, what)
+    check_source(items, what, "items")
+    if workers is None:
+        workers = os.cpu_count() or 1
+    check_int(workers, what, "workers", 1)
+    if buffer is not None:
+        check_int(buffer, what, "buffer", 0)
+    check_errors(errors, what)
+    check_run_in(run_in, executor, fn, what)
+    check_ctx_arg(ctx, what)
+    check_progress(progress, what)
+    check_rate(rate, cost, what)
+    total = _total(items)
+    if total is not None:
+        workers = max(1, min(workers, total))  # no idle workers for a short list
+    if buffer is None:
+        buffer = default_buffer(workers)
+    st = Stage(fn, workers, buffer, run_in, executor, errors, None, rate, cost)
+    window = _check_window(window, ordered, what, workers + buffer)
+    return FlowPlan(what, items, (st,), ordered, window, ctx, progress, total)
+
+
+def plan_pipeline(
+    source: object,
+    stages: tuple[object, ...],
+    *,
+    ordered: bool,
+    window: int | None,
+    ctx: Context | None,
+    progress: ProgressSpec,
+) -> FlowPlan:
+    what = "pipeline"
+    check_source(source, what, "source")
+    if not stages:
+        raise ValueError("pipeline: needs at least one stage")
+    sts = tuple(as_stage(s, i) for i, s in enumerate(stages))
+    check_ctx_arg(ctx, what)
+    check_progress(progress, what)
+    window = _check_window(ordered=ordered, window=window, what=what, default=_bound(sts))
+    return FlowPlan(what, source, sts, ordered, window, ctx, progress, _total(source))
+
+
+def _bound(stages: tuple[Stage, ...]) -> int:
+    return sum(s.workers + s.buffer for s in stages)

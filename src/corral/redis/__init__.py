@@ -1,0 +1,37 @@
+"""SingleFlight and the weighted Semaphore shared by every process on one Redis, for asyncio
+(``pip install 'corral[redis]'``; the thread flavour is ``corral.threads.redis``).
+
+* :class:`SingleFlight` — one execution of a call per key across every process; the others
+  get its value. The leader holds a renewed lease; if it dies, a follower takes over.
+* :class:`Semaphore` — weighted, FIFO across processes; permits are held under renewed
+  leases, so a dead holder's permits come back when its lease runs out.
+
+Errors: :class:`RedisUnavailable` (Redis unreachable, or it lost its state mid-call),
+:class:`LeaseLost` (this process's lease ran out while it held it), :class:`RemoteError`
+(another process's exception could not be carried across), :class:`SizeConflict` (a
+semaphore name used with two sizes). See docs/redis.md.
+"""
+
+from .._redis.aio import Permit, Semaphore, SingleFlight
+from .._redis.common import (
+    LeaseLost,
+    RedisSemaphoreStatistics,
+    RedisSingleFlightStatistics,
+    RedisUnavailable,
+    RemoteError,
+    Serializer,
+    SizeConflict,
+)
+
+__all__ = [
+    "LeaseLost",
+    "Permit",
+    "RedisSemaphoreStatistics",
+    "RedisSingleFlightStatistics",
+    "RedisUnavailable",
+    "RemoteError",
+    "Semaphore",
+    "Serializer",
+    "SingleFlight",
+    "SizeConflict",
+]

@@ -1,0 +1,27 @@
+"""SingleFlight and the weighted Semaphore shared by every process on one Redis, for threads
+over a blocking ``redis.Redis`` (``pip install 'corral[redis]'``). The same objects as
+``corral.redis`` (asyncio); see there and docs/redis.md."""
+
+from .._redis.common import (
+    LeaseLost,
+    RedisSemaphoreStatistics,
+    RedisSingleFlightStatistics,
+    RedisUnavailable,
+    RemoteError,
+    Serializer,
+    SizeConflict,
+)
+from .._redis.threads import Permit, Semaphore, SingleFlight
+
+__all__ = [
+    "LeaseLost",
+    "Permit",
+    "RedisSemaphoreStatistics",
+    "RedisSingleFlightStatistics",
+    "RedisUnavailable",
+    "RemoteError",
+    "Semaphore",
+    "Serializer",
+    "SingleFlight",
+    "SizeConflict",
+]

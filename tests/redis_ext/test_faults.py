@@ -1,0 +1,219 @@
+"""The fault tests of corral.redis: real processes (and a real redis-server restart).
+
+Processes come from worker.py: a fresh interpreter that forks the fleet (never the threaded
+pytest process). The test drives them through Redis (start tokens, BLPOP for the leader or
+victim pid) and reads what each reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import corral.redis
+import corral.threads.redis
+
+from .conftest import RedisServer
+
+WORKER = Path(__file__).with_name("worker.py")
+
+
+def _spawn(mode: str, url: str, ns: str, nprocs: int, *args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), mode, url, ns, str(nprocs), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _go(client: Any, ns: str, n: int) -> None:
+    """Wait (BLPOP) until ``n`` children are ready, then start them all."""
+    for _ in range(n):
+        assert client.blpop([f"{ns}:ready"], timeout=60) is not None, "a child never started"
+    client.rpush(f"{ns}:go", *range(n))
+
+
+def _finish(proc: subprocess.Popen[str]) -> dict[int, int]:
+    try:
+        out, err = proc.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the fleet hung:\n{err}")
+    assert proc.returncode == 0, err
+    return {int(pid): status for pid, status in json.loads(out).items()}
+
+
+def _reports(client: Any, ns: str) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in client.lrange(f"{ns}:report", 0, -1)]
+
+
+def _followers(client: Any, ns: str, n: int) -> None:
+    """Wait until ``n`` processes follow the one flight of ``ns`` (pub/sub subscribers)."""
+    end = time.monotonic() + 30
+    while True:
+        chans = client.pubsub_channels(f"{ns}:sf:c:*")
+        if len(chans) == 1 and client.pubsub_numsub(chans[0])[0][1] >= n:
+            return
+        assert time.monotonic() < end, f"{n} followers never subscribed"
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # a fleet on a loaded 2-core machine: seconds, but margin
+def test_50_processes_x_100_callers_one_execution(client: Any, redis_url: str) -> None:
+    proc = _spawn("sf_many", redis_url, "m", 50, 100)
+    try:
+        _go(client, "m", 50)
+        _followers(client, "m", 49)  # every other process follows the one leader
+        client.rpush("m:release", 1)
+    finally:
+        statuses = _finish(proc)
+    assert sorted(statuses.values()) == [0] * 50
+    reports = _reports(client, "m")
+    assert len(reports) == 50
+    assert [r["results"] for r in reports] == [["value-1"] * 100] * 50
+    assert client.get("m:executions") == b"1"  # counted apart from corral's own keys
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # a fleet on a loaded 2-core machine: seconds, but margin
+def test_sigkilled_leader_is_taken_over_within_lease_plus_1s(client: Any, redis_url: str) -> None:
+    lease = 0.5
+    proc = _spawn("sf_kill", redis_url, "k", 4, 10, lease)
+    try:
+        _go(client, "k", 4)
+        got = client.blpop(["k:leader"], timeout=30)
+        assert got is not None
+        leader = int(got[1])
+        for _ in range(4):  # every caller of every process joined its process's flight
+            assert client.blpop(["k:joined"], timeout=30) is not None
+        _followers(client, "k", 3)
+        os.kill(leader, signal.SIGKILL)
+        killed_at = time.time()
+    finally:
+        statuses = _finish(proc)
+    assert statuses.pop(leader) == -signal.SIGKILL
+    assert sorted(statuses.values()) == [0, 0, 0]
+    reports = _reports(client, "k")
+    assert len(reports) == 3
+    for r in reports:
+        summary = [(sorted({v for v, _ in x["results"]}), x.get("stats")) for x in reports]
+        assert [v for v, _ in r["results"]] == ["value-2"] * 10, summary
+        late = [t - killed_at for _, t in r["results"] if t > killed_at + lease + 1.0]
+        assert not late, f"results {late} s after the kill, more than lease + 1 s"
+    assert client.get("k:executions") == b"2"  # the killed one, then exactly one takeover
+
+
+def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> None:
+    import redis
+
+    c1 = redis.Redis.from_url(own_server.url)
+    c2 = redis.Redis.from_url(own_server.url)
+    try:
+        a = corral.threads.redis.SingleFlight(c1, namespace="r", lease=0.5)
+        b = corral.threads.redis.SingleFlight(c2, namespace="r", lease=0.5)
+        sem = corral.threads.redis.Semaphore(c1, "r:sem", 2, lease=0.5)
+        executions = []
+        started, release = threading.Event(), threading.Event()
+
+        def load() -> str:
+            executions.append(1)
+            started.set()
+            release.wait(20)
+            return "v"
+
+        outcomes: dict[str, Any] = {}
+
+        def call(name: str, sf: Any) -> None:
+            try:
+                outcomes[name] = sf.do("k", load)
+            except Exception as exc:
+                outcomes[name] = exc
+
+        held = sem.acquire(2)
+        ta = threading.Thread(target=call, args=("leader", a))
+        ta.start()
+        assert started.wait(10)
+        tb = threading.Thread(target=call, args=("follower", b))
+        tb.start()
+        end = time.monotonic() + 10
+        while not c1.pubsub_channels("r:sf:c:*"):
+            assert time.monotonic() < end
+            time.sleep(0.005)
+
+        own_server.restart()  # same port, every key lost
+        release.set()
+        ta.join(30)
+        tb.join(30)
+        assert not ta.is_alive(), "the leader's caller hung"
+        assert not tb.is_alive(), "the follower's caller hung"
+        assert isinstance(outcomes["leader"], corral.redis.LeaseLost)
+        assert isinstance(outcomes["follower"], corral.redis.RedisUnavailable)
+        assert executions == [1]  # nobody re-ran the call behind the callers' backs
+        with pytest.raises(corral.redis.LeaseLost):
+            held.release()  # the permits were lost with Redis's state: said, not hidden
+
+        # Redis is back: new calls work.
+        assert b.do("k", lambda: "fresh") == "fresh"
+        with sem.acquire(2, timeout=5):
+            assert sem.server_statistics().held == 2
+    finally:
+        c1.close()
+        c2.close()
+
+
+def test_redis_down_is_a_typed_error_not_a_hang(own_server: RedisServer) -> None:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    c = redis.Redis.from_url(own_server.url, retry=Retry(NoBackoff(), 1))
+    try:
+        sf = corral.threads.redis.SingleFlight(c, namespace="down")
+        sem = corral.threads.redis.Semaphore(c, "down", 1)
+        own_server.stop()
+        with pytest.raises(corral.redis.RedisUnavailable, match="unreachable"):
+            sf.do("k", lambda: 1)
+        with pytest.raises(corral.redis.RedisUnavailable):
+            sem.acquire(1)
+        own_server.start()
+        assert sf.do("k", lambda: 1) == 1
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # a fleet on a loaded 2-core machine: seconds, but margin
+def test_semaphore_20_processes_never_over_8_and_dead_holder_returns(
+    client: Any, redis_url: str
+) -> None:
+    lease = 1.0  # a process stalled longer than this on a loaded machine loses its permits
+    proc = _spawn("sem", redis_url, "s", 20, lease, 5)
+    try:
+        got = client.blpop(["s:victim"], timeout=30)
+        assert got is not None
+        victim = int(got[1])
+        os.kill(victim, signal.SIGKILL)  # dies holding 5 of the 8 permits
+        _go(client, "s", 20)
+    finally:
+        statuses = _finish(proc)
+    assert statuses.pop(victim) == -signal.SIGKILL
+    assert sorted(statuses.values()) == [0] * 20  # weights 4 and 5 got through: 5 came back
+    peaks = [r["peak"] for r in _reports(client, "s")]
+    assert len(peaks) == 20
+    assert 1 <= max(peaks) <= 8, peaks
+    assert client.get("s:counter") == b"0"
+    st = corral.threads.redis.Semaphore(client, "s:sem", 8).server_statistics()
+    assert (st.held, st.waiting) == (0, 0)  # nothing leaked
+    assert client.keys("s:sem:*") == []
