@@ -26,7 +26,7 @@ from ._core.channel import (
 from ._core.clock import Clock, check_clock
 from ._core.context import CancelContext, Context, check_ctx
 from ._core.group import GroupState, GroupStatistics, check_group_args, check_limit
-from ._core.joint import JointLimiter
+from ._core.joint import JointLimiter, run_joints
 from ._core.ratelimit import RateLimitState, RateLimitStatistics, check_cost, check_rate_args
 from ._core.semaphore import SemaphoreState, SemaphoreStatistics, check_size, check_weight
 from ._errors import EndOfChannel, GroupError, WouldBlock
@@ -146,17 +146,23 @@ class SemaphoreBase(views.Flavoured):
         st = self._st
         if n.__class__ is not int or not 0 <= n <= st.size:
             check_weight(n, st.size, "Semaphore.release")  # raises the right error
-        # SemaphoreState.release's uncontended case, inlined (a third of an uncontended
-        # acquire+release pair is call overhead); the state method keeps the full rule.
+        # SemaphoreState.release, inlined (a third of an uncontended acquire+release pair
+        # is call overhead): one lock acquisition gives the permits back and grants the
+        # queued acquires they satisfy. Releasing more than is held falls through to the
+        # state method, which raises under its own lock.
         lock = st.lock
         lock.acquire()
         try:
-            if not st.waiters and n <= st.cur:
+            held = n <= st.cur
+            if held:
                 st.cur -= n
-                return
+                tries = st._grant_locked() if st.waiters else None
         finally:
             lock.release()
-        st.release(n)
+        if not held:
+            st.release(n)  # raises under the state's lock
+        elif tries:
+            run_joints(tries)  # joint acquires at the head: outside the lock (joint.py)
 
     def statistics(self) -> SemaphoreStatistics:
         """A :class:`SemaphoreStatistics` snapshot."""

@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Semaphore"]
 
-_DONE: Any = iter(())
+_DONE: Any = iter(())  # an exhausted iterator: awaiting it completes at once, in C
+_get_running_loop = asyncio.get_running_loop
 
 
 def _give_back(st: SemaphoreState, n: int, _: Waiter) -> None:
     # An acquire granted after it was cancelled or timed out: pretend it never was (Go).
-    st.release(n)  # an exhausted iterator: awaiting it completes at once, in C
+    st.release(n)
 
 
 async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Context | None) -> None:
@@ -34,9 +35,15 @@ async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Conte
     if ctx is not None:
         check_ctx(ctx, "Semaphore.acquire")
     w = st.acquire(n, new_waiter)
-    if w is None:
-        return
-    assert isinstance(w, AsyncWaiter)
+    if w is not None:
+        assert isinstance(w, AsyncWaiter)
+        await _granted(w, st, n, timeout, ctx)
+
+
+async def _granted(
+    w: AsyncWaiter, st: SemaphoreState, n: int, timeout: float | None, ctx: Context | None = None
+) -> None:
+    """Wait until the queued ``w`` is granted its ``n`` permits (or raise, holding none)."""
     if timeout is None and ctx is None:
         try:  # park() inlined for the plain case, as the channel does
             await w.fut
@@ -65,8 +72,9 @@ class _Acquire:
 
     def __await__(self) -> Generator[Any, None, None]:
         if self._ctx is None and not owed:
-            # SemaphoreState.acquire's fast path, inlined: with free permits and nobody
-            # queued, no coroutine is built at all (most of an uncontended acquire's cost).
+            # SemaphoreState.acquire, inlined: one lock acquisition either takes the
+            # permits (no coroutine is built at all: most of an uncontended acquire's
+            # cost) or queues the waiter, and only then a coroutine waits for the grant.
             st = self._st
             n = self._n
             lock = st.lock
@@ -75,8 +83,13 @@ class _Acquire:
                 if st.size - st.cur >= n and not st.waiters:
                     st.cur += n
                     return _DONE  # type: ignore[no-any-return]
+                w = AsyncWaiter(_get_running_loop())
+                w.item = n  # queued as its own entry, as SemaphoreState.acquire does
+                w.owner = st
+                st.waiters.append(w)
             finally:
                 lock.release()
+            return _granted(w, st, n, self._timeout).__await__()
         return _acquire(self._st, self._n, self._timeout, self._ctx).__await__()
 
     async def __aenter__(self) -> None:

@@ -35,6 +35,8 @@ from .._errors import ChannelClosed
 from . import tracking
 from .waiter import Entry, Waiter
 
+Queued = Entry | Waiter  # a select's entry, or a plain operation's waiter itself
+
 __all__ = [
     "CLOSED",
     "EMPTY",
@@ -105,8 +107,8 @@ class ChannelState(Generic[T]):
         self.lock = threading.Lock()
         self.cap = capacity
         self.buf: deque[T] = deque()
-        self.recvq: deque[Entry] = deque()
-        self.sendq: deque[Entry] = deque()
+        self.recvq: deque[Queued] = deque()
+        self.sendq: deque[Queued] = deque()
         self.closed = False
         self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
@@ -164,15 +166,20 @@ class ChannelState(Generic[T]):
             if not self.recvq and len(self.buf) < self.cap and not self.closed:
                 self.buf.append(item)  # the common buffered case, inlined
                 return None
-            if self.send_locked(item):
-                return None
-            w = make_waiter()
-            e = Entry(w, 0, item, self)
-            w.entries.append(e)
-            self.sendq.append(e)
-            return w
+            return self.send_or_park_locked(item, make_waiter)
         finally:
             lock.release()
+
+    def send_or_park_locked(self, item: T, make_waiter: Callable[[], Waiter]) -> Waiter | None:
+        """``send``'s rule with ``lock`` held: a shell whose inlined fast path failed
+        calls it without releasing the lock, so a send that parks locks once."""
+        if self.send_locked(item):
+            return None
+        w = make_waiter()
+        w.item = item  # queued as its own entry (no Entry object)
+        w.owner = self
+        self.sendq.append(w)
+        return w
 
     def recv(self, make_waiter: Callable[[], Waiter]) -> Any:
         """The item, ``CLOSED``, or a parked :class:`Waiter`."""
@@ -182,16 +189,19 @@ class ChannelState(Generic[T]):
             buf = self.buf
             if buf and not self.sendq:
                 return buf.popleft()  # the common buffered case, inlined
-            item = self.recv_locked()
-            if item is not EMPTY:
-                return item
-            w = make_waiter()
-            e = Entry(w, 0, None, self)
-            w.entries.append(e)
-            self.recvq.append(e)
-            return w
+            return self.recv_or_park_locked(make_waiter)
         finally:
             lock.release()
+
+    def recv_or_park_locked(self, make_waiter: Callable[[], Waiter]) -> Any:
+        """``recv``'s rule with ``lock`` held (see :meth:`send_or_park_locked`)."""
+        item = self.recv_locked()
+        if item is not EMPTY:
+            return item
+        w = make_waiter()
+        w.owner = self  # queued as its own entry (no Entry object)
+        self.recvq.append(w)
+        return w
 
     def close(self) -> bool:
         with self.lock:
@@ -206,7 +216,7 @@ class ChannelState(Generic[T]):
                 e.waiter.complete(e.index, CLOSED)
             return True
 
-    def _unlink(self, entry: Entry) -> None:
+    def _unlink(self, entry: Queued) -> None:
         with self.lock:
             for q in (self.recvq, self.sendq):
                 try:

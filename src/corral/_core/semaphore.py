@@ -69,7 +69,9 @@ class SemaphoreState:
         self.lock = threading.Lock()
         self.size = size
         self.cur = 0
-        self.waiters: deque[Entry] = deque()
+        # A plain acquire's waiter queued as its own entry (``item``: the weight asked
+        # for), or a joint acquire's JointEntry (``index`` -1).
+        self.waiters: deque[Waiter | Entry] = deque()
         self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
             tracking.track(self)
@@ -88,9 +90,9 @@ class SemaphoreState:
                 self.cur += n
                 return None
             w = make_waiter()
-            e = Entry(w, 0, n, self)
-            w.entries.append(e)
-            self.waiters.append(e)
+            w.item = n
+            w.owner = self
+            self.waiters.append(w)
             return w
         finally:
             lock.release()
@@ -127,21 +129,23 @@ class SemaphoreState:
     def _grant_locked(self) -> list[Joint] | None:
         q = self.waiters
         while q:
-            e = q[0]
-            if e.waiter.done:  # stale: timed out or cancelled, not yet unlinked
+            e = q[0]  # a plain acquire's waiter itself, or a joint acquire's JointEntry
+            w = e.waiter
+            if w.done:  # stale: timed out or cancelled, not yet unlinked
                 q.popleft()
                 continue
-            if self.size - self.cur < e.item:
+            k = e.item
+            if self.size - self.cur < k:
                 break  # head-of-line: nobody behind may overtake it
             if e.index < 0:  # a joint acquire: granted with its other limiters or not at all
-                return [e.joint]  # type: ignore[attr-defined]
+                return [e.joint]  # type: ignore[union-attr]
             q.popleft()
-            self.cur += e.item
-            if not e.waiter.complete(0, None):
-                self.cur -= e.item  # lost the claim race to an abort, or its loop is gone
+            self.cur += k
+            if not w.complete(0, None):
+                self.cur -= k  # lost the claim race to an abort, or its loop is gone
         return None
 
-    def _unlink(self, entry: Entry) -> None:
+    def _unlink(self, entry: Waiter | Entry) -> None:
         with self.lock:
             q = self.waiters
             was_head = bool(q) and q[0] is entry

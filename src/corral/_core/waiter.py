@@ -1,7 +1,11 @@
 """Waiters: how a blocked operation is parked, claimed, and woken.
 
 A :class:`Waiter` stands for one blocked operation (a send, a receive, a select over many
-cases, an acquire). It is registered in one or more queues through :class:`Entry` objects.
+cases, an acquire). A plain operation's waiter is queued in its one primitive *itself*
+(its ``item`` and ``owner`` say what it offers and where it is queued; ``waiter`` is
+itself): no second object per park. A select (or any waiter queued in several places)
+is registered through one :class:`Entry` per case. A queue holds either kind and reads
+``q.waiter`` / ``q.index`` / ``q.item`` alike.
 Exactly one party *claims* it, under the waiter's own small lock:
 
 * a waker that completes the operation for it (:meth:`Waiter.complete`), holding the
@@ -35,7 +39,8 @@ _get_running_loop = asyncio.events._get_running_loop  # C-accelerated, no error 
 class WaiterOwner(Protocol):
     """A primitive that queues waiters: it can unlink an entry when its waiter leaves."""
 
-    def _unlink(self, entry: Entry) -> None: ...
+    # ``Any``: each primitive takes what it queues (an Entry, a Waiter, or either).
+    def _unlink(self, entry: Any) -> None: ...
 
 
 class Entry:
@@ -56,19 +61,41 @@ class Entry:
 
 
 class Waiter:
-    """A parked operation. Subclasses say how to wake the party that waits (``_wake``)."""
+    """A parked operation. Subclasses say how to wake the party that waits (``_wake``).
 
-    __slots__ = ("__weakref__", "_claim", "done", "entries", "error", "index", "value")
+    ``index`` is the case that fired (0 for a plain operation). A plain operation's waiter
+    is its own queue entry: ``item`` (what a sender offers, the weight an acquire asks
+    for) and ``owner`` (the primitive it is queued in) are set by that primitive.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_claim",
+        "done",
+        "entries",
+        "error",
+        "index",
+        "item",
+        "owner",
+        "value",
+    )
 
     def __init__(self) -> None:
         # A plain Lock is the cheapest atomic test-and-set CPython offers that stays
         # correct without the GIL (3.13t); the critical sections below are a few stores.
         self._claim = threading.Lock()
         self.done = False
-        self.index = -1
+        self.index = 0
         self.value: Any = None
         self.error: BaseException | None = None
         self.entries: list[Entry] = []
+        self.item: Any = None
+        self.owner: WaiterOwner | None = None
+
+    @property
+    def waiter(self) -> Waiter:
+        """Itself: a plain waiter is its own queue entry (``Entry.waiter`` for a select)."""
+        return self
 
     def complete(self, index: int, value: Any) -> bool:
         """Claim the waiter for case ``index`` with ``value`` and wake it.
@@ -110,6 +137,10 @@ class Waiter:
 
     def unlink(self) -> None:
         """Remove every entry still queued (after an abort, or a select's other cases)."""
+        owner = self.owner
+        if owner is not None:  # queued as its own entry
+            self.owner = None
+            owner._unlink(self)
         for entry in self.entries:
             entry.owner._unlink(entry)
         self.entries = []
@@ -134,12 +165,39 @@ class AsyncWaiter(Waiter):
         # Waiter.__init__ inlined: this runs once per blocking operation.
         self._claim = threading.Lock()
         self.done = False
-        self.index = -1
+        self.index = 0
         self.value = None
         self.error = None
         self.entries = []
+        self.item = None
+        self.owner = None
         self.loop = loop
         self.fut: asyncio.Future[None] = loop.create_future()
+
+    def complete(self, index: int, value: Any) -> bool:
+        # Waiter.complete with _wake inlined: this runs once per wake-up of a task.
+        claim = self._claim
+        claim.acquire()
+        if self.done:
+            claim.release()
+            return False
+        self.done = True
+        self.index = index
+        self.value = value
+        claim.release()
+        if len(self.entries) == 1:
+            self.entries = []  # see Waiter.complete
+        if _get_running_loop() is self.loop:
+            fut = self.fut
+            if not fut.done():
+                fut.set_result(None)
+            return True
+        try:
+            self.loop.call_soon_threadsafe(_resolve, self.fut)
+        except RuntimeError:  # the loop is closed: nobody will read value, take it back
+            self.value = None
+            return False
+        return True
 
     def _wake(self) -> bool:
         if _get_running_loop() is self.loop:
