@@ -85,7 +85,7 @@ else
 endif
 
 pytest: venv
-	$(BIN)/pytest -q -m "not hammer"
+	$(BIN)/pytest -q -m "not hammer" --durations=12
 
 hammer: venv
 	$(BIN)/pytest -q -m hammer $(HAMMER_OK)
