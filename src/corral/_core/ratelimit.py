@@ -282,9 +282,9 @@ class RateLimitState:
         self._take_locked(c, self.clock.now())
 
     def joint_ready_locked(self, entry: Entry) -> bool:
+        # A stale head is left for its own unlink, which runs the grant loop for the next
+        # head (see SemaphoreState.joint_ready_locked: popping it here loses that wake-up).
         q = self.waiters
-        while q and q[0].waiter.done and q[0] is not entry:
-            q.popleft()
         if not q or q[0] is not entry:
             return False
         due = self.tat + (entry.item - self.burst) * self.interval

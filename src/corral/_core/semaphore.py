@@ -166,9 +166,11 @@ class SemaphoreState:
         self.cur += n
 
     def joint_ready_locked(self, entry: Entry) -> bool:
+        # A stale head (timed out or cancelled, not yet unlinked) is left in place: its
+        # unlink finds it at the head and runs the grant loop for whoever is next. Popping
+        # it here would lose that wake-up: the next head (a plain waiter, or another joint)
+        # would wait for a release that may never come (found by the Limits hammer).
         q = self.waiters
-        while q and q[0].waiter.done and q[0] is not entry:
-            q.popleft()
         return bool(q) and q[0] is entry and self.size - self.cur >= entry.item
 
     def joint_take_locked(self, entry: Entry, timed: bool) -> None:

@@ -140,6 +140,8 @@ def stage_on_dask(
 
 
 LOOP_GONE = "the Dask client's event loop stopped under a running stage"
+# How long a Dask stage's exit waits for the cluster to confirm its cancellations.
+SHUTDOWN_GRACE = 10.0
 
 #: ``fan_out``'s default ``workers`` on Dask: this many items in flight per cluster thread,
 #: so a thread that finishes a task finds the next one already queued on the scheduler.
@@ -375,8 +377,24 @@ class StageOnDask(cf.Executor):
         self._live.clear()
         if outstanding:
             await self._client.cancel(outstanding, asynchronous=True)
-        while self._trackers:  # trackers end as their Dask futures are cancelled
-            await asyncio.gather(*list(self._trackers), return_exceptions=True)
+        # Trackers end as their Dask futures are cancelled. Wait for them, but boundedly: a
+        # cluster that never confirms a cancellation must not hang the stage's exit (seen
+        # once in CI on 3.12: this loop spun with every tracker already done), so after
+        # SHUTDOWN_GRACE the stragglers are cancelled (their calls fail with LOOP_GONE).
+        deadline = self._loop.time() + SHUTDOWN_GRACE
+        while self._trackers:
+            self._trackers.difference_update([t for t in self._trackers if t.done()])
+            pending = list(self._trackers)
+            if not pending:
+                break
+            left = deadline - self._loop.time()
+            if left <= 0:
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                self._trackers.difference_update(pending)
+                break
+            await asyncio.wait(pending, timeout=left)
 
 
 def _set(f: cf.Future[Any], v: Any, *, error: bool) -> None:
