@@ -121,11 +121,13 @@ step "install the wheel into a fresh venv"
 VENV="$WORK/venv"
 if have_uv; then
   uv venv --quiet --python "$PY" "$VENV"
-  # pytest & co. only to run the sdist's tests below; corral itself needs nothing.
-  uv pip install --quiet --python "$VENV/bin/python" "$WHEEL" pytest pytest-timeout hypothesis
+  # pytest & co. only to run the sdist's tests below; corral itself needs nothing. The
+  # extras come through the wheel's own metadata (so a broken extra fails here), because the
+  # sdist's doctest test imports corral.redis and corral.dask.
+  uv pip install --quiet --python "$VENV/bin/python" "$WHEEL[redis,dask]" pytest pytest-timeout hypothesis
 else
   "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet "$WHEEL" pytest pytest-timeout hypothesis
+  "$VENV/bin/python" -m pip install --quiet "$WHEEL[redis,dask]" pytest pytest-timeout hypothesis
 fi
 VPY="$VENV/bin/python"
 RUN="$WORK/run"  # an empty directory: nothing of the source tree is importable from here
