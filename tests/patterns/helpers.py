@@ -170,7 +170,10 @@ def parked(flow: Any, stage: int = 0) -> int:
     """How many workers of ``stage`` are parked right now (and not yet woken)."""
     if flow._run is None:  # not started yet
         return 0
-    return int(flow.statistics().stages[stage].waiting_now)
+    # Started by another thread, its stages may not be listed yet (seen on free-threaded
+    # 3.13t, where the poller can run between the two): none of them is parked then.
+    stages = flow.statistics().stages
+    return int(stages[stage].waiting_now) if stage < len(stages) else 0
 
 
 def counting(items: Iterator[Any], counter: Counter) -> Iterator[Any]:
