@@ -16,8 +16,17 @@ from typing import Any
 
 import pytest
 
+# distributed's sampling profiler (a 'Profile' thread per event loop, on 3.12+) walks other
+# threads' frames; without a GIL (3.13t) it can read a frame mid-update and die in
+# distributed/profile.py, which the harness rightly reports as an exception ending a thread.
+# Our tests use no profiles: off, here and (through the environment) in worker processes.
+os.environ["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] = "False"
+
 try:
+    import dask
     import distributed
+
+    dask.config.set({"distributed.worker.profile.enabled": False})
 except ImportError:  # pragma: no cover - the extra is installed in CI
     distributed = None  # type: ignore[assignment]
 
