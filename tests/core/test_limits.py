@@ -203,6 +203,71 @@ async def test_a_joint_grant_undone_after_its_task_was_cancelled() -> None:
     assert (rl.statistics().granted, sem.statistics().held) == (1, 0)
 
 
+async def test_a_joint_attempt_leaves_a_stale_head_to_wake_the_waiter_behind_it() -> None:
+    # Regression for a lost wake-up (found by test_limits_hammer): a joint attempt used to
+    # pop a stale head (aborted, its task not yet run to unlink it). The unlink then found
+    # nothing to remove and ran no grant loop, so the waiter behind it, which fits, waited
+    # for a release that never came.
+    s = corral.Semaphore(2)
+    t = corral.Semaphore(1)
+    assert s.try_acquire(1)
+    assert t.try_acquire(1)
+    ctx = corral.with_cancel(corral.background())
+
+    async def big() -> None:
+        await s.acquire(2, ctx=ctx)
+
+    x = asyncio.create_task(big())  # s's head: needs 2, 1 is free
+    await waiting(s, 1)
+    y = asyncio.create_task(_hold_async(s))  # behind x (no barging), fits once x leaves
+    await waiting(s, 2)
+    j = asyncio.create_task(_joint(corral.Limits(s, t)))  # behind y in s, t's head
+    await waiting(s, 3)
+    # One step, no await: x is aborted by its ctx but its task has not run to unlink it;
+    # t's release offers the joint, whose attempt finds x's stale entry at s's head.
+    ctx.cancel()
+    t.release()
+    with pytest.raises(Cancelled):
+        await x
+    await asyncio.wait_for(y, 5)  # the bug: y waited forever
+    assert s.statistics().held == 2
+    assert not j.done()  # its s part waits behind y's grant: FIFO
+    s.release(2)  # y's and the first permit: the joint takes s and t together
+    await j
+    assert (s.statistics().held, t.statistics().held) == (0, 0)
+
+
+async def test_a_joint_attempt_leaves_a_stale_rate_head_to_arm_the_next_timer() -> None:
+    # The same lost wake-up in a RateLimit: popping the stale head left the next one with no
+    # timer armed for its due time.
+    clock = ManualClock()
+    rl = corral.RateLimit(10, burst=2, clock=clock)  # one unit per 0.1 s, 2 at most
+    t = corral.Semaphore(1)
+    assert rl.try_acquire(2)
+    assert t.try_acquire(1)
+    ctx = corral.with_cancel(corral.background())
+
+    async def big() -> None:
+        await rl.acquire(2, ctx=ctx)
+
+    x = asyncio.create_task(big())  # due at 0.2
+    await waiting(rl, 1)
+    y = asyncio.create_task(_hold_async(rl))  # behind x; alone, due at 0.1
+    await waiting(rl, 2)
+    j = asyncio.create_task(_joint(corral.Limits(rl, t)))  # behind y in rl, t's head
+    await waiting(rl, 3)
+    ctx.cancel()
+    t.release()
+    with pytest.raises(Cancelled):
+        await x
+    await step(clock, 0.1)
+    await asyncio.wait_for(y, 5)  # the bug: no timer was armed for y
+    assert rl.statistics().granted == 3
+    await step(clock, 0.1)
+    await asyncio.wait_for(j, 5)
+    assert (rl.statistics().granted, t.statistics().held) == (4, 0)
+
+
 async def _joint(limits: corral.Limits) -> None:
     async with limits.acquire():
         pass
