@@ -286,7 +286,7 @@ register(
         "slot: bounded memory) vs ThreadPoolExecutor(8).submit (queues every job up front)"
     ),
     impls=[
-        corral_impl("corral.threads", _threads_corral, reference="ThreadPoolExecutor"),
+        corral_impl("corral.threads", _threads_corral, reference="ThreadPoolExecutor", target=1.2),
         peer_impl("ThreadPoolExecutor", _threads_executor),
     ],
 )

@@ -194,7 +194,10 @@ register(
     ),
     impls=[
         corral_impl(
-            "corral", _contended_async(_corral_sem_n, _corral_held), reference="asyncio.Semaphore"
+            "corral",
+            _contended_async(_corral_sem_n, _corral_held),
+            reference="asyncio.Semaphore",
+            target=1.1,
         ),
         peer_impl("asyncio.Semaphore", _contended_async(asyncio.Semaphore, _asyncio_sem_held)),
     ],
