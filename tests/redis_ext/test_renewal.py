@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import corral.redis
 import corral.threads.redis
+
+from .conftest import wait_for
 
 RENEWALS = 4  # every lease / 3 = 0.2 s: 0.8 s in all
 LEASE = 0.6
@@ -53,13 +54,6 @@ def _threads_named(prefix: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(prefix)]
 
 
-def _wait_for(cond: Any, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.005)
-
-
 def test_threads_holder_keeps_its_permits_past_the_lease(client: Any) -> None:
     sem = corral.threads.redis.Semaphore(client, "kt", 3, lease=LEASE)
     renewed = _counting_threads(sem._s, "SEM_TOUCH")
@@ -69,7 +63,7 @@ def test_threads_holder_keeps_its_permits_past_the_lease(client: Any) -> None:
                 assert renewed.acquire(timeout=10)
             assert sem.server_statistics().held == 2
         # released without LeaseLost; the renewer thread ends once nothing is held
-        _wait_for(lambda: not _threads_named("corral-redis-semaphore"))
+        wait_for(lambda: not _threads_named("corral-redis-semaphore"))
         while renewed.acquire(blocking=False):
             pass
     assert sem.statistics().lost == 0
