@@ -4,7 +4,7 @@
     python scripts/unasync_patterns.py          # rewrite every generated thread twin
     python scripts/unasync_patterns.py --check  # exit 1 if any is out of date (CI, tests)
 
-Two sets of twins (``TWINS``):
+Two sets of twins (``twins()``):
 
 * the patterns: each ``src/corral/_patterns/_aio_<part>.py`` (see ``PARTS``) becomes
   ``_threads_<part>.py``;
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,12 +65,9 @@ SUBS: list[tuple[str, str]] = [
 ]
 
 REDIS = ROOT / "src/corral/_redis"
-REDIS_SUBS: list[tuple[str, str]] = [
-    # imports and the flavour's runtime module
-    (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
-    (r"^from \.\._aio\.", "from .._threads."),
-    (r"\brt\.Acquire\[(\w+)\]", r"\1"),  # a blocking acquire() returns the Permit itself
-    # docstring lines that say something else for threads (whole lines: keep them in step)
+# Docstring lines that say something else for threads: whole lines, and each must match
+# (generate() fails otherwise), so an edit of the line in aio.py cannot leave it stale.
+REDIS_LINES: list[tuple[str, str]] = [
     (
         r"^(\s*)a leader gives the lease up at once, so a follower elsewhere takes over\.$",
         r"\1a follower stops waiting; a leader's ``fn`` runs on unless it watches that Context.",
@@ -83,6 +80,13 @@ REDIS_SUBS: list[tuple[str, str]] = [
         r"^(\s*)``await`` it for a :class:`Permit`, or use it with ``async with``\.$",
         r"\1It blocks until they are granted and returns a :class:`Permit`; ``with`` releases it.",
     ),
+]
+REDIS_SUBS: list[tuple[str, str]] = [
+    # imports and the flavour's runtime module
+    (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
+    (r"^from \.\._aio\.", "from .._threads."),
+    (r"\brt\.Acquire\[(\w+)\]", r"\1"),  # a blocking acquire() returns the Permit itself
+    *REDIS_LINES,
     # names in docstrings and reprs
     (r"\bfor asyncio\b", "for threads"),
     (r"\bimport asyncio, ", "import "),
@@ -100,6 +104,7 @@ class Twin:
     source: Path
     target: Path
     subs: list[tuple[str, str]]
+    required: list[tuple[str, str]] = field(default_factory=list)  # rules that must match
 
     def header(self) -> str:
         src = self.source.relative_to(ROOT)
@@ -113,7 +118,7 @@ class Twin:
 def twins() -> list[Twin]:
     """Every generated module."""
     made = [Twin(PATTERNS / f"_aio_{p}.py", PATTERNS / f"_threads_{p}.py", SUBS) for p in PARTS]
-    return [*made, Twin(REDIS / "aio.py", REDIS / "threads.py", REDIS_SUBS)]
+    return [*made, Twin(REDIS / "aio.py", REDIS / "threads.py", REDIS_SUBS, REDIS_LINES)]
 
 
 def _ruff(args: list[str], text: str, path: Path) -> str:
@@ -139,10 +144,16 @@ def _ruff_format(text: str, path: Path) -> str:
 def generate(twin: Twin) -> str:
     lines = twin.source.read_text().splitlines(keepends=True)
     out = []
+    used: set[str] = set()
     for line in lines:
         for pattern, repl in twin.subs:
-            line = re.sub(pattern, repl, line)
+            line, n = re.subn(pattern, repl, line)
+            if n:
+                used.add(pattern)
         out.append(line)
+    unused = [pattern for pattern, _ in twin.required if pattern not in used]
+    if unused:
+        raise SystemExit(f"{twin.source.relative_to(ROOT)} has no line matching {unused}")
     return _ruff_format(twin.header() + "".join(out), twin.target)
 
 
