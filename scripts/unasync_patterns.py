@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Generate corral's thread-flavour patterns from the asyncio flavour (httpcore's unasync).
+"""Generate corral's thread flavour from its asyncio flavour (httpcore's unasync).
 
-    python scripts/unasync_patterns.py          # rewrite src/corral/_patterns/_threads_*.py
+    python scripts/unasync_patterns.py          # rewrite every generated thread twin
     python scripts/unasync_patterns.py --check  # exit 1 if any is out of date (CI, tests)
 
-Each source ``src/corral/_patterns/_aio_<part>.py`` (see ``PARTS``) becomes
-``_threads_<part>.py``, rewritten line by line (``async def`` -> ``def``, ``await x`` ->
-``x``, ``__anext__`` -> ``__next__``, ``_rt_aio`` -> ``_rt_threads``, ``from ._aio_<x>``
--> ``from ._threads_<x>``, and in docstring examples ``asyncio.run(main())`` ->
-``main()`` and ``corral.fan_out`` -> ``corral.threads.fan_out``), then formatted with
-ruff, so each generated file passes ``ruff format --check``. Whatever truly differs between the
-flavours lives in ``_rt_aio.py`` / ``_rt_threads.py``, never in a rule here.
+Two sets of twins (``twins()``):
+
+* the patterns: each ``src/corral/_patterns/_aio_<part>.py`` (see ``PARTS``) becomes
+  ``_threads_<part>.py``;
+* the Redis extension: ``src/corral/_redis/aio.py`` (``corral.redis``) becomes
+  ``threads.py`` (``corral.threads.redis``).
+
+Each is rewritten line by line (``async def`` -> ``def``, ``await x`` -> ``x``, ``__anext__``
+-> ``__next__``, ``_rt_aio`` -> ``_rt_threads``, ``from ._aio_<x>`` -> ``from ._threads_<x>``,
+and in docstring examples ``asyncio.run(main())`` -> ``main()`` and ``corral.fan_out`` ->
+``corral.threads.fan_out``; the Redis table has its own names and the few docstring lines
+that say something else for threads), then formatted with ruff, so each generated file passes
+``ruff format --check``. Whatever truly differs between the flavours lives in ``_rt_aio.py``
+/ ``_rt_threads.py`` (one pair per package), never in a rule here.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,16 +36,8 @@ PARTS = ("workers", "flow", "relays")
 # Names that differ between `corral` and `corral.threads` (the rest are the same objects).
 _FLAVOURED = "fan_out|fan_in|pipeline|or_done|tee|Channel|select|Semaphore|Group"
 
-SUBS: list[tuple[str, str]] = [
-    # imports and the flavour's runtime module
-    (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
-    (r"^from \._aio_(\w+) import", r"from ._threads_\1 import"),
-    # docstring examples
-    (r"import asyncio, corral\b", "import corral.threads"),
-    (r"asyncio\.run\((.*)\)$", r"\1"),
-    (rf"\bcorral\.({_FLAVOURED})\b", r"corral.threads.\1"),
-    (r"\bThe asyncio flavour\b", "The thread flavour"),
-    # the language
+# The language: the same for every twin.
+LANGUAGE: list[tuple[str, str]] = [
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),
     (r"\basync for\b", "for"),
@@ -48,19 +48,77 @@ SUBS: list[tuple[str, str]] = [
     (r"\b__anext__\b", "__next__"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
     (r"\baclose\b", "close"),
+]
+
+SUBS: list[tuple[str, str]] = [
+    # imports and the flavour's runtime module
+    (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
+    (r"^from \._aio_(\w+) import", r"from ._threads_\1 import"),
+    # docstring examples
+    (r"import asyncio, corral\b", "import corral.threads"),
+    (r"asyncio\.run\((.*)\)$", r"\1"),
+    (rf"\bcorral\.({_FLAVOURED})\b", r"corral.threads.\1"),
+    (r"\bThe asyncio flavour\b", "The thread flavour"),
+    *LANGUAGE,
     # what the rewrite leaves un-idiomatic
     (r"\[x for x in self\]", "list(self)"),
 ]
 
-HEADER = (
-    "# GENERATED from src/corral/_patterns/_aio_{part}.py by scripts/unasync_patterns.py.\n"
-    "# Do not edit: change _aio_{part}.py (or _rt_threads.py) and run the script again.\n"
-)
+REDIS = ROOT / "src/corral/_redis"
+# Docstring lines that say something else for threads: whole lines, and each must match
+# (generate() fails otherwise), so an edit of the line in aio.py cannot leave it stale.
+REDIS_LINES: list[tuple[str, str]] = [
+    (
+        r"^(\s*)a leader gives the lease up at once, so a follower elsewhere takes over\.$",
+        r"\1a follower stops waiting; a leader's ``fn`` runs on unless it watches that Context.",
+    ),
+    (
+        r"^(\s*)An ``async def`` fn is awaited; a plain function runs in a worker thread\.",
+        r"\1``fn`` runs in the thread of this process's flight.",
+    ),
+    (
+        r"^(\s*)``await`` it for a :class:`Permit`, or use it with ``async with``\.$",
+        r"\1It blocks until they are granted and returns a :class:`Permit`; ``with`` releases it.",
+    ),
+]
+REDIS_SUBS: list[tuple[str, str]] = [
+    # imports and the flavour's runtime module
+    (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
+    (r"^from \.\._aio\.", "from .._threads."),
+    (r"\brt\.Acquire\[(\w+)\]", r"\1"),  # a blocking acquire() returns the Permit itself
+    *REDIS_LINES,
+    # names in docstrings and reprs
+    (r"\bfor asyncio\b", "for threads"),
+    (r"\bimport asyncio, ", "import "),
+    (r"\bredis\.asyncio\b", "redis"),
+    (r"\bcorral\.redis\b", "corral.threads.redis"),
+    (r"\bcorral\.SingleFlight\b", "corral.threads.SingleFlight"),
+    *LANGUAGE,
+]
 
 
-def pairs() -> list[tuple[str, Path, Path]]:
-    """(part, source, target) for every generated module."""
-    return [(p, PATTERNS / f"_aio_{p}.py", PATTERNS / f"_threads_{p}.py") for p in PARTS]
+@dataclass(frozen=True)
+class Twin:
+    """One generated module: ``target`` rewritten from ``source`` with ``subs``."""
+
+    source: Path
+    target: Path
+    subs: list[tuple[str, str]]
+    required: list[tuple[str, str]] = field(default_factory=list)  # rules that must match
+
+    def header(self) -> str:
+        src = self.source.relative_to(ROOT)
+        rt = self.source.parent / "_rt_threads.py"
+        return (
+            f"# GENERATED from {src} by scripts/unasync_patterns.py.\n"
+            f"# Do not edit: change {src.name} (or {rt.name}) and run the script again.\n"
+        )
+
+
+def twins() -> list[Twin]:
+    """Every generated module."""
+    made = [Twin(PATTERNS / f"_aio_{p}.py", PATTERNS / f"_threads_{p}.py", SUBS) for p in PARTS]
+    return [*made, Twin(REDIS / "aio.py", REDIS / "threads.py", REDIS_SUBS, REDIS_LINES)]
 
 
 def _ruff(args: list[str], text: str, path: Path) -> str:
@@ -83,21 +141,28 @@ def _ruff_format(text: str, path: Path) -> str:
     return _ruff(["format"], text, path)
 
 
-def generate(part: str, source: Path, target: Path) -> str:
-    lines = source.read_text().splitlines(keepends=True)
+def generate(twin: Twin) -> str:
+    lines = twin.source.read_text().splitlines(keepends=True)
     out = []
+    used: set[str] = set()
     for line in lines:
-        for pattern, repl in SUBS:
-            line = re.sub(pattern, repl, line)
+        for pattern, repl in twin.subs:
+            line, n = re.subn(pattern, repl, line)
+            if n:
+                used.add(pattern)
         out.append(line)
-    return _ruff_format(HEADER.format(part=part) + "".join(out), target)
+    unused = [pattern for pattern, _ in twin.required if pattern not in used]
+    if unused:
+        raise SystemExit(f"{twin.source.relative_to(ROOT)} has no line matching {unused}")
+    return _ruff_format(twin.header() + "".join(out), twin.target)
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for part, source, target in pairs():
-        text = generate(part, source, target)
+    for twin in twins():
+        target = twin.target
+        text = generate(twin)
         if check:
             if not target.exists() or target.read_text() != text:
                 stale.append(target)
@@ -105,7 +170,7 @@ def main(argv: list[str]) -> int:
         target.write_text(text)
         print(f"wrote {target.relative_to(ROOT)}")
     # A _threads_*.py no source generates any more (a part renamed or removed) is stale too.
-    made = {target for _, _, target in pairs()}
+    made = {twin.target for twin in twins()}
     orphans = sorted(set(PATTERNS.glob("_threads_*.py")) - made)
     for path in orphans:
         if check:
@@ -113,7 +178,7 @@ def main(argv: list[str]) -> int:
         else:
             print(f"note: {path.relative_to(ROOT)} is no longer generated: delete it")
     # An asyncio-flavour module missing from PARTS would have no thread twin at all.
-    unlisted = sorted(set(PATTERNS.glob("_aio_*.py")) - {source for _, source, _ in pairs()})
+    unlisted = sorted(set(PATTERNS.glob("_aio_*.py")) - {twin.source for twin in twins()})
     for path in unlisted:
         print(f"{path.relative_to(ROOT)} has no thread twin: add its part to PARTS")
     for path in stale:

@@ -1,4 +1,4 @@
-"""The thread flavour of the patterns is generated from the asyncio flavour: keep it so."""
+"""The thread flavours (patterns, Redis shells) are generated from the asyncio ones: keep it so."""
 
 from __future__ import annotations
 
@@ -30,3 +30,9 @@ def test_both_flavours_export_the_pattern_names() -> None:
         assert getattr(corral, n) is getattr(corral.threads, n)
     for n in ("fan_out", "fan_in", "pipeline", "or_done", "tee"):
         assert getattr(corral, n) is not getattr(corral.threads, n)
+
+
+def test_redis_thread_shell_is_generated_from_the_asyncio_shell() -> None:
+    # The check above covers it only while the script lists it: keep it listed.
+    first = (ROOT / "src/corral/_redis/threads.py").read_text().splitlines()[0]
+    assert first == "# GENERATED from src/corral/_redis/aio.py by scripts/unasync_patterns.py."

@@ -23,6 +23,14 @@ REDIS_SERVER = shutil.which("redis-server") or (
 )
 
 
+def wait_for(cond: Any, timeout: float = 10.0) -> None:
+    """Wait for a condition on state another thread or Redis changes (no event to wait on)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.005)
+
+
 def _unavailable(why: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"corral.redis tests cannot run under CI: {why}", pytrace=False)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -18,13 +17,7 @@ import corral.redis
 import corral.threads.redis
 from corral import Cancelled, DeadlineExceeded
 
-
-def _wait_for(cond: Any, timeout: float = 10.0) -> None:
-    """Wait for a condition that Redis or another thread changes (no event to wait on)."""
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.005)
+from .conftest import wait_for
 
 
 def test_threads_acquire_release_and_statistics(client: Any) -> None:
@@ -66,10 +59,10 @@ def test_fifo_head_of_line_across_processes(client: Any) -> None:
 
     tb = threading.Thread(target=big)
     tb.start()
-    _wait_for(lambda: a.server_statistics().waiting == 1)
+    wait_for(lambda: a.server_statistics().waiting == 1)
     ts = threading.Thread(target=small)
     ts.start()
-    _wait_for(lambda: a.server_statistics().waiting == 2)
+    wait_for(lambda: a.server_statistics().waiting == 2)
     # 3 permits are free, but the 8 at the head holds the 1 behind it back.
     assert order == []
     first.release()
@@ -100,7 +93,7 @@ def test_timed_out_and_cancelled_waiters_leave_no_trace(client: Any) -> None:
 
         t = threading.Thread(target=wait)
         t.start()
-        _wait_for(lambda: a.server_statistics().waiting == 1)
+        wait_for(lambda: a.server_statistics().waiting == 1)
         ctx.cancel()
         t.join(10)
         assert [type(e) for e in errors] == [Cancelled]
@@ -214,9 +207,9 @@ def test_waiter_that_lost_its_queue_entry_queues_again(client: Any) -> None:
     got: list[int] = []
     t = threading.Thread(target=lambda: got.append(b.acquire(1, timeout=10).n))
     t.start()
-    _wait_for(lambda: a.server_statistics().waiting == 1)
+    wait_for(lambda: a.server_statistics().waiting == 1)
     client.delete("rq:q", "rq:qx")  # its entry is gone, as after a stall longer than the lease
-    _wait_for(lambda: a.server_statistics().waiting == 1)  # it queued again by itself
+    wait_for(lambda: a.server_statistics().waiting == 1)  # it queued again by itself
     first.release()
     t.join(10)
     assert got == [1]

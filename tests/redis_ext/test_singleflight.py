@@ -18,6 +18,8 @@ import corral.redis
 import corral.threads.redis
 from corral import DeadlineExceeded
 
+from .conftest import wait_for
+
 
 class Boom(Exception):
     pass
@@ -50,8 +52,8 @@ def test_threads_one_execution_for_two_processes(client: Any) -> None:
     ]
     for t in others:
         t.start()
-    _wait_for(lambda: b.statistics().waiters == 5 and a.statistics().waiters == 6)
-    _wait_for(lambda: _followers(client, "t") == 1)
+    wait_for(lambda: b.statistics().waiters == 5 and a.statistics().waiters == 6)
+    wait_for(lambda: _followers(client, "t") == 1)
     release.set()
     for t in [*leader, *others]:
         t.join(10)
@@ -65,16 +67,6 @@ def test_threads_one_execution_for_two_processes(client: Any) -> None:
 
 def _followers(client: Any, ns: str) -> int:
     return len(client.pubsub_channels(f"{ns}:sf:c:*"))
-
-
-def _wait_for(cond: Any, timeout: float = 10.0) -> None:
-    """Wait for a condition on state another thread or Redis changes (no event to wait on)."""
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.005)
 
 
 def test_threads_error_is_shared_across_processes(client: Any) -> None:
@@ -100,7 +92,7 @@ def test_threads_error_is_shared_across_processes(client: Any) -> None:
     assert started.wait(10)
     t2 = threading.Thread(target=call, args=(b,))
     t2.start()
-    _wait_for(lambda: _followers(client, "e") == 1)
+    wait_for(lambda: _followers(client, "e") == 1)
     release.set()
     t1.join(10)
     t2.join(10)
@@ -134,7 +126,7 @@ def test_unpicklable_error_becomes_remote_error(client: Any) -> None:
     assert started.wait(10)
     t2 = threading.Thread(target=call, args=("b", b))
     t2.start()
-    _wait_for(lambda: _followers(client, "u") == 1)
+    wait_for(lambda: _followers(client, "u") == 1)
     release.set()
     t1.join(10)
     t2.join(10)
@@ -164,7 +156,7 @@ def test_pluggable_serializer(client: Any) -> None:
     results: list[Any] = []
     t = threading.Thread(target=lambda: results.append(sf.do("k", lambda: None)))
     t.start()
-    _wait_for(lambda: _followers(client, "j") == 1)
+    wait_for(lambda: _followers(client, "j") == 1)
     client.publish("j:sf:c:x", b"v" + JsonSerializer.dumps({"id": 7}))
     t.join(10)
     assert results == [{"id": 7}]
@@ -208,7 +200,7 @@ def test_follower_sees_redis_lose_its_state(client: Any) -> None:
 
     t = threading.Thread(target=call)
     t.start()
-    _wait_for(lambda: _followers(client, "s") == 1)
+    wait_for(lambda: _followers(client, "s") == 1)
     client.flushall()  # what a restart without persistence does to the keys
     client.set("s:sf:k:lease", "other", px=60000)  # and someone else starts afresh
     t.join(10)
@@ -227,7 +219,7 @@ def test_caller_timeout_leaves_the_call_running(client: Any) -> None:
 
     t = threading.Thread(target=lambda: results.append(sf.do("k", slow)))
     t.start()
-    _wait_for(lambda: sf.statistics().in_flight == 1)
+    wait_for(lambda: sf.statistics().in_flight == 1)
     with pytest.raises(DeadlineExceeded):
         sf.do("k", slow, timeout=0.05)
     release.set()

@@ -1,32 +1,29 @@
-"""``corral.redis``: SingleFlight and the weighted Semaphore shared through Redis, for asyncio
-(over ``redis.asyncio``). The scripts are ``scripts``'s and the I/O-free rules ``common``'s;
-this shell only awaits them. ``corral.threads.redis`` is the same over blocking ``redis``."""
+"""``corral.redis``: SingleFlight and the weighted Semaphore shared through Redis,
+for asyncio (over ``redis.asyncio``). The scripts are ``scripts``'s and the I/O-free rules
+``common``'s; this shell only waits for them. What truly differs between the flavours
+(running ``fn``, renewing leases, a wait's limits) is in ``_rt_aio`` / ``_rt_threads``:
+``threads.py`` is generated from ``aio.py`` by ``scripts/unasync_patterns.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any
 
-from redis import exceptions as rexc
-
 from .._aio.singleflight import SingleFlight as LocalSingleFlight
 from .._core.context import Context, _check_timeout
-from .._core.group import is_async_callable
 from .._core.semaphore import SemaphoreStatistics, check_weight
 from .._core.singleflight import SingleFlightBase
-from .._errors import DeadlineExceeded
 from .._shells import check_ctx
+from . import _rt_aio as rt
 from . import scripts
 from .common import (
     ABANDONED,
+    IO_ERRORS,
     PICKLE,
     RedisSemaphoreStatistics,
     RedisSingleFlightStatistics,
-    RedisUnavailable,
     RemoteError,
     SemKeys,
     Serializer,
@@ -46,12 +43,10 @@ from .common import (
     redis_key,
     size_conflict,
     state_lost,
+    unavailable,
 )
 
 __all__ = ["Permit", "Semaphore", "SingleFlight"]
-
-_IO_ERRORS = (rexc.ConnectionError, rexc.TimeoutError)
-_CTX_SLICE = 0.1
 
 
 @contextlib.contextmanager
@@ -59,68 +54,15 @@ def _translated(what: str) -> Generator[None, None, None]:
     """redis-py's connection failures as corral's typed error."""
     try:
         yield
-    except _IO_ERRORS as exc:
-        raise _unavailable(what, exc) from exc
+    except IO_ERRORS as exc:
+        raise unavailable(what, exc) from exc
 
 
-def _unavailable(what: str, exc: BaseException) -> RedisUnavailable:
-    return RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}")
-
-
-async def _stop(task: asyncio.Task[Any], done: asyncio.Event) -> None:
-    """Stop a helper loop and wait until it has ended (no task outlives its owner). The
-    flag, not only the cancel: redis-py can swallow a cancel that lands in its read (as a
-    read timeout), and a loop that retries on timeouts would then never end."""
-    done.set()
-    if not task.done():
-        task.cancel()
-        await asyncio.wait([task])
-
-
-async def _close(pubsub: Any) -> None:
-    with contextlib.suppress(*_IO_ERRORS):
-        await pubsub.aclose()
-
-
-class _Guard:
-    """A wait's limits, checked between reads rather than delivered as a task cancellation:
-    redis-py can swallow a ``CancelledError`` that races with its own read timeout (it then
-    returns "no message"), so a wait relying on ``task.cancel()`` alone could outlive its
-    deadline, its ``ctx`` or its caller's cancellation. A wait with a ``ctx`` reads in slices of
-    at most ``_CTX_SLICE`` seconds (local socket waits, not Redis round trips)."""
-
-    __slots__ = ("base", "ctx", "end", "loop", "task", "timeout", "what")
-
-    def __init__(self, timeout: float | None, ctx: Context | None, what: str) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
-        self.base = 0 if self.task is None else self.task.cancelling()
-        self.timeout = timeout
-        self.end = None if timeout is None else self.loop.time() + timeout
-        self.ctx = ctx
-        self.what = what
-
-    def slice(self, want: float) -> float:
-        """How long the next read may block, at most ``want``; raises once a limit is hit."""
-        if self.task is not None and self.task.cancelling() > self.base:
-            raise asyncio.CancelledError  # cancelled, and the cancel was swallowed below us
-        if self.ctx is not None:
-            self.ctx.raise_if_cancelled()
-            want = min(want, _CTX_SLICE)
-        if self.end is not None:
-            left = self.end - self.loop.time()
-            if left <= 0:
-                raise DeadlineExceeded(f"{self.what}: timed out after {self.timeout} s")
-            want = min(want, left)
-        return want
-
-
-async def _next_message(pubsub: Any, wait: float, guard: _Guard) -> Any:
+async def _next_message(pubsub: Any, wait: float, guard: rt.Guard) -> Any:
     """The next published message within ``wait`` seconds, else None (subscribe
     confirmations are skipped without ending the wait)."""
-    loop = guard.loop
-    end = loop.time() + wait
-    while (left := end - loop.time()) > 0:
+    end = guard.now() + wait
+    while (left := end - guard.now()) > 0:
         msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=guard.slice(left))
         if msg is not None:
             return msg
@@ -143,8 +85,8 @@ class SingleFlight:
 
     Keys are ``str`` (an ``int`` is its digits). ``timeout=`` and ``ctx=`` make one caller
     leave, as with ``corral.SingleFlight``; when every caller in this process left, the
-    process's flight stops (a leader gives the lease up at once, so a follower elsewhere
-    takes over).
+    process's flight stops (its ``current_context()`` is cancelled):
+    a leader gives the lease up at once, so a follower elsewhere takes over.
 
     >>> import asyncio, corral.redis, redis.asyncio
     >>> async def main(url):  # doctest: +SKIP
@@ -155,6 +97,7 @@ class SingleFlight:
 
     __slots__ = (
         "_client",
+        "_count_lock",
         "_followed",
         "_lease_ms",
         "_led",
@@ -190,6 +133,7 @@ class SingleFlight:
             for name in ("SF_JOIN", "SF_RENEW", "SF_FINISH", "SF_ABANDON", "SF_CHECK")
         }
         self._led = self._followed = self._takeovers = 0
+        self._count_lock = rt.Lock()  # (threads: flights of different keys run in parallel)
 
     async def do(
         self,
@@ -200,8 +144,9 @@ class SingleFlight:
         timeout: float | None = None,
         ctx: Context | None = None,
     ) -> Any:
-        """Return ``fn(*args)`` (an ``async def`` is awaited, a plain function runs in a
-        thread), computed once for every concurrent caller of ``key`` in every process."""
+        """Return ``fn(*args)``, computed once for every concurrent caller of ``key`` in
+        every process; ``timeout=`` / ``ctx=`` make this caller leave (not the call).
+        An ``async def`` fn is awaited; a plain function runs in a worker thread."""
         k = redis_key(key, "redis.SingleFlight.do")
         if not callable(fn):
             raise TypeError(f"redis.SingleFlight.do: fn must be callable, got {type(fn).__name__}")
@@ -230,16 +175,19 @@ class SingleFlight:
                 )
             epoch = decode(r[2])
             if r[0] == 2:
-                self._followed += 1
+                with self._count_lock:
+                    self._followed += 1
                 return load_outcome(self._serializer, bytes(r[1]))
             if r[0] == 1:
-                self._led += 1
-                self._takeovers += bool(dead)
+                with self._count_lock:
+                    self._led += 1
+                    self._takeovers += bool(dead)
                 return await self._lead(k, keys, token, fn, args, dead)
             leader = decode(r[1])
             data = await self._follow(k, keys, leader, epoch)
             if data is not None:
-                self._followed += 1
+                with self._count_lock:
+                    self._followed += 1
                 return load_outcome(self._serializer, data)
             dead.append(leader)
 
@@ -252,25 +200,26 @@ class SingleFlight:
         args: tuple[Any, ...],
         dead: list[str],
     ) -> Any:
-        stop = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(keys, token, stop))
+        lease_ms = self._lease_ms
+        renew = self._s["SF_RENEW"]
+        every, _ = intervals(lease_ms)
+        renewer = rt.Renewer(
+            every,
+            lambda: renew(keys=[keys.lease], args=[token, lease_ms]),
+            f"corral-redis-lease-{k}",
+        )
         try:
             try:
-                if is_async_callable(fn):
-                    value = await fn(*args)
-                else:
-                    value = await asyncio.to_thread(fn, *args)
-                    if inspect.isawaitable(value):
-                        value = await value
+                value = await rt.call(fn, args)
             finally:
-                await _stop(renewer, stop)
+                await renewer.stop()
         except Exception as exc:
             error: Exception | None = exc
             value = None
         except BaseException:
             # Cancelled (every local caller left) or interrupted: nobody here wants the
             # value; free the key now so a follower elsewhere takes over without waiting.
-            with contextlib.suppress(*_IO_ERRORS):
+            with contextlib.suppress(*IO_ERRORS):
                 ch = keys.channel(token)
                 await self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED])
             raise
@@ -283,7 +232,7 @@ class SingleFlight:
         with _translated("redis.SingleFlight.do"):
             ok = await self._s["SF_FINISH"](
                 keys=[keys.lease, keys.result(token), *map(keys.result, dead)],
-                args=[token, outcome, 2 * self._lease_ms, keys.channel(token)],
+                args=[token, outcome, 2 * lease_ms, keys.channel(token)],
             )
         if not ok:
             raise lost_leader(k) from error
@@ -291,22 +240,10 @@ class SingleFlight:
             raise error
         return value
 
-    async def _renew(self, keys: SFKeys, token: str, stop: asyncio.Event) -> None:
-        every, _ = intervals(self._lease_ms)
-        while not stop.is_set():
-            await asyncio.sleep(every)
-            if stop.is_set():
-                return
-            try:
-                if not await self._s["SF_RENEW"](keys=[keys.lease], args=[token, self._lease_ms]):
-                    return  # lost: the finish says so to the callers
-            except _IO_ERRORS:
-                continue  # maybe a blip: keep trying while the lease may still run
-
     async def _follow(self, k: str, keys: SFKeys, token: str, epoch: str) -> bytes | None:
         """Wait for the flight ``token``: its outcome, or None if its leader is gone."""
         _, check_every = intervals(self._lease_ms)
-        guard = _Guard(None, None, "redis.SingleFlight.do")
+        guard = rt.Guard(None, rt.flight_context(), "redis.SingleFlight.do")
         pubsub = self._client.pubsub()
         try:
             with _translated("redis.SingleFlight.do"):
@@ -328,7 +265,8 @@ class SingleFlight:
                         data = bytes(msg["data"])
                         return None if data == ABANDONED else data
         finally:
-            await _close(pubsub)
+            with contextlib.suppress(*IO_ERRORS):
+                await pubsub.aclose()
 
     def __repr__(self) -> str:
         return f"<corral.redis.SingleFlight namespace={self._ns!r}>"
@@ -362,30 +300,6 @@ class Permit:
         await self.release()
 
 
-class _Acquire:
-    """``await sem.acquire(n)`` (a :class:`Permit`) or ``async with sem.acquire(n):``."""
-
-    __slots__ = ("_args", "_permit", "_sem")
-
-    def __init__(self, sem: Semaphore, *args: Any) -> None:
-        self._sem = sem
-        self._args = args
-        self._permit: Permit | None = None
-
-    def __await__(self) -> Generator[Any, None, Permit]:
-        return self._sem._acquire(*self._args).__await__()
-
-    async def __aenter__(self) -> Permit:
-        self._permit = await self
-        return self._permit
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._permit is not None
-        await self._permit.release()
-
-
 class Semaphore:
     """Semaphore(client, name, size, *, lease=10.0): Go's weighted semaphore shared by every
     process using ``name`` on one Redis; strictly FIFO across processes.
@@ -415,12 +329,12 @@ class Semaphore:
         "_held",
         "_k",
         "_lease_ms",
+        "_lock",
         "_lost",
         "_lost_count",
-        "_renewing",
+        "_renewal",
         "_s",
         "_size",
-        "_tick",
         "_waiting",
     )
 
@@ -435,12 +349,14 @@ class Semaphore:
             name: client.register_script(getattr(scripts, name))
             for name in ("SEM_ACQUIRE", "SEM_TOUCH", "SEM_RELEASE", "SEM_STATE")
         }
+        self._lock = rt.Lock()
         self._held: dict[str, int] = {}
         self._lost: set[str] = set()
-        # Renewals: a timer (not a sleeping task) while this object holds permits, which
-        # starts a short task per renewal; nothing is left running once all are released.
-        self._tick: asyncio.TimerHandle | None = None
-        self._renewing: asyncio.Task[None] | None = None
+        # Renewals run only while this object holds permits; nothing is left running after.
+        every, _ = intervals(self._lease_ms)
+        self._renewal = rt.Ticker(
+            every, self._renew, lambda: bool(self._held), "corral-redis-semaphore"
+        )
         self._waiting = self._acquired = self._lost_count = 0
 
     @property
@@ -450,27 +366,32 @@ class Semaphore:
 
     def acquire(
         self, n: int = 1, *, timeout: float | None = None, ctx: Context | None = None
-    ) -> _Acquire:
-        """Acquire ``n`` permits in FIFO order: ``await`` it for a :class:`Permit`, or use it
-        with ``async with``. ``ValueError`` if ``n`` exceeds the size; ``DeadlineExceeded``
-        after ``timeout``; ``Cancelled`` when ``ctx`` is done."""
+    ) -> rt.Acquire[Permit]:
+        """Acquire ``n`` permits in FIFO order (across processes).
+
+        ``await`` it for a :class:`Permit`, or use it with ``async with``.
+        ``ValueError`` if ``n`` exceeds the size; ``DeadlineExceeded`` after ``timeout``;
+        ``Cancelled`` when ``ctx`` is done."""
         n = check_weight(n, self._size, "redis.Semaphore.acquire")
         if timeout is not None:
             _check_timeout(timeout)
-        return _Acquire(self, n, timeout, ctx)
+        return rt.acquiring(self._acquire, n, timeout, ctx)
 
     async def release(self, n: int = 1) -> None:
         """Release one held :class:`Permit` of ``n`` permits taken through this object."""
-        for token, w in self._held.items():
-            if w == n:
-                return await self._release(token, n)
-        raise ValueError(f"redis.Semaphore.release: no permit of n={n} is held here")
+        with self._lock:
+            token = next((t for t, w in self._held.items() if w == n), None)
+        if token is None:
+            raise ValueError(f"redis.Semaphore.release: no permit of n={n} is held here")
+        await self._release(token, n)
 
     def statistics(self) -> RedisSemaphoreStatistics:
         """This process's :class:`RedisSemaphoreStatistics` (no I/O)."""
-        return RedisSemaphoreStatistics(
-            self._size, sum(self._held.values()), self._waiting, self._acquired, self._lost_count
-        )
+        with self._lock:
+            held = sum(self._held.values())
+            return RedisSemaphoreStatistics(
+                self._size, held, self._waiting, self._acquired, self._lost_count
+            )
 
     async def server_statistics(self) -> SemaphoreStatistics:
         """Every process's view, from Redis: size, held, waiting, waiting_weight."""
@@ -490,28 +411,30 @@ class Semaphore:
             r = await self._s["SEM_ACQUIRE"](
                 keys=k.keys, args=[token, n, self._size, self._lease_ms]
             )
-        except _IO_ERRORS as exc:
-            raise _unavailable(what, exc) from exc
+        except IO_ERRORS as exc:
+            raise unavailable(what, exc) from exc
         if r[0] == -1:
             raise size_conflict(what, self._size, r[1])
         if r[0] == 0:
-            self._waiting += 1
+            with self._lock:
+                self._waiting += 1
             try:
-                await self._wait(token, n, _Guard(timeout, ctx, what))
+                await self._wait(token, n, rt.Guard(timeout, ctx, what))
             except BaseException:
                 # Leave no trace: out of the queue, or, granted meanwhile, permits given back.
-                with contextlib.suppress(*_IO_ERRORS):
+                with contextlib.suppress(*IO_ERRORS):
                     await self._s["SEM_RELEASE"](keys=k.keys, args=[token])
                 raise
             finally:
-                self._waiting -= 1
-        self._acquired += 1
-        self._held[token] = n
-        if self._tick is None and self._renewing is None:
-            self._schedule()
+                with self._lock:
+                    self._waiting -= 1
+        with self._lock:
+            self._acquired += 1
+            self._held[token] = n
+        self._renewal.poke()
         return Permit(self, token, n)
 
-    async def _wait(self, token: str, n: int, guard: _Guard) -> None:
+    async def _wait(self, token: str, n: int, guard: rt.Guard) -> None:
         _, check_every = intervals(self._lease_ms)
         k = self._k
         pubsub = self._client.pubsub()
@@ -541,47 +464,41 @@ class Semaphore:
                     if granted_in(msg, token):
                         return
         finally:
-            await _close(pubsub)
-
-    def _schedule(self) -> None:
-        every, _ = intervals(self._lease_ms)
-        self._tick = asyncio.get_running_loop().call_later(every, self._on_tick)
-
-    def _on_tick(self) -> None:
-        self._tick = None
-        if self._held:
-            self._renewing = asyncio.ensure_future(self._renew())
+            with contextlib.suppress(*IO_ERRORS):
+                await pubsub.aclose()
 
     async def _renew(self) -> None:
-        k = self._k
-        tokens = list(self._held)
+        """Renew the lease of every permit held here (the Ticker's tick)."""
+        with self._lock:
+            tokens = list(self._held)
+        if not tokens:
+            return
         try:
-            r = await self._s["SEM_TOUCH"](keys=k.keys, args=tokens)
-        except _IO_ERRORS:
-            pass  # a blip: the leases may still be running; the release will tell
-        else:
+            r = await self._s["SEM_TOUCH"](keys=self._k.keys, args=tokens)
+        except IO_ERRORS:
+            return  # a blip: the leases may still be running; the release will tell
+        with self._lock:
             held = self._held
             self._lost.update(t for t, st in zip(tokens, r, strict=True) if st != 1 and t in held)
-        finally:
-            self._renewing = None
-            if self._held and self._tick is None:
-                self._schedule()
 
     async def _release(self, token: str, n: int) -> None:
-        if self._held.pop(token, None) is None:
-            raise ValueError("redis.Semaphore.release: these permits were already released")
-        if not self._held and self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
-        k = self._k
+        with self._lock:
+            if self._held.pop(token, None) is None:
+                raise ValueError("redis.Semaphore.release: these permits were already released")
+        self._renewal.idle()
         try:
-            r = await self._s["SEM_RELEASE"](keys=k.keys, args=[token])
-        except _IO_ERRORS as exc:
-            raise _unavailable("redis.Semaphore.release", exc) from exc
-        if r != 1 or token in self._lost:
+            r = await self._s["SEM_RELEASE"](keys=self._k.keys, args=[token])
+        except IO_ERRORS as exc:
+            raise unavailable("redis.Semaphore.release", exc) from exc
+        with self._lock:
+            lost = r != 1 or token in self._lost
             self._lost.discard(token)
-            self._lost_count += 1
+            if lost:
+                self._lost_count += 1
+        if lost:
             raise lost_holder(n)
 
     def __repr__(self) -> str:
-        return f"<corral.redis.Semaphore size={self._size} held_here={sum(self._held.values())}>"
+        with self._lock:
+            held = sum(self._held.values())
+        return f"<corral.redis.Semaphore size={self._size} held_here={held}>"

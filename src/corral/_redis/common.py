@@ -1,15 +1,19 @@
 """What both flavours of ``corral.redis`` share and that does no I/O: errors, argument
-checks, key names, the outcome envelope, statistics, and the timing rules."""
+checks, key names, the outcome envelope, statistics, the timing rules and a wait's limits."""
 
 from __future__ import annotations
 
 import pickle
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from redis import exceptions as rexc
+
+from .._core.context import Context
 from .._core.semaphore import check_size
-from .._errors import CorralError
+from .._errors import CorralError, DeadlineExceeded
 
 __all__ = [
     "LeaseLost",
@@ -25,6 +29,12 @@ __all__ = [
     "new_token",
     "redis_key",
 ]
+
+
+#: redis-py's errors for a connection that failed or timed out (a blip, or Redis is gone).
+IO_ERRORS = (rexc.ConnectionError, rexc.TimeoutError)
+#: The longest socket read of a wait that watches a Context (a local wait, not a round trip).
+CTX_SLICE = 0.1
 
 
 class RedisUnavailable(CorralError):
@@ -189,11 +199,47 @@ class RedisSemaphoreStatistics:
     lost: int  #: holders of this process whose lease ran out before release
 
 
+def unavailable(what: str, exc: BaseException) -> RedisUnavailable:
+    return RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}")
+
+
 def intervals(lease_ms: int) -> tuple[float, float]:
     """(renew every, check every) in seconds: a holder renews three times per lease (two
     renewals may fail and it still holds); a waiter re-checks twice per lease, so it sees a
     dead leader or holder within 1.5 leases."""
     return lease_ms / 3000, lease_ms / 2000
+
+
+class Bound:
+    """A wait's limits: a deadline (``timeout=``) and a Context to watch, checked between
+    reads. Neither flavour can rely on being interrupted inside redis-py's socket read (a
+    thread cannot be; see ``_rt_aio.Guard`` for asyncio), so a wait with a ``ctx`` reads in
+    slices of at most ``CTX_SLICE`` seconds; without one it sleeps until a message arrives
+    or its periodic check is due."""
+
+    __slots__ = ("ctx", "end", "timeout", "what")
+
+    def __init__(self, timeout: float | None, ctx: Context | None, what: str) -> None:
+        self.timeout = timeout
+        self.end = None if timeout is None else self.now() + timeout
+        self.ctx = ctx
+        self.what = what
+
+    def now(self) -> float:
+        """The clock the deadline is on."""
+        return time.monotonic()
+
+    def slice(self, want: float) -> float:
+        """How long the next read may block, at most ``want``; raises once a limit is hit."""
+        if self.ctx is not None:
+            self.ctx.raise_if_cancelled()
+            want = min(want, CTX_SLICE)
+        if self.end is not None:
+            left = self.end - self.now()
+            if left <= 0:
+                raise DeadlineExceeded(f"{self.what}: timed out after {self.timeout} s")
+            want = min(want, left)
+        return want
 
 
 # --- key names and script arguments ----------------------------------------------------------

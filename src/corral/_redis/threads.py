@@ -1,35 +1,31 @@
-"""``corral.threads.redis``: the blocking flavour of ``corral.redis`` (over ``redis``).
-
-Same scripts and rules as the asyncio flavour (``scripts``, ``common``); only waiting
-differs. A thread cannot be interrupted inside a socket read, so a wait that has a ``ctx``
-to watch reads in slices of at most ``_CTX_SLICE`` seconds (local socket waits, not Redis
-round trips); without one it sleeps until a message arrives or its periodic check is due.
-"""
+# GENERATED from src/corral/_redis/aio.py by scripts/unasync_patterns.py.
+# Do not edit: change aio.py (or _rt_threads.py) and run the script again.
+"""``corral.threads.redis``: SingleFlight and the weighted Semaphore shared through Redis,
+for threads (over ``redis``). The scripts are ``scripts``'s and the I/O-free rules
+``common``'s; this shell only waits for them. What truly differs between the flavours
+(running ``fn``, renewing leases, a wait's limits) is in ``_rt_aio`` / ``_rt_threads``:
+``threads.py`` is generated from ``aio.py`` by ``scripts/unasync_patterns.py``."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any
 
-from redis import exceptions as rexc
-
 from .._core.context import Context, _check_timeout
 from .._core.semaphore import SemaphoreStatistics, check_weight
 from .._core.singleflight import SingleFlightBase
-from .._errors import DeadlineExceeded
 from .._shells import check_ctx
 from .._threads.singleflight import SingleFlight as LocalSingleFlight
+from . import _rt_threads as rt
 from . import scripts
 from .common import (
     ABANDONED,
+    IO_ERRORS,
     PICKLE,
     RedisSemaphoreStatistics,
     RedisSingleFlightStatistics,
-    RedisUnavailable,
     RemoteError,
     SemKeys,
     Serializer,
@@ -49,97 +45,56 @@ from .common import (
     redis_key,
     size_conflict,
     state_lost,
+    unavailable,
 )
 
 __all__ = ["Permit", "Semaphore", "SingleFlight"]
 
-_IO_ERRORS = (rexc.ConnectionError, rexc.TimeoutError)
-_CTX_SLICE = 0.1
-#: How long a Semaphore's renewer thread waits for a new holder before it ends.
-_LINGER = 0.25
-_now = time.monotonic
-
 
 @contextlib.contextmanager
 def _translated(what: str) -> Generator[None, None, None]:
+    """redis-py's connection failures as corral's typed error."""
     try:
         yield
-    except _IO_ERRORS as exc:
-        raise _unavailable(what, exc) from exc
+    except IO_ERRORS as exc:
+        raise unavailable(what, exc) from exc
 
 
-def _unavailable(what: str, exc: BaseException) -> RedisUnavailable:
-    return RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}")
-
-
-class _Bound:
-    """A wait's limits: a deadline (``timeout=``) and a Context to watch."""
-
-    __slots__ = ("ctx", "end", "timeout", "what")
-
-    def __init__(self, timeout: float | None, ctx: Context | None, what: str) -> None:
-        self.timeout = timeout
-        self.end = None if timeout is None else _now() + timeout
-        self.ctx = ctx
-        self.what = what
-
-    def slice(self, want: float) -> float:
-        """How long the next read may block, at most ``want``; raises once a limit is hit."""
-        if self.ctx is not None:
-            self.ctx.raise_if_cancelled()
-            want = min(want, _CTX_SLICE)
-        if self.end is not None:
-            left = self.end - _now()
-            if left <= 0:
-                raise DeadlineExceeded(f"{self.what}: timed out after {self.timeout} s")
-            want = min(want, left)
-        return want
-
-
-def _next_message(pubsub: Any, wait: float, bound: _Bound) -> Any:
-    end = _now() + wait
-    while (left := end - _now()) > 0:
-        msg = pubsub.get_message(ignore_subscribe_messages=True, timeout=bound.slice(left))
+def _next_message(pubsub: Any, wait: float, guard: rt.Guard) -> Any:
+    """The next published message within ``wait`` seconds, else None (subscribe
+    confirmations are skipped without ending the wait)."""
+    end = guard.now() + wait
+    while (left := end - guard.now()) > 0:
+        msg = pubsub.get_message(ignore_subscribe_messages=True, timeout=guard.slice(left))
         if msg is not None:
             return msg
     return None
 
 
-class _Renewer:
-    """A thread calling ``tick()`` every ``every`` seconds until ``stop()`` or a False tick."""
-
-    __slots__ = ("_stop", "_thread")
-
-    def __init__(self, every: float, tick: Callable[[], bool], name: str) -> None:
-        self._stop = threading.Event()
-
-        def run() -> None:
-            while not self._stop.wait(every):
-                try:
-                    if not tick():
-                        return
-                except _IO_ERRORS:
-                    continue  # a blip: the lease may still run; the release/finish will tell
-
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
-
-
 class SingleFlight:
     """SingleFlight(client, *, namespace="corral", lease=10.0, serializer=pickle, ctx=None):
-    ``corral.redis.SingleFlight`` for threads, over a blocking ``redis.Redis``.
+    one execution per key across every process sharing a Redis.
 
-    ``sf.do(key, fn, *args)`` blocks until ``fn(*args)``, run once for every concurrent
-    caller of ``key`` in every process on the Redis, returns (see ``corral.redis``).
+    ``sf.do(key, fn, *args)`` returns ``fn(*args)``. Callers in this process are first
+    deduplicated in memory (a ``corral.threads.SingleFlight``), so each process makes one flight per
+    key; the flights of all processes then meet in Redis: the first takes the key's lease
+    (``SET NX PX``) and runs ``fn``, renewing the lease three times per ``lease`` seconds;
+    the others subscribe and get its value (serialized with ``serializer``, pickle by
+    default) or its exception. If the leader dies, its lease runs out and a follower takes
+    the call over, within 1.5 leases. A leader whose lease was lost (it stalled, Redis
+    restarted) reports ``LeaseLost`` rather than a value another process may also compute;
+    a Redis that cannot be reached, or that lost its state mid-call, is ``RedisUnavailable``.
+
+    Keys are ``str`` (an ``int`` is its digits). ``timeout=`` and ``ctx=`` make one caller
+    leave, as with ``corral.threads.SingleFlight``; when every caller in this process left, the
+    process's flight stops (its ``current_context()`` is cancelled):
+    a follower stops waiting; a leader's ``fn`` runs on unless it watches that Context.
 
     >>> import corral.threads.redis, redis
-    >>> sf = corral.threads.redis.SingleFlight(redis.Redis(), namespace="users")  # doctest: +SKIP
-    >>> sf.do(7, load_user, 7)  # doctest: +SKIP
+    >>> def main(url):  # doctest: +SKIP
+    ...     with redis.Redis.from_url(url) as client:
+    ...         sf = corral.threads.redis.SingleFlight(client, namespace="users")
+    ...         return sf.do(7, load_user, 7)
     """
 
     __slots__ = (
@@ -180,7 +135,7 @@ class SingleFlight:
             for name in ("SF_JOIN", "SF_RENEW", "SF_FINISH", "SF_ABANDON", "SF_CHECK")
         }
         self._led = self._followed = self._takeovers = 0
-        self._count_lock = threading.Lock()  # flights of different keys run in parallel
+        self._count_lock = rt.Lock()  # (threads: flights of different keys run in parallel)
 
     def do(
         self,
@@ -192,7 +147,8 @@ class SingleFlight:
         ctx: Context | None = None,
     ) -> Any:
         """Return ``fn(*args)``, computed once for every concurrent caller of ``key`` in
-        every process; ``timeout=`` / ``ctx=`` make this caller leave (not the call)."""
+        every process; ``timeout=`` / ``ctx=`` make this caller leave (not the call).
+        ``fn`` runs in the thread of this process's flight."""
         k = redis_key(key, "redis.SingleFlight.do")
         if not callable(fn):
             raise TypeError(f"redis.SingleFlight.do: fn must be callable, got {type(fn).__name__}")
@@ -207,10 +163,9 @@ class SingleFlight:
 
     current_context = staticmethod(SingleFlightBase.current_context)
 
+    # -- one flight of this process ------------------------------------------------------
+
     def _flight(self, k: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        # Runs in the local flight's own thread; its Context is cancelled when every caller
-        # in this process left.
-        flight_ctx = SingleFlightBase.current_context()
         keys = SFKeys(self._ns, k)
         dead: list[str] = []  # flights followed here whose leaders died
         while True:
@@ -231,7 +186,7 @@ class SingleFlight:
                     self._takeovers += bool(dead)
                 return self._lead(k, keys, token, fn, args, dead)
             leader = decode(r[1])
-            data = self._follow(k, keys, leader, epoch, flight_ctx)
+            data = self._follow(k, keys, leader, epoch)
             if data is not None:
                 with self._count_lock:
                     self._followed += 1
@@ -250,21 +205,23 @@ class SingleFlight:
         lease_ms = self._lease_ms
         renew = self._s["SF_RENEW"]
         every, _ = intervals(lease_ms)
-        renewer = _Renewer(
+        renewer = rt.Renewer(
             every,
-            lambda: bool(renew(keys=[keys.lease], args=[token, lease_ms])),
+            lambda: renew(keys=[keys.lease], args=[token, lease_ms]),
             f"corral-redis-lease-{k}",
         )
         try:
             try:
-                value = fn(*args)
+                value = rt.call(fn, args)
             finally:
                 renewer.stop()
         except Exception as exc:
             error: Exception | None = exc
             value = None
         except BaseException:
-            with contextlib.suppress(*_IO_ERRORS):
+            # Cancelled (every local caller left) or interrupted: nobody here wants the
+            # value; free the key now so a follower elsewhere takes over without waiting.
+            with contextlib.suppress(*IO_ERRORS):
                 ch = keys.channel(token)
                 self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED])
             raise
@@ -272,7 +229,7 @@ class SingleFlight:
             error = None
         try:
             outcome = dump_outcome(self._serializer, value, error)
-        except Exception as exc:
+        except Exception as exc:  # the value cannot be serialized: followers get told so
             outcome = dump_outcome(self._serializer, None, RemoteError(repr(exc)))
         with _translated("redis.SingleFlight.do"):
             ok = self._s["SF_FINISH"](
@@ -285,16 +242,17 @@ class SingleFlight:
             raise error
         return value
 
-    def _follow(
-        self, k: str, keys: SFKeys, token: str, epoch: str, flight_ctx: Context
-    ) -> bytes | None:
+    def _follow(self, k: str, keys: SFKeys, token: str, epoch: str) -> bytes | None:
+        """Wait for the flight ``token``: its outcome, or None if its leader is gone."""
         _, check_every = intervals(self._lease_ms)
-        bound = _Bound(None, flight_ctx, "redis.SingleFlight.do")
+        guard = rt.Guard(None, rt.flight_context(), "redis.SingleFlight.do")
         pubsub = self._client.pubsub()
         try:
             with _translated("redis.SingleFlight.do"):
                 pubsub.subscribe(keys.channel(token))
                 while True:
+                    # Subscribed first, then checked: an outcome published in between is
+                    # in the result key; a dead leader shows as a missing lease.
                     r = self._s["SF_CHECK"](
                         keys=[keys.lease, keys.result(token), keys.epoch], args=[token, epoch]
                     )
@@ -304,12 +262,12 @@ class SingleFlight:
                         raise state_lost(k)
                     if r[0] == 0:
                         return None
-                    msg = _next_message(pubsub, check_every, bound)
+                    msg = _next_message(pubsub, check_every, guard)
                     if msg is not None and msg.get("type") == "message":
                         data = bytes(msg["data"])
                         return None if data == ABANDONED else data
         finally:
-            with contextlib.suppress(*_IO_ERRORS):
+            with contextlib.suppress(*IO_ERRORS):
                 pubsub.close()
 
     def __repr__(self) -> str:
@@ -345,12 +303,26 @@ class Permit:
 
 
 class Semaphore:
-    """Semaphore(client, name, size, *, lease=10.0): ``corral.redis.Semaphore`` for threads.
+    """Semaphore(client, name, size, *, lease=10.0): Go's weighted semaphore shared by every
+    process using ``name`` on one Redis; strictly FIFO across processes.
+
+    ``with sem.acquire(n):`` holds ``n`` of the ``size`` permits. Requests are served in
+    arrival order, and a large one at the head holds back smaller ones behind it, so it is
+    never starved. Held permits are under a lease renewed three times per ``lease`` seconds
+    by this process: if the process dies, its permits come back when the lease runs out. An
+    acquire that times out (``timeout=``), is cancelled or whose ``ctx`` is done leaves the
+    queue at once (or, if granted meanwhile, gives the permits straight back). The fast
+    path (permits free, nobody queued) is one script call, one round trip.
+
+    Every process must pass the same ``size`` for a name (``SizeConflict`` otherwise); the
+    keys disappear when nothing is held or queued.
 
     >>> import corral.threads.redis, redis
-    >>> sem = corral.threads.redis.Semaphore(redis.Redis(), "db", 8)  # doctest: +SKIP
-    >>> with sem.acquire(2):  # doctest: +SKIP
-    ...     ...  # at most 8 permits held across every process
+    >>> def main(url):  # doctest: +SKIP
+    ...     with redis.Redis.from_url(url) as client:
+    ...         sem = corral.threads.redis.Semaphore(client, "db-connections", 8)
+    ...         with sem.acquire(2):
+    ...             ...  # at most 8 permits held across every process
     """
 
     __slots__ = (
@@ -362,11 +334,10 @@ class Semaphore:
         "_lock",
         "_lost",
         "_lost_count",
-        "_renewer",
+        "_renewal",
         "_s",
         "_size",
         "_waiting",
-        "_wake",
     )
 
     def __init__(self, client: Any, name: str, size: int, *, lease: float = 10.0) -> None:
@@ -380,11 +351,14 @@ class Semaphore:
             name: client.register_script(getattr(scripts, name))
             for name in ("SEM_ACQUIRE", "SEM_TOUCH", "SEM_RELEASE", "SEM_STATE")
         }
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._lock = rt.Lock()
         self._held: dict[str, int] = {}
         self._lost: set[str] = set()
-        self._renewer: threading.Thread | None = None
+        # Renewals run only while this object holds permits; nothing is left running after.
+        every, _ = intervals(self._lease_ms)
+        self._renewal = rt.Ticker(
+            every, self._renew, lambda: bool(self._held), "corral-redis-semaphore"
+        )
         self._waiting = self._acquired = self._lost_count = 0
 
     @property
@@ -395,44 +369,15 @@ class Semaphore:
     def acquire(
         self, n: int = 1, *, timeout: float | None = None, ctx: Context | None = None
     ) -> Permit:
-        """Block until ``n`` permits are granted (FIFO across processes); returns a
-        :class:`Permit`, a context manager that releases them. Errors as
-        ``corral.redis.Semaphore.acquire``."""
-        what = "redis.Semaphore.acquire"
-        n = check_weight(n, self._size, what)
+        """Acquire ``n`` permits in FIFO order (across processes).
+
+        It blocks until they are granted and returns a :class:`Permit`; ``with`` releases it.
+        ``ValueError`` if ``n`` exceeds the size; ``DeadlineExceeded`` after ``timeout``;
+        ``Cancelled`` when ``ctx`` is done."""
+        n = check_weight(n, self._size, "redis.Semaphore.acquire")
         if timeout is not None:
             _check_timeout(timeout)
-        if ctx is not None:
-            check_ctx(ctx, what)
-        token = new_token()
-        k = self._k
-        try:  # (not _translated: a generator-based context manager costs on the fast path)
-            r = self._s["SEM_ACQUIRE"](keys=k.keys, args=[token, n, self._size, self._lease_ms])
-        except _IO_ERRORS as exc:
-            raise _unavailable(what, exc) from exc
-        if r[0] == -1:
-            raise size_conflict(what, self._size, r[1])
-        if r[0] == 0:
-            with self._lock:
-                self._waiting += 1
-            try:
-                self._wait(token, n, _Bound(timeout, ctx, what))
-            except BaseException:
-                with contextlib.suppress(*_IO_ERRORS):
-                    self._s["SEM_RELEASE"](keys=k.keys, args=[token])
-                raise
-            finally:
-                with self._lock:
-                    self._waiting -= 1
-        with self._lock:
-            self._acquired += 1
-            self._held[token] = n
-            if self._renewer is None:
-                self._renewer = threading.Thread(
-                    target=self._renew, name="corral-redis-semaphore", daemon=True
-                )
-                self._renewer.start()
-        return Permit(self, token, n)
+        return rt.acquiring(self._acquire, n, timeout, ctx)
 
     def release(self, n: int = 1) -> None:
         """Release one held :class:`Permit` of ``n`` permits taken through this object."""
@@ -445,12 +390,9 @@ class Semaphore:
     def statistics(self) -> RedisSemaphoreStatistics:
         """This process's :class:`RedisSemaphoreStatistics` (no I/O)."""
         with self._lock:
+            held = sum(self._held.values())
             return RedisSemaphoreStatistics(
-                self._size,
-                sum(self._held.values()),
-                self._waiting,
-                self._acquired,
-                self._lost_count,
+                self._size, held, self._waiting, self._acquired, self._lost_count
             )
 
     def server_statistics(self) -> SemaphoreStatistics:
@@ -459,7 +401,40 @@ class Semaphore:
             r = self._s["SEM_STATE"](keys=self._k.keys, args=[])
         return SemaphoreStatistics(int(r[0]) or self._size, int(r[1]), int(r[2]), int(r[3]))
 
-    def _wait(self, token: str, n: int, bound: _Bound) -> None:
+    # -- the work ------------------------------------------------------------------------
+
+    def _acquire(self, n: int, timeout: float | None, ctx: Context | None) -> Permit:
+        what = "redis.Semaphore.acquire"
+        if ctx is not None:
+            check_ctx(ctx, what)
+        token = new_token()
+        k = self._k
+        try:  # (not _translated: a generator-based context manager costs on the fast path)
+            r = self._s["SEM_ACQUIRE"](keys=k.keys, args=[token, n, self._size, self._lease_ms])
+        except IO_ERRORS as exc:
+            raise unavailable(what, exc) from exc
+        if r[0] == -1:
+            raise size_conflict(what, self._size, r[1])
+        if r[0] == 0:
+            with self._lock:
+                self._waiting += 1
+            try:
+                self._wait(token, n, rt.Guard(timeout, ctx, what))
+            except BaseException:
+                # Leave no trace: out of the queue, or, granted meanwhile, permits given back.
+                with contextlib.suppress(*IO_ERRORS):
+                    self._s["SEM_RELEASE"](keys=k.keys, args=[token])
+                raise
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+        with self._lock:
+            self._acquired += 1
+            self._held[token] = n
+        self._renewal.poke()
+        return Permit(self, token, n)
+
+    def _wait(self, token: str, n: int, guard: rt.Guard) -> None:
         _, check_every = intervals(self._lease_ms)
         k = self._k
         pubsub = self._client.pubsub()
@@ -467,6 +442,8 @@ class Semaphore:
             with _translated("redis.Semaphore.acquire"):
                 pubsub.subscribe(k.channel)
                 while True:
+                    # Subscribed, then checked: a grant published in between shows here; the
+                    # check also renews this waiter's lease and expires dead holders.
                     r = self._s["SEM_TOUCH"](keys=k.keys, args=[token])
                     if r[0] == 1:
                         return
@@ -483,63 +460,45 @@ class Semaphore:
                         if r[0] == 1:
                             return
                         continue
-                    if granted_in(_next_message(pubsub, check_every, bound), token):
+                    msg = _next_message(pubsub, check_every, guard)
+                    if granted_in(msg, token):
                         return
         finally:
-            with contextlib.suppress(*_IO_ERRORS):
+            with contextlib.suppress(*IO_ERRORS):
                 pubsub.close()
 
     def _renew(self) -> None:
-        """The renewer thread: renews every lease held here three times per lease; it ends
-        once nothing is held (a new holder starts another), at most ``_LINGER`` seconds
-        later, so back-to-back acquires do not start a thread each."""
-        every, _ = intervals(self._lease_ms)
-        k = self._k
+        """Renew the lease of every permit held here (the Ticker's tick)."""
         with self._lock:
-            due = _now() + every
-            while True:
-                # Nobody notifies this thread (a notify per acquire would cost a context
-                # switch each): it wakes at least every _LINGER seconds, and ends at the
-                # first wake-up that finds nothing held.
-                self._wake.wait(min(_LINGER, max(due - _now(), 0.0)))
-                if not self._held:
-                    self._renewer = None
-                    return
-                if _now() < due:
-                    continue
-                due = _now() + every
-                tokens = list(self._held)
-                if not tokens:
-                    continue
-                self._lock.release()
-                try:
-                    r = self._s["SEM_TOUCH"](keys=k.keys, args=tokens)
-                except _IO_ERRORS:
-                    r = None  # a blip: the leases may still run; the release will tell
-                finally:
-                    self._lock.acquire()
-                if r is not None:
-                    held = self._held
-                    self._lost.update(
-                        t for t, st in zip(tokens, r, strict=True) if st != 1 and t in held
-                    )
+            tokens = list(self._held)
+        if not tokens:
+            return
+        try:
+            r = self._s["SEM_TOUCH"](keys=self._k.keys, args=tokens)
+        except IO_ERRORS:
+            return  # a blip: the leases may still be running; the release will tell
+        with self._lock:
+            held = self._held
+            self._lost.update(t for t, st in zip(tokens, r, strict=True) if st != 1 and t in held)
 
     def _release(self, token: str, n: int) -> None:
         with self._lock:
             if self._held.pop(token, None) is None:
                 raise ValueError("redis.Semaphore.release: these permits were already released")
-        k = self._k
+        self._renewal.idle()
         try:
-            r = self._s["SEM_RELEASE"](keys=k.keys, args=[token])
-        except _IO_ERRORS as exc:
-            raise _unavailable("redis.Semaphore.release", exc) from exc
+            r = self._s["SEM_RELEASE"](keys=self._k.keys, args=[token])
+        except IO_ERRORS as exc:
+            raise unavailable("redis.Semaphore.release", exc) from exc
         with self._lock:
-            was_lost = token in self._lost
+            lost = r != 1 or token in self._lost
             self._lost.discard(token)
-            if r != 1 or was_lost:
+            if lost:
                 self._lost_count += 1
-        if r != 1 or was_lost:
+        if lost:
             raise lost_holder(n)
 
     def __repr__(self) -> str:
-        return f"<corral.threads.redis.Semaphore size={self._size}>"
+        with self._lock:
+            held = sum(self._held.values())
+        return f"<corral.threads.redis.Semaphore size={self._size} held_here={held}>"
