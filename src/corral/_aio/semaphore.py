@@ -55,6 +55,17 @@ async def _granted(
     await park(w, timeout, ctx, partial(_give_back, st, n))
 
 
+def _granted_plain(w: AsyncWaiter, st: SemaphoreState, n: int) -> Generator[Any, None, None]:
+    """``_granted`` without a timeout or ctx, as a generator: ``_Acquire.__await__`` returns
+    it as it is, where a coroutine would need a wrapper object from its ``__await__()`` and
+    a hop through it on every resume (a contended acquire parks every time)."""
+    try:
+        yield from w.fut
+    except asyncio.CancelledError:
+        if cancelled_while_parked(w, partial(_give_back, st, n)):
+            raise
+
+
 class _Acquire:
     """``await sem.acquire(n)`` or ``async with sem.acquire(n):`` (released on exit).
 
@@ -89,6 +100,8 @@ class _Acquire:
                 st.waiters.append(w)
             finally:
                 lock.release()
+            if self._timeout is None:
+                return _granted_plain(w, st, n)
             return _granted(w, st, n, self._timeout).__await__()
         return _acquire(self._st, self._n, self._timeout, self._ctx).__await__()
 
