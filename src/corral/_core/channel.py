@@ -328,6 +328,8 @@ def select_poll_or_park(
         if make_waiter is None:
             return None
         w = make_waiter()
+        entries: list[Entry] = []
+        w.entries = entries
         # Park in the same random order: a later party completes the first live entry it
         # finds in a queue, so cases on one channel queued in argument order would always
         # resolve to the first (Go enqueues a blocked select in a shuffled order too).
@@ -340,7 +342,7 @@ def select_poll_or_park(
             else:
                 e = Entry(w, i, None, st)
                 st.recvq.append(e)
-            w.entries.append(e)
+            entries.append(e)
         return w
     finally:
         for _, lock in reversed(locks):

@@ -369,7 +369,7 @@ class GroupState:
                 return None
             w = make_waiter()
             e = Entry(w, 0, None, self)
-            w.entries.append(e)
+            w.entries = [e]
             self.joiners[e] = None
             return w
 

@@ -94,7 +94,7 @@ class Joint:
             for s, e in zip(states, entries, strict=True):
                 s.joint_take_locked(e, s is timed)
             if w.complete(0, None):
-                w.entries = []  # all popped: drop the waiter <-> entry cycle
+                w.entries = ()  # all popped: drop the waiter <-> entry cycle
             else:  # its loop is gone: nobody will use the grant
                 for s, e in zip(states, entries, strict=True):
                     s.joint_untake_locked(e)
@@ -144,10 +144,11 @@ def joint_acquire(
             return None
         w = make_waiter()
         joint = Joint(w)
+        w.entries = entries = []
         for s, c in parts:
             e = JointEntry(w, c, s, joint)
             joint.entries.append(e)
-            w.entries.append(e)
+            entries.append(e)
             s.waiters.append(e)
         for s in states:
             # Where it is now the head, the limiter may be able to go ahead (or must arm

@@ -179,7 +179,7 @@ class RateLimitState:
                 return None
             w = make_waiter()
             e = Entry(w, 0, c, self)
-            w.entries.append(e)
+            w.entries = [e]
             self.waiters.append(e)
             if len(self.waiters) == 1:
                 self._arm_locked(self.tat + (c - self.burst) * self.interval)

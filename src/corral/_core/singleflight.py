@@ -262,7 +262,7 @@ class SingleFlightState:
                 f.dups += 1
                 self.joined += 1
             e = Entry(w, 0, None, f)
-            w.entries.append(e)
+            w.entries = [e]
             f.entries[e] = None
         if leader:
             # Made outside the lock: creating a Context takes the Context tree's lock.

@@ -108,7 +108,9 @@ class Waiter:
         self.index = 0
         self.value: Any = None
         self.error: BaseException | None = None
-        self.entries: list[Entry] = []
+        # A select's (or any multi-queue waiter's) entries; an empty tuple, not a list, for a
+        # plain operation: one container fewer per park for the cyclic GC to count.
+        self.entries: list[Entry] | tuple[()] = ()
         self.item: Any = None
         self.owner: WaiterOwner | None = None
 
@@ -137,7 +139,7 @@ class Waiter:
             # A plain operation: the waker popped its one entry. Dropping it breaks the
             # waiter <-> entry cycle, so the waiter is freed by refcount, not by the GC.
             # (A select keeps its entries: its owner unlinks the other cases.)
-            self.entries = []
+            self.entries = ()
         if self._wake():
             return True
         # The owner is gone (its loop closed): nobody will read value, so take it back.
@@ -163,7 +165,7 @@ class Waiter:
             owner._unlink(self)
         for entry in self.entries:
             entry.owner._unlink(entry)
-        self.entries = []
+        self.entries = ()
 
     def _wake(self) -> bool:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -188,7 +190,7 @@ class AsyncWaiter(Waiter):
         self.index = 0
         self.value = None
         self.error = None
-        self.entries = []
+        self.entries = ()
         self.item = None
         self.owner = None
         self.loop = loop
@@ -206,7 +208,7 @@ class AsyncWaiter(Waiter):
         self.value = value
         claim.release()
         if len(self.entries) == 1:
-            self.entries = []  # see Waiter.complete
+            self.entries = ()  # see Waiter.complete
         loop = self.loop
         if LOOP_THREAD_ID:  # running_here(loop), inlined
             try:
