@@ -246,6 +246,31 @@ async def test_fan_in_raises_an_input_error_and_stops_the_other_relays(
     assert idle.statistics().waiting_receivers == 0
 
 
+async def test_fan_in_error_comes_after_every_relay_has_stopped() -> None:
+    # Go's merge closes its output after wg.Wait(): when the error reaches the consumer, no
+    # relay of the merge is still running, even one whose input takes a while to clean up.
+    cleaned: list[str] = []
+
+    async def slow_to_stop() -> Any:
+        try:
+            await asyncio.Event().wait()  # never set: waits until the relay is cancelled
+            yield 0
+        finally:
+            await asyncio.sleep(0)  # clean-up that needs a step of the loop
+            cleaned.append("done")
+
+    def broken() -> Any:
+        raise ArithmeticError("input 2 failed")
+        yield  # a generator
+
+    merged = corral.fan_in(slow_to_stop(), broken())
+    with pytest.raises(ArithmeticError, match="input 2 failed"):
+        async for _ in merged:
+            pass
+    assert cleaned == ["done"]
+    assert relays_running() == 0
+
+
 async def test_fan_in_ends_when_ctx_is_done(flavour: Flavour) -> None:
     ctx = corral.with_cancel(corral.background())
     idle = [_chan(flavour, 0, [], close=False) for _ in range(3)]

@@ -284,7 +284,13 @@ def tee(
 
 
 class _Merge:
-    """fan_in's shared state: the inner ctx and how many relays are still running."""
+    """fan_in's shared state: the inner ctx and how many relays are still running.
+
+    The output closes only when the last relay has exited, also after a failure (Go's
+    merge closes its channel after ``wg.Wait()``): a consumer that gets the error, or the
+    end, has no relay of this merge still running behind it. A failure cancels the other
+    relays at once, so they exit at their next step.
+    """
 
     __slots__ = ("ctx", "live", "lock", "out")
 
@@ -300,8 +306,7 @@ class _Merge:
             if first:
                 self.out._failure = exc
         if first:
-            self.ctx.cancel(exc)  # stop the other relays now
-            self.out.close()
+            self.ctx.cancel(exc)  # stop the other relays now; the last one out closes
 
     def exit(self) -> None:
         with self.lock:
@@ -345,7 +350,8 @@ def fan_in(
     Inputs are corral Channels (either flavour) or (async) iterables, such as another
     fan-out's results; each gets its own relay worker. If an input raises, the merge
     stops (the other relays are cancelled) and the result's receivers get that error
-    after the items already buffered. ``ctx`` (default: never cancelled) bounds the
+    after the items already buffered, once every relay has stopped (Go's merge closes
+    its channel after ``wg.Wait()`` too). ``ctx`` (default: never cancelled) bounds the
     relays' lifetime as in :func:`or_done`: when it is done the result simply ends.
 
     >>> import asyncio, corral
