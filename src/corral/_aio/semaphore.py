@@ -37,28 +37,15 @@ async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Conte
     w = st.acquire(n, new_waiter)
     if w is not None:
         assert isinstance(w, AsyncWaiter)
-        await _granted(w, st, n, timeout, ctx)
+        await park(w, timeout, ctx, partial(_give_back, st, n))
 
 
-async def _granted(
-    w: AsyncWaiter, st: SemaphoreState, n: int, timeout: float | None, ctx: Context | None = None
-) -> None:
-    """Wait until the queued ``w`` is granted its ``n`` permits (or raise, holding none)."""
-    if timeout is None and ctx is None:
-        try:  # park() inlined for the plain case, as the channel does
-            await w.fut
-        except asyncio.CancelledError:
-            # The undo is built only here: on the common path it would be garbage.
-            if cancelled_while_parked(w, partial(_give_back, st, n)):
-                raise
-        return
-    await park(w, timeout, ctx, partial(_give_back, st, n))
-
-
-def _granted_plain(w: AsyncWaiter, st: SemaphoreState, n: int) -> Generator[Any, None, None]:
-    """``_granted`` without a timeout or ctx, as a generator: ``_Acquire.__await__`` returns
-    it as it is, where a coroutine would need a wrapper object from its ``__await__()`` and
-    a hop through it on every resume (a contended acquire parks every time)."""
+def _granted(w: AsyncWaiter, st: SemaphoreState, n: int) -> Generator[Any, None, None]:
+    """Wait until the queued ``w`` is granted its ``n`` permits (or raise, holding none):
+    ``park()`` without a timeout or ctx, inlined as a generator. ``_Acquire.__await__``
+    returns it as it is, where a coroutine would need a wrapper object from its
+    ``__await__()`` and a hop through it on every resume (a contended acquire parks every
+    time)."""
     try:
         yield from w.fut
     except asyncio.CancelledError:
@@ -101,8 +88,8 @@ class _Acquire:
             finally:
                 lock.release()
             if self._timeout is None:
-                return _granted_plain(w, st, n)
-            return _granted(w, st, n, self._timeout).__await__()
+                return _granted(w, st, n)
+            return park(w, self._timeout, None, partial(_give_back, st, n)).__await__()
         return _acquire(self._st, self._n, self._timeout, self._ctx).__await__()
 
     async def __aenter__(self) -> None:

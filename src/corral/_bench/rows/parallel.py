@@ -57,11 +57,6 @@ def _threads_serial(env: Env, n: int) -> Timing:
     return dt
 
 
-def _gil_enabled() -> bool:
-    is_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+
-    return True if is_enabled is None else bool(is_enabled())
-
-
 register(
     "fanout.cpu.threads",
     items=64,
@@ -79,7 +74,7 @@ register(
             "corral.threads",
             _threads_corral,
             reference="serial",
-            target=None if _gil_enabled() else 0.54,
+            target=None if getattr(sys, "_is_gil_enabled", lambda: True)() else 0.54,
         ),
         peer_impl("ThreadPoolExecutor.map", _threads_pool),
         peer_impl("serial", _threads_serial),
