@@ -36,8 +36,11 @@ def test_threads_are_reused() -> None:
     with corral.threads.Group(limit=1) as g:
         for _ in range(50):
             g.go(lambda: idents.add(threading.get_ident()))
-    # One slot: each worker starts after the previous one returned, in its thread.
-    assert len(idents) <= 2
+    # One slot: usually the finishing worker runs the next go()'s job itself, in its thread.
+    # When the next go() takes the freed slot before that thread is back in the pool, the
+    # pool starts one more (it cannot know the thread will come back: a job may block), so a
+    # few threads can appear, more often without a GIL (3 seen on 3.13t); never one per job.
+    assert len(idents) < 10
 
 
 def test_interrupt_in_the_body_cancels_workers() -> None:
