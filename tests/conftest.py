@@ -4,6 +4,8 @@ Every test under tests/ gets, with no opt-in:
 
 * ``async def`` tests run in a fresh event loop, ``asyncio.Runner(debug=True)``, with their
   fixtures passed as usual. Async fixtures are not supported: set up inside the test.
+  ``CORRAL_LOOP=uvloop`` makes that loop uvloop's; ``CORRAL_TASK_FACTORY=eager`` gives it
+  ``asyncio.eager_task_factory`` (3.12+). Both through ``loop_factory``, never a policy.
 * When an async test's coroutine returns, no other task may still be pending in its loop
   (checked inside the loop, before the runner closes and cancels them).
 * After every test, once its function-scoped fixtures are torn down (reported as an error at
@@ -43,9 +45,11 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import importlib.util
 import inspect
 import io
 import logging
+import os
 import sys
 import threading
 import time
@@ -91,7 +95,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         current = asyncio.current_task()
         leftover.extend(_describe_task(t) for t in asyncio.all_tasks() if t is not current)
 
-    with asyncio.Runner(debug=True) as runner:
+    with asyncio.Runner(debug=True, loop_factory=_new_loop) as runner:
         runner.run(run_test())
     if leftover:
         pytest.fail(
@@ -100,6 +104,39 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             pytrace=False,
         )
     return True
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """A loop as ``CORRAL_LOOP`` / ``CORRAL_TASK_FACTORY`` ask (checked at session start)."""
+    if os.environ.get("CORRAL_LOOP", "asyncio") == "uvloop":
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    if os.environ.get("CORRAL_TASK_FACTORY", "default") == "eager":
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined,unused-ignore]
+    return loop
+
+
+def _loop_settings_problem() -> str | None:
+    loop = os.environ.get("CORRAL_LOOP", "asyncio")
+    factory = os.environ.get("CORRAL_TASK_FACTORY", "default")
+    if loop not in ("asyncio", "uvloop"):
+        return f"CORRAL_LOOP={loop!r}: use 'asyncio' or 'uvloop'"
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        return "CORRAL_LOOP=uvloop, but uvloop is not installed"
+    if factory not in ("default", "eager"):
+        return f"CORRAL_TASK_FACTORY={factory!r}: use 'default' or 'eager'"
+    if factory == "eager" and not hasattr(asyncio, "eager_task_factory"):
+        return "CORRAL_TASK_FACTORY=eager needs Python 3.12+ (asyncio.eager_task_factory)"
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    loop = os.environ.get("CORRAL_LOOP", "asyncio")
+    factory = os.environ.get("CORRAL_TASK_FACTORY", "default")
+    return f"corral: async tests on {loop}, task factory {factory}"
 
 
 def _describe_task(task: asyncio.Task[Any]) -> str:
@@ -413,7 +450,7 @@ def _gil_turned_on() -> str | None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    problem = _gil_turned_on()
+    problem = _loop_settings_problem() or _gil_turned_on()
     if problem is not None:
         pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
 

@@ -161,6 +161,9 @@ async def test_large_acquire_does_not_starve_under_churn(flavour: Flavour) -> No
     churned_out = []
 
     async def churn(world: World) -> None:
+        # Churn only once the big acquire is queued, also under an eager task factory
+        # (which would run the whole loop inside create_task: no acquire here waits).
+        await asyncio.sleep(0)
         for _ in range(500):
             if big_granted:
                 break

@@ -147,10 +147,12 @@ class Group(GroupBase):
     __slots__ = (
         "_exiting",
         "_loop",
+        "_missed_cancel",
         "_parent",
         "_parent_cancel_requested",
         "_parent_waiting",
         "_pool",
+        "_starting",
         "_tasks",
         "_unawaited",
     )
@@ -165,6 +167,10 @@ class Group(GroupBase):
         self._parent_waiting = False  # the parent task is inside wait(): do not cancel it
         self._exiting = False
         self._pool: WorkerPool | None = None
+        # The coroutine of a worker whose task is being created (eager factories run its
+        # first step then), and whether the group's tasks were cancelled meanwhile.
+        self._starting: Coroutine[Any, Any, Any] | None = None
+        self._missed_cancel = False
         # go() calls that must wait for a slot and are not awaited yet (a dict: ordered).
         self._unawaited: dict[Unawaited, None] = {}
         # Weakly: the Context's callback must not keep an abandoned group alive.
@@ -324,21 +330,41 @@ class Group(GroupBase):
         sem: SemaphoreState | None,
         loop: asyncio.AbstractEventLoop,
     ) -> asyncio.Task[Any]:
-        """Create the task of a worker already counted by ``start``."""
+        """Create the task of a worker already counted by ``start``.
+
+        Under an eager task factory (``asyncio.eager_task_factory``) the task's first step
+        runs inside ``create_task``, before it is in ``_tasks``: ``_starting`` names its
+        coroutine meanwhile (``wait()`` recognises the worker by it), and a cancellation
+        of the group's tasks that happened then (``_missed_cancel``) is applied to it
+        here. The default factory pays one attribute test for this.
+        """
         coro = None
+        starting = self._starting
         try:
             coro = fn(*args)
+            self._starting = coro
             task = loop.create_task(coro)
         except BaseException:
             # Nothing started (fn's call raised, or it returned no coroutine): the caller
             # gets the error, as from any other call; it is not a worker's error.
+            self._starting = starting
             if inspect.iscoroutine(coro):
                 coro.close()
             self._st.unstart(sem)
             raise
+        self._starting = starting
+        if self._missed_cancel:
+            self._cancel_started(task)
         self._tasks.add(task)
         task.add_done_callback(self._on_done_unlimited if sem is None else self._on_done_limited)
         return task
+
+    def _cancel_started(self, task: asyncio.Task[Any]) -> None:
+        """A cancellation of the group's tasks came while an eager task ran its first
+        step (so it was not in ``_tasks`` yet): cancel it too, as it would have been."""
+        if self._starting is None:
+            self._missed_cancel = False  # no other creation is still in progress
+        task.cancel()
 
     def _on_done_unlimited(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -410,6 +436,8 @@ class Group(GroupBase):
                 pass
 
     def _cancel_tasks(self) -> None:
+        if self._starting is not None:
+            self._missed_cancel = True  # an eager task mid-creation: see _create
         for t in list(self._tasks):
             t.cancel()
 
@@ -453,7 +481,9 @@ class Group(GroupBase):
         """
         loop = self._bind("Group.wait")
         task = asyncio.current_task(loop)
-        if task in self._tasks:
+        if task in self._tasks or (
+            self._starting is not None and task is not None and task.get_coro() is self._starting
+        ):
             raise GroupError(
                 "Group.wait: called from one of the group's own workers (it would wait for itself)"
             )
