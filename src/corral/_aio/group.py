@@ -31,7 +31,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack, overload
 from .._core.group import check_fn, raise_preserving_context
 from .._core.semaphore import SemaphoreState
 from .._core.waiter import AsyncWaiter
-from .._errors import GroupError
+from .._errors import Cancelled, GroupError
 from .._shells import GroupBase
 from .._threads.group import WorkerPool
 from .channel import new_waiter
@@ -516,11 +516,49 @@ class Group(GroupBase):
             task.uncancel()
             task.cancel()
 
+    def cancel(self) -> None:
+        """End the group early, without an error: ``asyncio.TaskGroup.cancel`` (3.15).
+
+        Cancels ``g.ctx``, every worker task (thread workers see ``g.ctx`` done), the
+        ``go()`` calls waiting for a slot, and the body of ``async with`` (at its next
+        await, unless it is already leaving or inside ``wait()``); later ``go()`` calls
+        raise ``Cancelled``. The block then exits without ``CancelledError`` and without
+        an error for the work cut short (``wait()`` returns); an error a worker raised
+        still is. Idempotent; before ``async with`` the group is cancelled on entry;
+        after it, nothing happens. From another thread it is passed to the group's loop.
+        """
+        loop = self._loop
+        if loop is not None and loop is not _get_running_loop():
+            try:
+                loop.call_soon_threadsafe(self.cancel)
+            except RuntimeError:  # the loop is closed: its tasks are gone
+                self._st.stop()
+            return
+        if not self._st.stop():
+            return
+        self._cancel_body()
+
+    def _cancel_body(self) -> None:
+        parent = self._parent
+        if (
+            parent is not None
+            and self._entered
+            and not self._exiting
+            and not self._parent_waiting
+            and not self._parent_cancel_requested
+            and not parent.done()
+        ):
+            # Withdrawn (uncancel) in __aexit__, as for a worker's failure.
+            self._parent_cancel_requested = True
+            parent.cancel()
+
     async def __aenter__(self) -> Group:
         self._check_enter()
         self._bind("Group")
         self._entered = True
         self._parent = asyncio.current_task()
+        if self._st.stopped:
+            self._cancel_body()  # cancel() came before entry
         return self
 
     async def __aexit__(
@@ -567,5 +605,8 @@ class Group(GroupBase):
             if isinstance(exc, asyncio.CancelledError):
                 return None  # propagates as it is
             raise asyncio.CancelledError()
-        # Our own cancellation of the body, withdrawn above, must not leak out.
-        return True if isinstance(exc, asyncio.CancelledError) else None
+        # Our own cancellation of the body, withdrawn above, must not leak out; nor a
+        # go() refused because cancel() stopped the group.
+        if isinstance(exc, asyncio.CancelledError):
+            return True
+        return True if st.stopped and isinstance(exc, Cancelled) else None

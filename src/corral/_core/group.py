@@ -119,6 +119,7 @@ class GroupState:
         "running",
         "sem",
         "settling",
+        "stopped",
     )
 
     def __init__(self, parent: Context, limit: int | None, mode: ErrorMode) -> None:
@@ -139,6 +140,7 @@ class GroupState:
         self.outside = False  # g.ctx was cancelled by someone else (parent, user)
         self.own_cancel = False  # we cancel g.ctx ourselves (failure, abort, finish)
         self.finished = False
+        self.stopped = False  # Group.cancel() was called: ending early is not a failure
         self._note_added = False
         self.joiners: dict[Entry, None] = {}
         #: The shell's hook, run (in the cancelling thread) when g.ctx is done.
@@ -166,6 +168,20 @@ class GroupState:
         with self.lock:
             self.own_cancel = True
         self.ctx.cancel(cause)
+
+    def stop(self) -> bool:
+        """``Group.cancel()``: end the group early without an error. g.ctx is cancelled (by
+        us): workers are cancelled or see it, queued ``go()`` calls give up, no new work
+        starts, and work cut short is not the group's failure (errors already recorded,
+        or raised later by workers, still are). False if finished or already stopped."""
+        with self.lock:
+            if self.finished or self.stopped:
+                return False
+            self.stopped = True
+            if not self.ctx_done:
+                self.own_cancel = True
+        self.ctx.cancel()
+        return True
 
     # -- starting workers --------------------------------------------------------------
 
@@ -399,7 +415,7 @@ class GroupState:
             if self.base_error is not None:
                 return self.base_error
             errors = list(self.errors)
-            cancelled_from_outside = self.outside and self.cut_short
+            cancelled_from_outside = self.outside and self.cut_short and not self.stopped
         if errors:
             if self.mode == "all":
                 n = len(errors)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 from .._core.group import GroupState, check_fn, raise_preserving_context
 from .._core.semaphore import SemaphoreState
 from .._core.waiter import ThreadWaiter, Waiter
-from .._errors import GroupError
+from .._errors import Cancelled, GroupError
 from .._shells import GroupBase
 from .wait import park
 
@@ -359,6 +359,18 @@ class Group(GroupBase):
                 st.record_body(exc)  # fails the group; workers see g.ctx done
         self._pool.shutdown()
 
+    def cancel(self) -> None:
+        """End the group early, without an error (``asyncio.TaskGroup.cancel``, 3.15).
+
+        ``g.ctx`` is cancelled: workers see it (a thread cannot be interrupted; they stop
+        when they look), ``go()`` calls waiting for a slot give up, and later ``go()``
+        calls raise ``Cancelled`` (which the ``with`` block then swallows). Leaving the
+        block or ``wait()`` waits for the workers and raises nothing for the work cut
+        short; an error a worker raised still is. Idempotent; callable from any thread,
+        before the block (the group starts cancelled) and after it (nothing happens).
+        """
+        self._st.stop()
+
     def __enter__(self) -> Group:
         self._check_enter()
         self._entered = True
@@ -366,14 +378,16 @@ class Group(GroupBase):
 
     def __exit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    ) -> bool | None:
         st = self._st
         if st.finished:
-            return  # wait() was called in the block and delivered the outcome
+            return None  # wait() was called in the block and delivered the outcome
         if exc is not None:
             st.record_body(exc)
         self._join()
         err = st.outcome()
+        if err is None and st.stopped and isinstance(exc, Cancelled):
+            return True  # a go() refused after cancel(): the group's own stop, not an error
         if err is None or err is exc:
-            return  # nothing to raise, or the body's own exception propagates as it is
+            return None  # nothing to raise, or the body's own exception propagates as it is
         raise_preserving_context(err)
