@@ -128,6 +128,8 @@ def _loop_settings_problem() -> str | None:
         return "CORRAL_LOOP=uvloop, but uvloop is not installed"
     if factory not in ("default", "eager"):
         return f"CORRAL_TASK_FACTORY={factory!r}: use 'default' or 'eager'"
+    if factory == "eager" and loop == "uvloop":
+        return "CORRAL_TASK_FACTORY=eager does not run on uvloop (create_task passes eager_start)"
     if factory == "eager" and not hasattr(asyncio, "eager_task_factory"):
         return "CORRAL_TASK_FACTORY=eager needs Python 3.12+ (asyncio.eager_task_factory)"
     return None

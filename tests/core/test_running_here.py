@@ -10,6 +10,7 @@ interpreter by switching ``LOOP_THREAD_ID``.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 import types
 from typing import Any
@@ -62,6 +63,20 @@ async def _running_here_of(loop: asyncio.AbstractEventLoop) -> bool:
 
 def test_a_loop_without_a_thread_record_falls_back(way: bool) -> None:
     # uvloop keeps its thread id in C, out of Python's reach: the plain question answers.
+    # A real uvloop loop where it is installed (the test extra, CPython with a GIL);
+    # elsewhere an object without the record stands in for it.
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        loop: Any = uvloop.new_event_loop()
+        try:
+            assert not hasattr(loop, "_thread_id")
+            assert not running_here(loop)
+            assert loop.run_until_complete(_running_here_of(loop)) is True
+            assert not _in_thread(lambda: running_here(loop))
+        finally:
+            loop.close()
+        return
     fake: Any = types.SimpleNamespace()
     assert not running_here(fake)
 
