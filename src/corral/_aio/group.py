@@ -56,6 +56,55 @@ _JOIN_ABORTED = asyncio.CancelledError()
 _pool_names = itertools.count(1)
 
 
+_add_awaited_by: Callable[[Any, Any], None] | None = getattr(
+    asyncio, "future_add_to_awaited_by", None
+)
+_discard_awaited_by: Callable[[Any, Any], None] | None = getattr(
+    asyncio, "future_discard_from_awaited_by", None
+)
+
+
+class _AwaitedTasks(set[asyncio.Task[Any]]):
+    """The group's running tasks, each declared awaited by the group's parent task (3.14+).
+
+    asyncio cannot see that the body of ``async with`` waits for the workers (it waits on
+    a future of its own), so ``asyncio.capture_call_graph`` and ``python -m asyncio
+    pstree`` would show the workers as orphans. ``TaskGroup`` (3.14) declares the same.
+    Used only where asyncio has ``future_add_to_awaited_by``: before 3.14 ``_tasks`` is a
+    plain set, and the hot path pays nothing.
+    """
+
+    __slots__ = ("awaiter",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.awaiter: asyncio.Task[Any] | None = None
+
+    def add(self, task: asyncio.Task[Any]) -> None:
+        super().add(task)
+        if self.awaiter is not None:
+            assert _add_awaited_by is not None
+            _add_awaited_by(task, self.awaiter)
+
+    def discard(self, task: object) -> None:
+        super().discard(task)
+        if self.awaiter is not None:
+            assert _discard_awaited_by is not None
+            _discard_awaited_by(task, self.awaiter)
+
+    def declare(self, awaiter: asyncio.Task[Any] | None) -> None:
+        """Make ``awaiter`` the task that awaits every worker (None: nobody)."""
+        if self.awaiter is not None:
+            assert _discard_awaited_by is not None
+            for t in self:
+                _discard_awaited_by(t, self.awaiter)
+        self.awaiter = awaiter
+        if awaiter is not None:
+            assert _add_awaited_by is not None
+            for t in self:
+                _add_awaited_by(t, awaiter)
+
+
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     if fut.done():  # pragma: no cover - the waiting task never cancels this future
         return
@@ -160,7 +209,7 @@ class Group(GroupBase):
     _block = "async with"
 
     def _init_flavour(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set() if _add_awaited_by is None else _AwaitedTasks()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._parent: asyncio.Task[Any] | None = None
         self._parent_cancel_requested = False
@@ -490,11 +539,17 @@ class Group(GroupBase):
         is_parent = task is not None and task is self._parent
         if is_parent:
             self._parent_waiting = True
+        tasks = self._tasks
+        declared = tasks if isinstance(tasks, _AwaitedTasks) and tasks.awaiter is None else None
+        if declared is not None:
+            declared.declare(task)  # wait() without async with: this task awaits the workers
         try:
             cancelled = await self._join()
         finally:
             if is_parent:
                 self._parent_waiting = False
+            if declared is not None:
+                declared.declare(None)
         if not cancelled:
             self._report_unawaited()
         err = self._st.outcome()
@@ -557,6 +612,8 @@ class Group(GroupBase):
         self._bind("Group")
         self._entered = True
         self._parent = asyncio.current_task()
+        if isinstance(self._tasks, _AwaitedTasks):
+            self._tasks.declare(self._parent)  # the call graph: the body awaits the workers
         if self._st.stopped:
             self._cancel_body()  # cancel() came before entry
         return self
