@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextvars
 import multiprocessing
-import sys
 import threading
 import time
 import types
@@ -39,7 +38,7 @@ from .._core.channel import ChannelState, check_capacity
 from .._core.context import CancelContext, background, with_cancel
 from .._core.semaphore import SemaphoreState
 from .._shells import ChannelBase
-from ._plan import FlowPlan, is_async_callable
+from ._plan import FlowPlan, is_async_callable, process_start_method
 from ._rate import rate_limited
 from ._stage_run import IterSource, StageRun, WorkerRecord, no_coroutines
 from ._stats import PipelineStatistics
@@ -92,19 +91,20 @@ class LoopThread:
 
 
 def new_process_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool for ``run_in="process"``.
-
-    ``fork`` starts workers in milliseconds, but forking while other threads run can
-    deadlock the child (and Python 3.12+ warns). So: the platform default when this is the
-    only thread, else ``forkserver`` (where available); the run starts its pools before
-    any thread of its own.
-    """
-    ctx: Any = None
-    if threading.active_count() > 1 and sys.platform != "win32":
-        methods = multiprocessing.get_all_start_methods()
-        if "forkserver" in methods and multiprocessing.get_start_method(True) in (None, "fork"):
-            ctx = multiprocessing.get_context("forkserver")
+    """A process pool for ``run_in="process"``, started as ``process_start_method`` says
+    (the run starts its pools before any thread of its own, so ``fork`` stays usable)."""
+    method, ours = process_start_method()
+    ctx: Any = multiprocessing.get_context(method) if ours else None
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def new_interpreter_pool(workers: int) -> Executor:
+    """A pool of subinterpreters for ``run_in="interpreter"`` (3.14+, checked by the plan)."""
+    import concurrent.futures
+
+    pool_type: Any = concurrent.futures.InterpreterPoolExecutor  # type: ignore[attr-defined,unused-ignore]
+    pool: Executor = pool_type(max_workers=workers)
+    return pool
 
 
 def _noop() -> None:
@@ -201,9 +201,12 @@ class FlowRun:
                 self.pools.append(pool)
                 if threading.active_count() == 1:
                     pool.submit(_noop).result()  # fork the workers now, while we may
+            elif spec.kind == "interpreter":
+                self.pools.append(new_interpreter_pool(spec.workers))
 
         first = plan.stages[0]
-        first_kind = native if first.kind in ("process", "executor", "dask") else first.kind
+        pooled = ("process", "interpreter", "executor", "dask")
+        first_kind = native if first.kind in pooled else first.kind
         source = plan.source
         feeder: tuple[str, Any] | None = None
         src: Any
@@ -225,9 +228,9 @@ class FlowRun:
             dst: ChannelState[Any] = ChannelState(check_capacity(spec.buffer))
             sp = StageRun(i, spec, src, dst)
             kind = spec.kind
-            if kind in ("process", "executor", "dask"):
+            if kind in ("process", "interpreter", "executor", "dask"):
                 ex: Any
-                if kind == "process":
+                if kind in ("process", "interpreter"):
                     ex = next(pool_iter)
                 elif kind == "dask":  # one connection per stage, shut down with the pools
                     from . import _dask

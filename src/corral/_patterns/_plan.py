@@ -8,9 +8,12 @@ error naming the argument), and :class:`FlowPlan`, what the engine (``_engine``)
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import os
 import pickle
 import sys
+import threading
+import types
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -43,9 +46,9 @@ class DaskClientLike(Protocol):
 ExecutorArg: TypeAlias = "Executor | DaskClientLike | DaskExecutor"
 
 ErrorPolicy = Literal["raise", "collect", "skip"]
-RunIn = Literal["task", "thread", "process"]
+RunIn = Literal["task", "thread", "process", "interpreter"]
 POLICIES = ("raise", "collect", "skip")
-_RUN_IN = ("task", "thread", "process")
+_RUN_IN = ("task", "thread", "process", "interpreter")
 RAISE, COLLECT, SKIP = 0, 1, 2
 DEFAULT_BUFFER = 16
 
@@ -131,8 +134,8 @@ class Stage:
 
     @property
     def kind(self) -> str:
-        """Where ``fn`` runs: ``"task"``, ``"thread"``, ``"process"``, ``"executor"`` or
-        ``"dask"`` (the executor is a Dask client)."""
+        """Where ``fn`` runs: ``"task"``, ``"thread"``, ``"process"``, ``"interpreter"``,
+        ``"executor"`` or ``"dask"`` (the executor is a Dask client)."""
         if self.executor is not None:
             return "dask" if is_dask(self.executor) else "executor"
         if self.run_in is not None:
@@ -172,15 +175,96 @@ def check_fn(fn: object, what: str) -> None:
         raise TypeError(f"{what}: fn must be callable, got {type(fn).__name__}")
 
 
+def fn_label(fn: object) -> str:
+    """``fn`` named for a message: its qualified name and module, else its repr."""
+    name = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if isinstance(name, str):
+        return f"{module}.{name}" if isinstance(module, str) else name
+    return repr(fn)
+
+
+def process_start_method() -> tuple[str, bool]:
+    """The start method a ``run_in="process"`` pool started now uses, and whether corral
+    chose it (``forkserver`` instead of ``fork``) rather than the platform's default or
+    the program's ``multiprocessing.set_start_method``.
+
+    ``fork`` starts workers in milliseconds, but forking while other threads run can
+    deadlock the child (and Python 3.12+ warns); so, when other threads run, ``fork``
+    (chosen or the default) becomes ``forkserver`` where available. Python 3.14 made
+    ``forkserver`` the default on Linux (it was ``fork``).
+    """
+    chosen = multiprocessing.get_start_method(allow_none=True)
+    methods = multiprocessing.get_all_start_methods()
+    if (
+        threading.active_count() > 1
+        and sys.platform != "win32"
+        and "forkserver" in methods
+        and chosen in (None, "fork")
+    ):
+        return "forkserver", True
+    return chosen or methods[0], False  # the first is the platform's default
+
+
 def check_picklable(fn: object, what: str) -> None:
-    """A process stage sends ``fn`` to other processes: fail now, clearly, if it cannot."""
+    """A process stage sends ``fn`` to other processes: fail now, clearly, if it cannot.
+
+    Every start method pickles ``fn`` (``fork`` too: ``ProcessPoolExecutor`` sends each
+    call through a queue). Under ``forkserver`` and ``spawn`` (3.14's default on Linux) a
+    child also imports ``fn`` by name: a function of a ``__main__`` that has no file (the
+    REPL, ``python -c``, stdin) pickles but cannot be found there, and the pool breaks
+    with a ``ConnectionResetError``; that is refused here too.
+    """
     try:
         pickle.dumps(fn)
     except Exception as exc:
         raise TypeError(
-            f"{what}: fn={fn!r} cannot be sent to a worker process ({type(exc).__name__}: "
-            f"{exc}). Use a function defined at module level (not a lambda, a local "
-            f"function or a bound method of an unpicklable object), or run_in='thread'."
+            f"{what}: fn={fn_label(fn)} cannot be sent to a worker process "
+            f"({type(exc).__name__}: {exc}). Use a function defined at module level (not a "
+            f"lambda, a local function or a bound method of an unpicklable object), or "
+            f"run_in='thread'."
+        ) from exc
+    main = sys.modules.get("__main__")
+    if getattr(fn, "__module__", None) == "__main__" and not getattr(main, "__file__", None):
+        method, _ = process_start_method()
+        if method != "fork":
+            raise TypeError(
+                f"{what}: fn={fn_label(fn)} is defined in a __main__ without a file (the "
+                f"REPL, python -c or stdin); worker processes started with {method!r} "
+                f"import it by name and cannot find it. Define it in a module or a script "
+                f"file, or use run_in='thread'."
+            )
+
+
+def check_interpreter_fn(fn: object, what: str) -> None:
+    """``run_in="interpreter"``: 3.14+, and ``fn`` must cross to another interpreter.
+
+    ``InterpreterPoolExecutor`` sends a plain function without its closure (its code and
+    name), anything else pickled: a closure (a local function using its enclosing
+    function's variables) cannot cross, nor an unpicklable callable.
+    """
+    if sys.version_info < (3, 14):
+        v = sys.version_info
+        raise ValueError(
+            f"{what}: run_in='interpreter' needs Python 3.14+ "
+            f"(concurrent.futures.InterpreterPoolExecutor, PEP 734); this is "
+            f"{v.major}.{v.minor}. Use run_in='process' or 'thread'."
+        )
+    if isinstance(fn, types.FunctionType):
+        if fn.__closure__:
+            free = ", ".join(fn.__code__.co_freevars)
+            raise TypeError(
+                f"{what}: fn={fn_label(fn)} cannot be sent to another interpreter: it is a "
+                f"closure (it uses {free} of its enclosing function). Pass the values as "
+                f"items or use a module-level function, or run_in='thread'."
+            )
+        return
+    try:
+        pickle.dumps(fn)
+    except Exception as exc:
+        raise TypeError(
+            f"{what}: fn={fn_label(fn)} cannot be sent to another interpreter "
+            f"({type(exc).__name__}: {exc}). Use a module-level function, or run_in='thread'."
         ) from exc
 
 
@@ -208,10 +292,13 @@ def stage(
 
     Where ``fn`` runs (``run_in``): coroutine functions as tasks, plain functions in
     threads (the default for each), ``"process"`` in a process pool the pipeline owns
-    (``fn`` must be picklable: checked here), ``"task"`` for a plain function that never
-    blocks (called inline on the event loop), or any ``concurrent.futures.Executor``
-    passed as ``executor=`` (not both), or a Dask ``distributed.Client`` there (see
-    ``corral.dask``: ``workers`` items in flight on the cluster). ``errors``:
+    (``fn`` must be picklable: checked here), ``"interpreter"`` (Python 3.14+) in a pool
+    of subinterpreters it owns (``concurrent.futures.InterpreterPoolExecutor``: one
+    process, one GIL per interpreter; ``fn`` must not be a closure), ``"task"`` for a
+    plain function that never blocks (called inline on the event loop), or any
+    ``concurrent.futures.Executor`` passed as ``executor=`` (not both), or a Dask
+    ``distributed.Client`` there (see ``corral.dask``: ``workers`` items in flight on the
+    cluster). ``errors``:
     ``"raise"`` (the first error cancels the pipeline), ``"skip"`` (logged as a warning,
     dropped), ``"collect"`` (the stage emits an :class:`Outcome` per item). ``name``
     labels the stage in statistics.
@@ -253,11 +340,15 @@ def check_run_in(run_in: object, executor: object, fn: object, what: str) -> Non
             )
         if run_in is not None:
             raise ValueError(f"{what}: pass run_in or executor, not both")
-    if is_async_callable(fn) and (run_in in ("thread", "process") or executor is not None):
+    if is_async_callable(fn) and (
+        run_in in ("thread", "process", "interpreter") or executor is not None
+    ):
         where = f"run_in={run_in!r}" if executor is None else "an executor"
         raise TypeError(f"{what}: fn is a coroutine function; it cannot run in {where}")
     if run_in == "process":
         check_picklable(fn, what)
+    elif run_in == "interpreter":
+        check_interpreter_fn(fn, what)
 
 
 def is_dask(executor: object) -> bool:
