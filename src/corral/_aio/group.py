@@ -457,20 +457,8 @@ class Group(GroupBase):
     def _on_task_done(self, sem: SemaphoreState | None, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         exc: BaseException | None = _JOIN_ABORTED if task.cancelled() else task.exception()
-        first = self._st.worker_done(exc, sem)
-        parent = self._parent
-        if (
-            first
-            and parent is not None
-            and not self._exiting
-            and not self._parent_waiting
-            and not self._parent_cancel_requested
-            and not parent.done()
-        ):
-            # Abort whatever the body is awaiting, as TaskGroup does; withdrawn in
-            # __aexit__ with uncancel(), so it never leaks out of the group.
-            self._parent_cancel_requested = True
-            parent.cancel()
+        if self._st.worker_done(exc, sem):
+            self._cancel_body()  # the first error
 
     def _on_ctx_done(self) -> None:
         loop = self._loop
@@ -594,16 +582,17 @@ class Group(GroupBase):
         self._cancel_body()
 
     def _cancel_body(self) -> None:
+        """The group failed or was cancelled: abort whatever the body of ``async with``
+        is awaiting, as TaskGroup does (not while it is leaving or inside ``wait()``)."""
         parent = self._parent
         if (
             parent is not None
-            and self._entered
             and not self._exiting
             and not self._parent_waiting
             and not self._parent_cancel_requested
             and not parent.done()
         ):
-            # Withdrawn (uncancel) in __aexit__, as for a worker's failure.
+            # Withdrawn in __aexit__ with uncancel(), so it never leaks out of the group.
             self._parent_cancel_requested = True
             parent.cancel()
 
