@@ -34,6 +34,7 @@ from .._core.waiter import AsyncWaiter
 from .._errors import Cancelled, GroupError
 from .._shells import GroupBase
 from .._threads.group import WorkerPool
+from .callgraph import declare_awaiter, new_task_set
 from .channel import new_waiter
 from .group_go import (
     HANDED,
@@ -54,55 +55,6 @@ Ts = TypeVarTuple("Ts")
 _get_running_loop = asyncio.events._get_running_loop
 _JOIN_ABORTED = asyncio.CancelledError()
 _pool_names = itertools.count(1)
-
-
-_add_awaited_by: Callable[[Any, Any], None] | None = getattr(
-    asyncio, "future_add_to_awaited_by", None
-)
-_discard_awaited_by: Callable[[Any, Any], None] | None = getattr(
-    asyncio, "future_discard_from_awaited_by", None
-)
-
-
-class _AwaitedTasks(set[asyncio.Task[Any]]):
-    """The group's running tasks, each declared awaited by the group's parent task (3.14+).
-
-    asyncio cannot see that the body of ``async with`` waits for the workers (it waits on
-    a future of its own), so ``asyncio.capture_call_graph`` and ``python -m asyncio
-    pstree`` would show the workers as orphans. ``TaskGroup`` (3.14) declares the same.
-    Used only where asyncio has ``future_add_to_awaited_by``: before 3.14 ``_tasks`` is a
-    plain set, and the hot path pays nothing.
-    """
-
-    __slots__ = ("awaiter",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.awaiter: asyncio.Task[Any] | None = None
-
-    def add(self, task: asyncio.Task[Any]) -> None:
-        super().add(task)
-        if self.awaiter is not None:
-            assert _add_awaited_by is not None
-            _add_awaited_by(task, self.awaiter)
-
-    def discard(self, task: object) -> None:
-        super().discard(task)
-        if self.awaiter is not None:
-            assert _discard_awaited_by is not None
-            _discard_awaited_by(task, self.awaiter)
-
-    def declare(self, awaiter: asyncio.Task[Any] | None) -> None:
-        """Make ``awaiter`` the task that awaits every worker (None: nobody)."""
-        if self.awaiter is not None:
-            assert _discard_awaited_by is not None
-            for t in self:
-                _discard_awaited_by(t, self.awaiter)
-        self.awaiter = awaiter
-        if awaiter is not None:
-            assert _add_awaited_by is not None
-            for t in self:
-                _add_awaited_by(t, awaiter)
 
 
 def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
@@ -209,15 +161,14 @@ class Group(GroupBase):
     _block = "async with"
 
     def _init_flavour(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set() if _add_awaited_by is None else _AwaitedTasks()
+        self._tasks = new_task_set()  # tells asyncio's call graph who awaits them (3.14+)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._parent: asyncio.Task[Any] | None = None
         self._parent_cancel_requested = False
         self._parent_waiting = False  # the parent task is inside wait(): do not cancel it
         self._exiting = False
         self._pool: WorkerPool | None = None
-        # The coroutine of a worker whose task is being created (eager factories run its
-        # first step then), and whether the group's tasks were cancelled meanwhile.
+        # The coroutine of a worker whose task is being created (see _create).
         self._starting: Coroutine[Any, Any, Any] | None = None
         self._missed_cancel = False
         # go() calls that must wait for a slot and are not awaited yet (a dict: ordered).
@@ -381,11 +332,9 @@ class Group(GroupBase):
     ) -> asyncio.Task[Any]:
         """Create the task of a worker already counted by ``start``.
 
-        Under an eager task factory (``asyncio.eager_task_factory``) the task's first step
-        runs inside ``create_task``, before it is in ``_tasks``: ``_starting`` names its
-        coroutine meanwhile (``wait()`` recognises the worker by it), and a cancellation
-        of the group's tasks that happened then (``_missed_cancel``) is applied to it
-        here. The default factory pays one attribute test for this.
+        An eager task factory runs the task's first step inside ``create_task``, before
+        it is in ``_tasks``: ``_starting`` names its coroutine meanwhile (``wait()`` knows
+        the worker by it), and a cancellation of the group's tasks then is applied here.
         """
         coro = None
         starting = self._starting
@@ -402,18 +351,13 @@ class Group(GroupBase):
             self._st.unstart(sem)
             raise
         self._starting = starting
-        if self._missed_cancel:
-            self._cancel_started(task)
+        if self._missed_cancel:  # the group's tasks were cancelled during its first step
+            if self._starting is None:
+                self._missed_cancel = False  # no other creation is still in progress
+            task.cancel()
         self._tasks.add(task)
         task.add_done_callback(self._on_done_unlimited if sem is None else self._on_done_limited)
         return task
-
-    def _cancel_started(self, task: asyncio.Task[Any]) -> None:
-        """A cancellation of the group's tasks came while an eager task ran its first
-        step (so it was not in ``_tasks`` yet): cancel it too, as it would have been."""
-        if self._starting is None:
-            self._missed_cancel = False  # no other creation is still in progress
-        task.cancel()
 
     def _on_done_unlimited(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -527,17 +471,14 @@ class Group(GroupBase):
         is_parent = task is not None and task is self._parent
         if is_parent:
             self._parent_waiting = True
-        tasks = self._tasks
-        declared = tasks if isinstance(tasks, _AwaitedTasks) and tasks.awaiter is None else None
-        if declared is not None:
-            declared.declare(task)  # wait() without async with: this task awaits the workers
+        declared = declare_awaiter(self._tasks, task, only_if_none=True)  # the call graph
         try:
             cancelled = await self._join()
         finally:
             if is_parent:
                 self._parent_waiting = False
-            if declared is not None:
-                declared.declare(None)
+            if declared:
+                declare_awaiter(self._tasks, None)
         if not cancelled:
             self._report_unawaited()
         err = self._st.outcome()
@@ -601,8 +542,7 @@ class Group(GroupBase):
         self._bind("Group")
         self._entered = True
         self._parent = asyncio.current_task()
-        if isinstance(self._tasks, _AwaitedTasks):
-            self._tasks.declare(self._parent)  # the call graph: the body awaits the workers
+        declare_awaiter(self._tasks, self._parent)  # the call graph: the body awaits them
         if self._st.stopped:
             self._cancel_body()  # cancel() came before entry
         return self
@@ -653,6 +593,7 @@ class Group(GroupBase):
             raise asyncio.CancelledError()
         # Our own cancellation of the body, withdrawn above, must not leak out; nor a
         # go() refused because cancel() stopped the group.
-        if isinstance(exc, asyncio.CancelledError):
-            return True
-        return True if st.stopped and isinstance(exc, Cancelled) else None
+        ours = isinstance(exc, asyncio.CancelledError) or (
+            st.stopped and isinstance(exc, Cancelled)
+        )
+        return True if ours else None

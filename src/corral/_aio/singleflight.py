@@ -31,6 +31,7 @@ from .._core.singleflight import (
 )
 from .._core.waiter import AsyncWaiter, Waiter
 from .._threads.singleflight import start_thread
+from .callgraph import CALL_GRAPH, await_flight, flight_started
 from .wait import _recancel, park
 
 if TYPE_CHECKING:
@@ -47,37 +48,6 @@ _get_running_loop = asyncio.get_running_loop
 # Flight tasks are referenced here while they run: the event loop keeps only weak
 # references to tasks, and nobody else holds this one.
 _running: set[asyncio.Task[None]] = set()
-# 3.14+: the call graph (asyncio.capture_call_graph, python -m asyncio pstree) is told that
-# the callers of a flight await its task; asyncio sees them await futures of corral's own.
-_add_awaited_by: Callable[[Any, Any], None] | None = getattr(
-    asyncio, "future_add_to_awaited_by", None
-)
-_discard_awaited_by: Callable[[Any, Any], None] | None = getattr(
-    asyncio, "future_discard_from_awaited_by", None
-)
-#: Each running flight's task, while it runs (3.14+ only: for the call graph).
-_flight_tasks: dict[Flight, asyncio.Task[None]] = {}
-
-
-def _await_flight(w: AsyncWaiter) -> None:
-    """Declare the calling task an awaiter of the task of the flight ``w`` waits for,
-    until ``w`` is done (3.14+)."""
-    caller = asyncio.current_task()
-    entries = w.entries
-    if caller is None or not entries:
-        return
-    flight_task = _flight_tasks.get(entries[0].owner)  # type: ignore[call-overload]
-    if flight_task is None:
-        return
-    assert _add_awaited_by is not None
-    assert _discard_awaited_by is not None
-    _add_awaited_by(flight_task, caller)
-    w.fut.add_done_callback(partial(_undeclare, flight_task, caller))
-
-
-def _undeclare(flight_task: asyncio.Task[None], caller: asyncio.Task[Any], _: object) -> None:
-    assert _discard_awaited_by is not None
-    _discard_awaited_by(flight_task, caller)
 
 
 def _start_flight(
@@ -106,14 +76,9 @@ def _start_flight(
         return
     _running.add(task)
     task.add_done_callback(_running.discard)
-    if _add_awaited_by is not None and not task.done():
-        _flight_tasks[f] = task
-        task.add_done_callback(partial(_forget_task, f))
+    if CALL_GRAPH:
+        flight_started(f, task)
     st.on_cancel(f, partial(cancel_task_soon, loop, task))
-
-
-def _forget_task(f: Flight, _: object) -> None:
-    _flight_tasks.pop(f, None)
 
 
 async def _drive(st: SingleFlightState, f: Flight, coro: Coroutine[Any, Any, Any]) -> None:
@@ -222,8 +187,8 @@ class SingleFlight(SingleFlightBase[K, V]):
         w = self._join(
             key, fn, args, timeout, ctx, "SingleFlight.do", AsyncWaiter(_get_running_loop())
         )
-        if _add_awaited_by is not None:  # 3.14+
-            _await_flight(w)
+        if CALL_GRAPH:  # 3.14+
+            await_flight(w)
         if timeout is None and ctx is None:
             try:
                 await w.fut
@@ -272,8 +237,8 @@ class SingleFlight(SingleFlightBase[K, V]):
         (Go's third return value): ``value, shared = await sf.do_shared(key, fn)``."""
         waiter = AsyncWaiter(_get_running_loop())
         w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do_shared", waiter)
-        if _add_awaited_by is not None:  # 3.14+
-            _await_flight(w)
+        if CALL_GRAPH:  # 3.14+
+            await_flight(w)
         await park(w, timeout, ctx)
         return result_of(w)
 
