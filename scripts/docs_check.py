@@ -99,7 +99,9 @@ def local(url: str) -> bool:
 
 
 def check(site: Path, shots: Path) -> list[str]:
-    from playwright.sync_api import sync_playwright  # the docs extra; only this script needs it
+    # The docs extra; only this script needs it.
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
 
     pages = sorted(str(p.relative_to(site)) for p in site.rglob("*.html") if p.name not in SKIP)
     failures: list[str] = []
@@ -152,12 +154,13 @@ def check(site: Path, shots: Path) -> list[str]:
             for origin in (base, site.resolve().as_uri()):
                 page = new_page(1280)
                 page.goto(f"{origin}/index.html", wait_until="load")
-                page.locator("input.md-search__input").fill("semaphore")
                 try:
+                    page.locator("input.md-search__input").fill("semaphore", timeout=15_000)
                     page.locator(".md-search-result__item").first.wait_for(timeout=15_000)
-                except Exception:  # playwright's TimeoutError: report it as a failed check
+                except PlaywrightError as exc:  # a dead or absent search box: a failed check
                     scheme = origin.split(":")[0]
-                    failures.append(f"search from {scheme}: no result for 'semaphore'")
+                    first = str(exc).splitlines()[0]
+                    failures.append(f"search from {scheme}: no result for 'semaphore' ({first})")
                 page.close()
             browser.close()
     finally:
