@@ -5,6 +5,7 @@
 #   make stress      hammer tests + reliability figures with CORRAL_STRESS=1 (more seeds)
 #   make bench       install the peers and run `corral bench`
 #   make docs        build the docs site into site/ (open site/index.html)
+#   make docs-check  load every page in headless Chromium at 1280 and 390 px (screenshots)
 #   make package     build the sdist and wheel, check them, test the installed wheel
 #
 # PYTHON and VENV pick the interpreter and the venv: make test PYTHON=python3.13 VENV=.venv-3.13
@@ -31,10 +32,10 @@ endif
 # pytest exits 5 when it collects no test; the hammer pass may legitimately select none.
 HAMMER_OK := || test $$? -eq 5
 
-.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress docs package clean
+.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress docs docs-check package clean
 
 help:
-	@sed -n '1,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,12p' Makefile | sed 's/^# \{0,1\}//'
 
 # One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
 venv: $(VENV)/.stamp-$(TEST_EXTRA)
@@ -106,10 +107,16 @@ docs: venv $(VENV)/.stamp-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	@echo "docs: built into $(CURDIR)/site/ -- open file://$(CURDIR)/site/index.html in a browser"
 
+# The site as readers see it: every page in Debian's headless Chromium at 1280 and 390 px; fails
+# on code cut off at the right edge, a request leaving the machine, or a missing/broken search
+# (scripts/docs_check.py). Needs `apt-get install chromium`; screenshots go to site-shots/.
+docs-check: venv $(VENV)/.stamp-docs
+	$(BIN)/python scripts/docs_check.py
+
 # Packaging: sdist + wheel built, checked, the wheel installed in a fresh venv and exercised.
 package: venv $(VENV)/.stamp-dist
 	scripts/check-package.sh $(BIN)/python
 
 clean:
-	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build site
+	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis dist build site site-shots
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -99,3 +99,20 @@ def test_literal_block_becomes_a_fenced_block() -> None:
 def test_text_without_rest_is_unchanged() -> None:
     text = "Plain ``code`` and a list:\n\n* a\n* b\n\nA line ending in a colon:"
     assert to_markdown(text) == text
+
+
+table_labels = _load("table_labels")
+
+
+def test_table_cells_are_labelled_with_their_column() -> None:
+    page = (
+        "<p>x</p><table><thead><tr><th>Go</th><th><code>corral</code> &amp; co</th></tr></thead>"
+        '<tbody><tr><td><code>go f()</code></td><td align="left">g.go(f)</td></tr>'
+        "<tr><td>a</td><td>b</td></tr></tbody></table>"
+    )
+    out = table_labels.label_cells(page)
+    assert out.count('<td data-label="Go">') == 2
+    assert out.count('<td data-label="corral &amp; co"') == 2
+    # A table without a header is left alone.
+    bare = "<table><tbody><tr><td>a</td></tr></tbody></table>"
+    assert table_labels.label_cells(bare) == bare

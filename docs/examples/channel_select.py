@@ -1,6 +1,6 @@
 """Go's channels and select in Python, with ``corral.Channel`` and ``corral.select``.
 
-Go (the seed's pipeline stage, the primitives written out by hand)::
+Go (the article's pipeline stage, the primitives written out by hand)::
 
     func validate(ctx context.Context, in <-chan RawData) <-chan ValidData {
         out := make(chan ValidData)

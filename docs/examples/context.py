@@ -1,6 +1,6 @@
 """Go's context in Python, with ``corral.Context``: for tasks and threads alike.
 
-Go (every snippet of the seed passes a ``ctx`` down; these are its lines that use it)::
+Go (every snippet of the article passes a ``ctx`` down; these are its lines that use it)::
 
     g, ctx := errgroup.WithContext(ctx)     // a child, cancelled by the first error
     if err := sem.Acquire(ctx, 1); err != nil { return err }

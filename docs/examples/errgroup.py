@@ -1,4 +1,4 @@
-"""The seed's errgroup snippet (``fetchDashboardData``) in Python, with ``corral.Group``.
+"""The article's errgroup snippet (``fetchDashboardData``) in Python, with ``corral.Group``.
 
 Go::
 

@@ -1,4 +1,4 @@
-"""The seed's fan-out/fan-in snippet (``processItems``) in Python, with ``corral.fan_out``.
+"""The article's fan-out/fan-in snippet (``processItems``) in Python, with ``corral.fan_out``.
 
 Go::
 
@@ -17,7 +17,7 @@ Go::
 
 ``fan_out`` is the whole snippet: the workers, the two channels, the WaitGroup and the
 closer. ``workers`` defaults to the CPU count (and never exceeds ``len(items)``), as the
-Go code does by hand. The seed logs failed items and goes on: that is ``errors="skip"``;
+Go code does by hand. The article logs failed items and goes on: that is ``errors="skip"``;
 the default, ``"raise"``, stops at the first error instead, and ``"collect"`` returns
 every item's outcome. ``fan_in`` merges several channels (or result streams) into one.
 Run it: ``python docs/examples/fan_out_fan_in.py``.

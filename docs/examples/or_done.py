@@ -1,4 +1,4 @@
-"""The seed's or-done snippet in Python, with ``corral.or_done``.
+"""The article's or-done snippet in Python, with ``corral.or_done``.
 
 Go::
 

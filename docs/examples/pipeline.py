@@ -1,4 +1,4 @@
-"""The seed's pipeline snippet (validate -> enrich -> transform) in Python, with
+"""The article's pipeline snippet (validate -> enrich -> transform) in Python, with
 ``corral.pipeline``.
 
 Go::

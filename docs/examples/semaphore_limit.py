@@ -1,4 +1,4 @@
-"""The seed's bounded-concurrency snippet (``processWithLimit``) in Python, with
+"""The article's bounded-concurrency snippet (``processWithLimit``) in Python, with
 ``corral.Semaphore`` and ``corral.Group``.
 
 Go::

@@ -1,4 +1,4 @@
-"""The seed's singleflight snippet (``CachedService.GetUser``) in Python, with
+"""The article's singleflight snippet (``CachedService.GetUser``) in Python, with
 ``corral.SingleFlight``.
 
 Go::

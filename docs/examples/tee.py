@@ -1,4 +1,4 @@
-"""The seed's tee snippet in Python, with ``corral.tee`` and its slow-consumer policies.
+"""The article's tee snippet in Python, with ``corral.tee`` and its slow-consumer policies.
 
 Go::
 

@@ -36,8 +36,10 @@ from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import GroupError as GroupError
 from ._errors import WouldBlock as WouldBlock
+from ._patterns._aio_flow import Flow as Flow
 from ._patterns._aio_flow import fan_out as fan_out
 from ._patterns._aio_flow import pipeline as pipeline
+from ._patterns._aio_relays import RelayChannel as RelayChannel
 from ._patterns._aio_relays import fan_in as fan_in
 from ._patterns._aio_relays import or_done as or_done
 from ._patterns._aio_relays import tee as tee
@@ -60,6 +62,10 @@ from ._threads import singleflight as _threads_singleflight  # noqa: F401
 
 __version__ = "0.1.0"
 
+# `import corral` makes `corral.threads` reachable as an attribute, as users expect of a
+# package's flavour submodule (the thread view classes are loaded above anyway).
+from . import threads as threads
+
 __all__ = [
     "CancelContext",
     "Cancelled",
@@ -71,6 +77,7 @@ __all__ = [
     "DeadlineExceeded",
     "EndOfChannel",
     "FlightResult",
+    "Flow",
     "Grant",
     "Group",
     "GroupError",
@@ -82,6 +89,7 @@ __all__ = [
     "RateLimit",
     "RateLimitStatistics",
     "RecvCase",
+    "RelayChannel",
     "Selected",
     "Semaphore",
     "SemaphoreStatistics",

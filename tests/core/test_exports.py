@@ -11,6 +11,8 @@ FLAVOURED = {
     "select",
     "RateLimit",
     "Limits",
+    "Flow",
+    "RelayChannel",
 }  # waiting differs: one per flavour
 
 
@@ -49,3 +51,20 @@ def test_flavour_neutral_names_are_the_very_same_objects() -> None:
 def test_primitive_names_differ_between_flavours() -> None:
     for name in FLAVOURED:
         assert getattr(corral, name) is not getattr(corral.threads, name), name
+
+
+def test_import_corral_reaches_corral_threads_as_an_attribute() -> None:
+    import subprocess
+    import sys
+
+    code = "import corral; print(corral.threads.Channel.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "corral._threads.channel"
+
+
+def test_what_users_hold_can_be_named() -> None:
+    # fan_out/pipeline return a Flow, the relays a RelayChannel: both importable, per flavour.
+    assert type(corral.fan_out(str, [])) is corral.Flow
+    assert type(corral.threads.fan_out(str, [])) is corral.threads.Flow
+    assert issubclass(corral.RelayChannel, corral.Channel)
+    assert issubclass(corral.threads.RelayChannel, corral.threads.Channel)

@@ -75,7 +75,7 @@ class User:
 
 @dataclass
 class Dashboard:
-    """One response: the seed's ``Dashboard{Orders, Stats, Notifications}``."""
+    """One response: the article's ``Dashboard{Orders, Stats, Notifications}``."""
 
     user_id: int
     orders: list[tuple[Any, ...]] = field(default_factory=list)

@@ -86,6 +86,8 @@ class RelayChannel(rt.Channel[T]):
         return ctx is not None and ctx.err is not None
 
     async def recv(self, *, timeout: float | None = None, ctx: Context | None = None) -> T:
+        """The next item, as :meth:`Channel.recv`; ends at once when the relay's ctx is done,
+        and raises an input's error once the buffer is drained."""
         if not self._ctx_done():
             try:
                 return await super().recv(timeout=timeout, ctx=ctx)

@@ -88,6 +88,8 @@ class RelayChannel(rt.Channel[T]):
         return ctx is not None and ctx.err is not None
 
     def recv(self, *, timeout: float | None = None, ctx: Context | None = None) -> T:
+        """The next item, as :meth:`Channel.recv`; ends at once when the relay's ctx is done,
+        and raises an input's error once the buffer is drained."""
         if not self._ctx_done():
             try:
                 return super().recv(timeout=timeout, ctx=ctx)

@@ -33,8 +33,10 @@ from .._patterns._plan import stage as stage
 from .._patterns._stats import PipelineStatistics as PipelineStatistics
 from .._patterns._stats import Progress as Progress
 from .._patterns._stats import StageStatistics as StageStatistics
+from .._patterns._threads_flow import Flow as Flow
 from .._patterns._threads_flow import fan_out as fan_out
 from .._patterns._threads_flow import pipeline as pipeline
+from .._patterns._threads_relays import RelayChannel as RelayChannel
 from .._patterns._threads_relays import fan_in as fan_in
 from .._patterns._threads_relays import or_done as or_done
 from .._patterns._threads_relays import tee as tee
@@ -59,6 +61,7 @@ __all__ = [
     "DeadlineExceeded",
     "EndOfChannel",
     "FlightResult",
+    "Flow",
     "Grant",
     "Group",
     "GroupError",
@@ -70,6 +73,7 @@ __all__ = [
     "RateLimit",
     "RateLimitStatistics",
     "RecvCase",
+    "RelayChannel",
     "Selected",
     "Semaphore",
     "SemaphoreStatistics",
