@@ -1,0 +1,94 @@
+"""What both flavours of the Redis rate limits share and that does no I/O: the arguments'
+checks, the key names, the statistics, the cross-slot error and the per-limit constants."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .._core.ratelimit import check_cost, check_rate_args
+from .._errors import CorralError
+from .common import check_namespace
+
+__all__ = ["CrossSlot", "RateKeys", "RedisRateLimitStatistics", "check_headroom"]
+
+#: How far ahead a grant may be reserved (seconds): a caller whose cost is due within this
+#: is granted at once, as of its due instant, and sleeps locally until then. It absorbs the
+#: lateness of a waiter's own wake-up and of its round trip, which would otherwise be
+#: charged to the rate (a grant taken from a late "now" pushes every later one back).
+HORIZON = 0.02
+
+
+class CrossSlot(CorralError, ValueError):
+    """The limiters of one ``corral.redis.Limits`` do not share a hash tag (or a client,
+    or a namespace): their keys could be on different Cluster slots, and one script could
+    not grant them atomically. Give them one ``tag=`` (also a ``ValueError``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisRateLimitStatistics:
+    """This process's view of a ``corral.redis.RateLimit`` (``rl.statistics()``, no I/O)."""
+
+    rate: float  #: units of cost per ``per`` seconds
+    per: float
+    burst: float  #: the most cost granted at one instant, and the largest single cost
+    waiting: int  #: acquires of this process queued in Redis
+    acquired: int  #: acquires granted to this process since it was made
+    granted: float  #: cost granted to this process, net of adjustments and refunds
+
+
+def check_headroom(headroom: object, per: float, what: str) -> float:
+    if isinstance(headroom, bool) or not isinstance(headroom, int | float):
+        raise TypeError(
+            f"{what}: headroom must be a number of seconds, got {type(headroom).__name__}"
+        )
+    if not (0 <= headroom < per and math.isfinite(headroom)):
+        raise ValueError(f"{what}: headroom must be >= 0 and < per ({per}), got {headroom!r}")
+    return float(headroom)
+
+
+class RateKeys:
+    """One limiter's keys and constants (see ``rate_scripts``)."""
+
+    __slots__ = ("burst", "epoch", "group", "interval_us", "per", "prefix", "rate", "tat", "what")
+
+    def __init__(
+        self,
+        name: object,
+        rate: object,
+        per: object,
+        burst: object,
+        namespace: object,
+        tag: object,
+        headroom: object,
+        what: str,
+    ) -> None:
+        n = check_namespace(name, what, "name")
+        ns = check_namespace(namespace, what)
+        g = n if tag is None else check_namespace(tag, what, "tag")
+        for arg, v in (("name", n), ("namespace", ns), ("tag", g)):
+            if "{" in v or "}" in v:
+                raise ValueError(f"{what}: {arg} must not contain braces, got {v!r}")
+        try:
+            self.rate, self.per, self.burst = check_rate_args(rate, per, burst)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(str(exc).replace("RateLimit:", f"{what}:", 1)) from None
+        h = check_headroom(headroom, self.per, what)
+        self.what = what
+        # ``rate`` per ``per + headroom`` seconds: see the class docstring for why.
+        self.interval_us = (self.per + h) * 1e6 / self.rate
+        self.group = (ns, g)
+        self.prefix = f"{ns}:{{{g}}}:"
+        self.epoch = f"{self.prefix}epoch"
+        self.tat = f"{self.prefix}rl:{n}:t"
+
+    def keys(self) -> list[str]:
+        """tat, queue, queue leases (the script's per-limiter KEYS)."""
+        return [self.tat, self.tat[:-1] + "q", self.tat[:-1] + "x"]
+
+    def cost(self, c: object, what: str) -> float:
+        """``c`` checked against the burst (``ValueError`` naming ``cost``)."""
+        try:
+            return check_cost(c, self.burst, what)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("to the RateLimit", "to this RateLimit")) from None
