@@ -77,7 +77,7 @@ def test_limits_across_tags_is_a_cross_slot_error(client: Any) -> None:
 
 
 def test_threads_weighted_burst_then_paced(client: Any) -> None:
-    rl = corral.threads.redis.RateLimit(client, "w", 100, burst=5, headroom=0)
+    rl = corral.threads.redis.RateLimit(client, "w", 100, burst=5)
     with rl.acquire(4) as grant:
         assert grant.cost(rl) == 4
     assert rl.try_acquire(1)
@@ -95,7 +95,7 @@ def test_async_weighted_burst_then_paced(redis_url: str) -> None:
 
 async def _weighted(redis_url: str) -> None:
     async with await _aclient(redis_url) as ac:
-        rl = corral.redis.RateLimit(ac, "w", 100, burst=5, headroom=0)
+        rl = corral.redis.RateLimit(ac, "w", 100, burst=5)
         grant = await rl.acquire(5)
         assert grant.costs == {rl: 5}
         assert not await rl.try_acquire(1)
@@ -124,12 +124,14 @@ def test_fifo_head_of_line_across_processes(client: Any) -> None:
 
 
 def test_try_acquire_does_not_jump_the_queue(client: Any) -> None:
-    a, b = (corral.threads.redis.RateLimit(client, "j", 20, burst=2) for _ in range(2))
+    # 5/s: b's 2 units are due in 0.4 s, beyond the horizon: b queues (a grant due sooner
+    # would be made at once, as of its instant).
+    a, b = (corral.threads.redis.RateLimit(client, "j", 5, burst=2) for _ in range(2))
     a.acquire(2)
     t = threading.Thread(target=lambda: b.acquire(2))
     t.start()
     wait_for(lambda: _queued(client, "j") == 1)
-    time.sleep(0.06)  # one unit conforms again (nothing waits on this: it is the point)
+    time.sleep(0.25)  # one unit conforms again (nothing waits on this: it is the point)
     assert not a.try_acquire(1)
     t.join(10)
 
@@ -184,7 +186,7 @@ def test_async_cancel_at_every_step_charges_nothing(redis_url: str) -> None:
 
     async def sweep() -> None:
         async with await _aclient(redis_url) as ac:
-            probe = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1, headroom=0)
+            probe = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1)
             # A reserved sleep: 1 unit per 50 ms, spent: the next is due in <= 50 ms.
             outcomes = set()
             for k in range(60):
@@ -236,17 +238,19 @@ async def _queued_and_head(redis_url: str) -> None:
 
 def test_dead_waiter_leaves_the_queue_at_its_lease(client: Any) -> None:
     """A waiter whose process died (it stopped renewing) leaves the queue when its lease
-    runs out, and the next waiter is woken then: the queue is not blocked for ever."""
-    rl = corral.threads.redis.RateLimit(client, "d", 1000, burst=1, lease=0.3)
-    dead = corral.threads.redis.RateLimit(client, "d", 1000, burst=1, lease=0.3)
-    keys = [dead._k.epoch, *dead._k.keys()]
-    client.set(dead._k.tat, repr(10**18))  # the head cannot be granted: it stays queued
-    r = dead._s["RL_ACQUIRE"](
-        keys=keys, args=["dead", "", "e", 300_000, 0, dead._k.prefix, 0, 1000.0, 1, 1]
+    runs out, and the next waiter is woken then: the queue is not blocked for ever. The dead
+    one is a joint waiter (d and a spent d2) at the head of d's queue: never granted."""
+    R = corral.threads.redis.RateLimit
+    rl = R(client, "d", 1000, burst=1, lease=0.3)
+    d2 = R(client, "d2", burst=1, tag="d", **SLOW)
+    d2.acquire()
+    keys = [rl._k.epoch, *rl._k.keys(), *d2._k.keys()]
+    args = ["dead", "", "e", 300_000, 0, rl._k.prefix, 0]
+    r = rl._s["RL_ACQUIRE"](
+        keys=keys, args=[*args, rl._k.interval_us, 1, 1, d2._k.interval_us, 1, 1]
     )
     assert r[0] == 0  # queued, then never called again
     assert _queued(client, "d") == 1
-    client.delete(dead._k.tat)
     t = time.monotonic()
     rl.acquire()  # behind the dead one: granted once its lease ran out
     assert 0.2 < time.monotonic() - t < 3
@@ -276,7 +280,7 @@ def test_limits_all_or_nothing_and_adjust(client: Any) -> None:
 
 def test_limits_never_holds_one_while_waiting_for_another(client: Any) -> None:
     R = corral.threads.redis.RateLimit
-    a = R(client, "a", 20, burst=1, tag="t", headroom=0)
+    a = R(client, "a", 20, burst=1, tag="t")
     b = R(client, "b", burst=1, tag="t", **SLOW)
     b.acquire()  # spent for 1,000 s
     done = threading.Event()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -24,7 +25,7 @@ from .common import (
     new_token,
     unavailable,
 )
-from .rate_common import HORIZON, CrossSlot, RateKeys, RedisRateLimitStatistics
+from .rate_common import HORIZON, CrossSlot, RateKeys, RedisRateLimitStatistics, ServerClock
 
 __all__ = ["Grant", "Limits", "RateLimit"]
 
@@ -114,10 +115,14 @@ async def _acquire(
         keys += m._k.keys()
         tail += [m._k.interval_us, m._k.burst, c]
     script = first._s["RL_ACQUIRE"]
+    clock = first._clock
+    if not clock.samples:
+        await _calibrate(first, what)
     guard: rt.Guard | None = None
     queued = False
     try:
         while True:
+            sent = time.time()
             try:
                 r = await script(
                     keys=keys,
@@ -134,29 +139,36 @@ async def _acquire(
                 )
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
+            clock.sample(sent, time.time(), r[3])
             epoch = decode(r[2])
             for m in members:
                 m._epoch = epoch
-            if guard is None and (r[0] == 0 or r[1] > 0):
-                guard = rt.Guard(timeout, ctx, what)
             if r[0] == 1:
-                if r[1] > 0:
-                    assert guard is not None
-                    # Granted as of an instant just ahead: return then, not before.
-                    await _sleep(r[1] / 1e6, guard)
+                instant = int(r[1])
                 break
-            assert guard is not None
+            guard = guard or rt.Guard(timeout, ctx, what)
             if not queued:
                 queued = True
                 with first._lock:
                     first._waiting += 1
             if r[1] >= 0:
-                # The head of every queue: due in r[1] us. Come back within the horizon
-                # (a grant is then reserved), or sooner to renew the queue lease.
-                wait = min(r[1] / 1e6 - HORIZON / 2, first._check_every)
-                await _sleep(wait, guard)
-            else:
-                await first._woken(token, guard)
+                # The head of every queue, due at r[1]: come back within the horizon (then
+                # it is granted), or sooner to renew the queue lease.
+                # (At least 1 ms: a clock estimate off by more than the horizon must not spin.)
+                wait = min(clock.until(r[1]) - HORIZON / 2, first._check_every)
+                await _sleep(max(wait, 0.001), guard)
+            elif (got := await first._woken(token, guard)) is not None:
+                instant = got  # granted by another caller's script: no call needed
+                break
+        wait = clock.until(instant)
+        if wait > 0:
+            # Granted as of an instant just ahead: return then, not before.
+            guard = guard or rt.Guard(timeout, ctx, what)
+            await _sleep(wait, guard)
+            wait = clock.until(instant)
+        # Surely late (by the estimate's error, half its round trip) beyond the headroom?
+        if -wait - clock.rtt / 2 > first._late:
+            await _late(members, token, -wait, what)
     except BaseException:
         # Leave no trace: out of the queue; a grant made meanwhile is refunded.
         with contextlib.suppress(*IO_ERRORS):
@@ -174,6 +186,37 @@ async def _acquire(
             m._acquired += 1
             m._granted += c
     return Grant(members, costs)
+
+
+async def _calibrate(limiter: RateLimit, what: str) -> None:
+    """Three ``TIME`` calls before the first acquire: the estimate of the server's clock is
+    then as good as the best of three round trips (the first script call, which also
+    loads the script, takes several)."""
+    for _ in range(3):
+        sent = time.time()
+        try:
+            sec, usec = await limiter._client.time()
+        except IO_ERRORS as exc:
+            raise unavailable(what, exc) from exc
+        limiter._clock.sample(sent, time.time(), sec * 1_000_000 + usec)
+
+
+async def _late(members: list[RateLimit], token: str, late: float, what: str) -> None:
+    """This caller returns ``late`` seconds after its grant's instant: push the grants not
+    yet made back by what the headroom does not cover (and the round trip this call takes),
+    so no window that starts at this return sees more than the limit. Lateness within the
+    headroom needs nothing; the call costs a round trip only to a caller late anyway."""
+    first = members[0]
+    need = round((late - first._late + first._clock.rtt) * 1e6)
+    keys = [first._k.epoch]
+    for m in members:
+        keys += [m._k.tat, m._k.keys()[4]]
+    try:
+        await first._s["RL_LATE"](keys=keys, args=[token, first._k.prefix, need])
+    except IO_ERRORS as exc:
+        raise unavailable(what, exc) from exc
+    with first._lock:
+        first._late_count += 1
 
 
 def _leave_args(members: list[RateLimit], costs: list[float]) -> list[Any]:
@@ -221,9 +264,12 @@ class RateLimit:
         "_blpop_cap",
         "_check_every",
         "_client",
+        "_clock",
         "_epoch",
         "_granted",
         "_k",
+        "_late",
+        "_late_count",
         "_lease_us",
         "_lock",
         "_s",
@@ -255,9 +301,13 @@ class RateLimit:
         self._client = client
         self._s = {
             n: client.register_script(getattr(rate_scripts, n))
-            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE")
+            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_LATE", "RL_STATE")
         }
         self._epoch = ""
+        self._clock = ServerClock()
+        # Lateness the headroom absorbs, less a margin for the server clock's estimate.
+        self._late = self._k.headroom * 0.8
+        self._late_count = 0
         self._lock = rt.Lock()
         self._waiting = self._acquired = 0
         self._granted: float = 0
@@ -318,7 +368,13 @@ class RateLimit:
         with self._lock:
             k = self._k
             return RedisRateLimitStatistics(
-                k.rate, k.per, k.burst, self._waiting, self._acquired, self._granted
+                k.rate,
+                k.per,
+                k.burst,
+                self._waiting,
+                self._acquired,
+                self._granted,
+                self._late_count,
             )
 
     async def available(self) -> float:
@@ -334,13 +390,17 @@ class RateLimit:
 
     # -- the work ------------------------------------------------------------------------
 
-    async def _woken(self, token: str, guard: rt.Guard) -> None:
-        """Wait for this waiter's wake-up message, at most until its lease needs renewing."""
+    async def _woken(self, token: str, guard: rt.Guard) -> int | None:
+        """Wait for this waiter's wake-up message, at most until its lease needs renewing:
+        the instant it was granted as of, or None (call the script again)."""
         t = min(guard.slice(self._check_every), self._blpop_cap)
         try:
-            await self._client.blpop([f"{self._k.prefix}w:{token}"], timeout=max(t, 0.01))
+            got = await self._client.blpop([f"{self._k.prefix}w:{token}"], timeout=max(t, 0.01))
         except IO_ERRORS as exc:
             raise unavailable("redis.RateLimit.acquire", exc) from exc
+        if got is None or got[1] in (b"h", "h"):
+            return None
+        return int(float(got[1]))
 
     async def _adjust(self, delta: float) -> None:
         k = self._k

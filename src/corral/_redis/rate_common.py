@@ -4,19 +4,57 @@ checks, the key names, the statistics, the cross-slot error and the per-limit co
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from .._core.ratelimit import check_cost, check_rate_args
 from .._errors import CorralError
 from .common import check_namespace
 
-__all__ = ["CrossSlot", "RateKeys", "RedisRateLimitStatistics", "check_headroom"]
+__all__ = [
+    "CrossSlot",
+    "RateKeys",
+    "RedisRateLimitStatistics",
+    "ServerClock",
+    "check_headroom",
+]
 
 #: How far ahead a grant may be reserved (seconds): a caller whose cost is due within this
 #: is granted at once, as of its due instant, and sleeps locally until then. It absorbs the
 #: lateness of a waiter's own wake-up and of its round trip, which would otherwise be
 #: charged to the rate (a grant taken from a late "now" pushes every later one back).
-HORIZON = 0.02
+HORIZON = 0.1
+
+
+class ServerClock:
+    """This process's estimate of the server's clock (``TIME``, which decides every grant):
+    the offset from ``time.time()`` seen by the script call with the shortest round trip so
+    far (its error is at most half that round trip), so a caller granted "as of instant s"
+    returns at s on the server's clock, whichever process or host it runs on. A sample
+    older than ``_FRESH`` seconds is replaced by any newer one within 1.5x its round trip,
+    so a clock that is slewed is followed."""
+
+    __slots__ = ("offset", "rtt", "samples", "when")
+
+    _FRESH = 10.0
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.rtt = float("inf")
+        self.when = 0.0
+        self.samples = 0
+
+    def sample(self, sent: float, received: float, server_us: int) -> None:
+        rtt = received - sent
+        self.samples += 1
+        if rtt <= self.rtt or (received - self.when > self._FRESH and rtt <= 1.5 * self.rtt):
+            self.offset = server_us / 1e6 - (sent + received) / 2
+            self.rtt = rtt
+            self.when = received
+
+    def until(self, server_us: int) -> float:
+        """Seconds from now until the server's clock reads ``server_us``."""
+        return server_us / 1e6 - self.offset - time.time()
 
 
 class CrossSlot(CorralError, ValueError):
@@ -35,6 +73,9 @@ class RedisRateLimitStatistics:
     waiting: int  #: acquires of this process queued in Redis
     acquired: int  #: acquires granted to this process since it was made
     granted: float  #: cost granted to this process, net of adjustments and refunds
+    #: acquires of this process that returned later after their grant's instant than the
+    #: headroom covers (not scheduled in time), and so pushed the next grants back
+    late: int
 
 
 def check_headroom(headroom: object, per: float, what: str) -> float:
@@ -50,7 +91,18 @@ def check_headroom(headroom: object, per: float, what: str) -> float:
 class RateKeys:
     """One limiter's keys and constants (see ``rate_scripts``)."""
 
-    __slots__ = ("burst", "epoch", "group", "interval_us", "per", "prefix", "rate", "tat", "what")
+    __slots__ = (
+        "burst",
+        "epoch",
+        "group",
+        "headroom",
+        "interval_us",
+        "per",
+        "prefix",
+        "rate",
+        "tat",
+        "what",
+    )
 
     def __init__(
         self,
@@ -73,7 +125,7 @@ class RateKeys:
             self.rate, self.per, self.burst = check_rate_args(rate, per, burst)
         except (TypeError, ValueError) as exc:
             raise type(exc)(str(exc).replace("RateLimit:", f"{what}:", 1)) from None
-        h = check_headroom(headroom, self.per, what)
+        self.headroom = h = check_headroom(headroom, self.per, what)
         self.what = what
         # ``rate`` per ``per + headroom`` seconds: see the class docstring for why.
         self.interval_us = (self.per + h) * 1e6 / self.rate
@@ -83,8 +135,9 @@ class RateKeys:
         self.tat = f"{self.prefix}rl:{n}:t"
 
     def keys(self) -> list[str]:
-        """tat, queue, queue leases (the script's per-limiter KEYS)."""
-        return [self.tat, self.tat[:-1] + "q", self.tat[:-1] + "x"]
+        """tat, queue, queue leases, entries, shift total (the per-limiter KEYS)."""
+        base = self.tat[:-1]
+        return [self.tat, base + "q", base + "x", base + "m", base + "s"]
 
     def cost(self, c: object, what: str) -> float:
         """``c`` checked against the burst (``ValueError`` naming ``cost``)."""

@@ -16,13 +16,17 @@ one script touches one Cluster slot) and a limiter name ``n``:
   second after it passes (a ``tat`` in the past means the whole burst is free: a missing
   key says the same);
 * ``ns:{g}:rl:n:q`` zset — its FIFO queue: waiter token -> ticket (``ns:{g}:seq``);
+* ``ns:{g}:rl:n:m`` hash — the same waiters -> their cost (and ``j`` for a joint one);
 * ``ns:{g}:rl:n:x`` zset — the same waiters -> queue lease expiry. A waiter renews it on
   every call (at least every third of a lease); one whose process died expires and leaves
   the queue at the next call of anybody, which wakes the next head;
-* ``ns:{g}:w:<token>`` list — a waiter's wake-up: the script that makes it the head of a
-  queue pushes there, the waiter ``BLPOP``s it (a message that waits to be read: no race
-  between "subscribe" and "check");
-* ``ns:{g}:g:<token>`` — a grant's record (each limiter's ``tat`` after it), kept until
+* ``ns:{g}:rl:n:s`` — the total of the schedule shifts late callers asked for (``RL_LATE``);
+* ``ns:{g}:w:<token>`` list — a waiter's wake-up: the script that grants it pushes the
+  grant's instant there, one that makes it the head of a queue pushes ``h`` (call back);
+  the waiter ``BLPOP``s it (a message that waits to be read: no race between "subscribe"
+  and "check", and no second round trip to learn a grant);
+* ``ns:{g}:g:<token>`` — a grant's record (its instant, each limiter's ``tat`` after it,
+  then each limiter's shift total then), kept until
   the grant's instant plus a lease: a caller cancelled after the script granted it leaves
   with ``RL_LEAVE``, which refunds the grant if nothing was taken after it;
 * ``ns:{g}:epoch`` hash — ``id``, made once and never expired, and ``rec``: the instant a
@@ -31,14 +35,17 @@ one script touches one Cluster slot) and a limiter name ``n``:
   the worst state it could have had, so a restart never grants a burst above the limit.
 
 A grant may lie in the near future: when the cost conforms within ``horizon`` of now, the
-script takes it *as of its due instant* and tells the caller how long to sleep locally
-before returning. The caller's own wake-up lateness then never costs rate (nothing is
-charged from a late "now"), and the queue moves on without waiting for that sleep.
+script takes it *as of its due instant* and the caller sleeps locally until that instant
+(on its estimate of the server's clock) before it returns. So the wake-up lateness of a
+waiter never costs rate (nothing is charged from a late "now"), returns keep the server's
+spacing, and every script call grants, in one loop, every waiter at the head of a queue
+that is due within the horizon (the local ``RateLimit``'s grant loop), so the queue moves
+at the rate even when a message takes longer than one interval to reach a waiter.
 """
 
 from __future__ import annotations
 
-__all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_LEAVE", "RL_STATE"]
+__all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_LATE", "RL_LEAVE", "RL_STATE"]
 
 # Shared by the scripts: the clock, the epoch and a limiter's tat.
 _PRELUDE = """
@@ -71,129 +78,159 @@ local function set_tat(key, tat)
 end
 """
 
-# KEYS: epoch, then per limiter: tat, queue, queue leases.
+# KEYS: epoch, then per limiter: tat, queue, queue leases, entries, shift total.
 # ARGV: token, known epoch ('' if none), fresh epoch id, lease_us, horizon_us, prefix,
-#       try (1: never queue), then per limiter: T_us, burst, cost.
-# -> {1, sleep_us, epoch} granted, effective after sleep_us
-#  | {0, wait_us, epoch} queued: the head of every queue, due in wait_us
-#  | {0, -1, epoch} queued behind others (wait for the wake-up) | {0, -2, epoch} try failed
+#       try (1: grant now or fail, never queue), then per limiter: T_us, burst, cost.
+# -> {1, instant, epoch, now} granted as of ``instant`` (server us; the caller returns then)
+#  | {0, due, epoch, now} queued, the head of every queue: due at ``due``
+#  | {0, -1, epoch, now} queued behind others: wait for the wake-up
+#  | {0, -2, epoch, now} ``try`` failed
 RL_ACQUIRE = (
     _PRELUDE
     + """
 local token, lease, horizon, pre = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local try = ARGV[7] == '1'
 local id, rec = epoch(ARGV[2], ARGV[3])
-local n = (#KEYS - 1) / 3
-local tats, heads, queued, empty = {}, {}, false, true
+-- Granted already (by another caller's grant loop, or a call whose reply was lost)?
+local g = redis.call('GET', pre .. 'g:' .. token)
+if g then return {1, tonumber(string.match(g, '^(%S+)')), id, now} end
+local n = (#KEYS - 1) / 5
+-- j: 1 tat, 2 queue, 3 leases, 4 entries, 5 shift total
+local function K(i, j) return KEYS[5 * i - 4 + j] end
+local T, B, C, tats, heads, sig = {}, {}, {}, {}, {}, {}
 for i = 1, n do
-  local q, x = KEYS[3 * i], KEYS[3 * i + 1]
-  local h = redis.call('ZRANGE', q, 0, 0)[1]
+  local b = 7 + 3 * i
+  T[i], B[i], C[i] = tonumber(ARGV[b - 2]), tonumber(ARGV[b - 1]), tonumber(ARGV[b])
+  heads[i] = redis.call('ZRANGE', K(i, 2), 0, 0)[1]
   -- waiters whose process stopped renewing their lease leave (charged nothing)
-  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', x, '-inf', now)) do
-    redis.call('ZREM', q, dead)
-    redis.call('ZREM', x, dead)
+  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', K(i, 3), '-inf', now)) do
+    redis.call('ZREM', K(i, 2), dead)
+    redis.call('ZREM', K(i, 3), dead)
+    redis.call('HDEL', K(i, 4), dead)
   end
-  heads[i] = h
-  if redis.call('ZSCORE', q, token) then queued = true end
-  if redis.call('ZCARD', q) > 0 then empty = false end
+  tats[i] = get_tat(K(i, 1), rec, T[i], B[i])
+  sig[i] = redis.call('GET', K(i, 5)) or '0'
 end
-local function due()
+local function due(i, c) return tats[i] + (c - B[i]) * T[i] end
+local function take(i, c, s)
+  local tat = tats[i]
+  if s > tat then tat = s end
+  tats[i] = tat + c * T[i]
+  return set_tat(K(i, 1), tats[i])
+end
+local function record(tok, s, recs)
+  local text = fmt(s) .. ' ' .. table.concat(recs, ' ')
+  text = text .. ' ' .. table.concat(sig, ' ')
+  redis.call('SET', pre .. 'g:' .. tok, text,
+             'PX', math.floor((s - now + lease) / 1000) + 1)
+end
+local function notify(tok, msg)
+  if tok == token then return end
+  local w = pre .. 'w:' .. tok
+  redis.call('RPUSH', w, msg)
+  redis.call('PEXPIRE', w, math.floor(lease / 1000))
+end
+local function unqueue(i, tok)
+  redis.call('ZREM', K(i, 2), tok)
+  redis.call('ZREM', K(i, 3), tok)
+  redis.call('HDEL', K(i, 4), tok)
+end
+if ARGV[7] == '1' then
   local s = now
   for i = 1, n do
-    local b = 7 + 3 * i
-    local T, burst, c = tonumber(ARGV[b - 2]), tonumber(ARGV[b - 1]), tonumber(ARGV[b])
-    tats[i] = get_tat(KEYS[3 * i - 1], rec, T, burst)
-    local d = tats[i] + (c - burst) * T
-    if d > s then s = d end
+    if redis.call('ZCARD', K(i, 2)) > 0 or due(i, C[i]) > now then return {0, -2, id, now} end
   end
-  return s
+  local recs = {}
+  for i = 1, n do recs[i] = take(i, C[i], now) end
+  record(token, now, recs)
+  return {1, now, id, now}
 end
-local function wake_new_heads()
+if not redis.call('ZSCORE', K(1, 2), token) then
+  local seq = redis.call('INCR', pre .. 'seq')
   for i = 1, n do
-    local h = redis.call('ZRANGE', KEYS[3 * i], 0, 0)[1]
-    if h and h ~= heads[i] and h ~= token then
-      local w = pre .. 'w:' .. h
-      redis.call('LPUSH', w, '1')
-      redis.call('PEXPIRE', w, math.floor(lease / 1000))
-    end
+    redis.call('ZADD', K(i, 2), seq, token)
+    redis.call('HSET', K(i, 4), token, fmt(C[i]) .. (n > 1 and ' j' or ''))
   end
 end
-local result
-local first = true
-if queued then
-  for i = 1, n do
-    if redis.call('ZRANGE', KEYS[3 * i], 0, 0)[1] ~= token then first = false end
-  end
-else
-  first = empty
+for i = 1, n do
+  redis.call('ZADD', K(i, 3), now + lease, token)
+  for j = 2, 4 do redis.call('PEXPIRE', K(i, j), math.floor(3 * lease / 1000)) end
 end
-if first then
-  local s = due()
-  if s <= now + horizon and (not try or s <= now) then
-    local rec_tats = {}
-    for i = 1, n do
-      local b = 7 + 3 * i
-      local T, c = tonumber(ARGV[b - 2]), tonumber(ARGV[b])
-      local tat = tats[i]
-      if s > tat then tat = s end
-      rec_tats[i] = set_tat(KEYS[3 * i - 1], tat + c * T)
-      redis.call('ZREM', KEYS[3 * i], token)
-      redis.call('ZREM', KEYS[3 * i + 1], token)
-    end
-    redis.call('SET', pre .. 'g:' .. token, table.concat(rec_tats, ' '),
+local mine = nil
+-- The grant loop, per limiter: single-limiter waiters at the head, while due within the
+-- horizon, are granted as of their due instants and told so (FIFO, head-of-line: it stops at
+-- the first that is not due, or that also waits for other limiters).
+for i = 1, n do
+  while true do
+    local h = redis.call('ZRANGE', K(i, 2), 0, 0)[1]
+    if not h then break end
+    local e = redis.call('HGET', K(i, 4), h)
+    if not e or string.find(e, 'j') then break end
+    local c = tonumber(e)
+    local s = due(i, c)
+    if s > now + horizon then break end
+    if s < now then s = now end
+    redis.call('SET', pre .. 'g:' .. h, fmt(s) .. ' ' .. take(i, c, s) .. ' ' .. sig[i],
                'PX', math.floor((s - now + lease) / 1000) + 1)
-    redis.call('DEL', pre .. 'w:' .. token)
-    result = {1, math.floor(s - now), id}
-  elseif try then
-    return {0, -2, id}
-  else
-    result = {0, math.floor(s - now), id}
+    unqueue(i, h)
+    if h == token then mine = s else notify(h, fmt(s)) end
   end
-elseif try then
-  return {0, -2, id}
-else
-  result = {0, -1, id}
 end
-if result[1] == 0 then
-  local seq = nil
-  for i = 1, n do
-    local q, x = KEYS[3 * i], KEYS[3 * i + 1]
-    if not redis.call('ZSCORE', q, token) then
-      seq = seq or redis.call('INCR', pre .. 'seq')
-      redis.call('ZADD', q, seq, token)
+-- A joint caller heading every queue (its limiters are this script's): all or nothing.
+local first = true
+for i = 1, n do
+  if redis.call('ZRANGE', K(i, 2), 0, 0)[1] ~= token then first = false end
+end
+local s = now
+if first then
+  for i = 1, n do s = math.max(s, due(i, C[i])) end
+  if s <= now + horizon then
+    local recs = {}
+    for i = 1, n do
+      recs[i] = take(i, C[i], s)
+      unqueue(i, token)
     end
-    redis.call('ZADD', x, now + lease, token)
-    redis.call('PEXPIRE', q, math.floor(3 * lease / 1000))
-    redis.call('PEXPIRE', x, math.floor(3 * lease / 1000))
+    record(token, s, recs)
+    mine = s
   end
 end
-wake_new_heads()
-return result
+-- New heads are told (they call back: to be granted, or to learn when they are due).
+for i = 1, n do
+  local h = redis.call('ZRANGE', K(i, 2), 0, 0)[1]
+  if h and h ~= heads[i] then notify(h, 'h') end
+end
+if mine then
+  redis.call('DEL', pre .. 'w:' .. token)
+  return {1, mine, id, now}
+end
+if first then return {0, s, id, now} end
+return {0, -1, id, now}
 """
 )
 
-# KEYS: epoch, then per limiter: tat, queue, queue leases. ARGV: token, prefix, then per
-# limiter: T_us, cost. The acquire ``token`` gives up (cancelled, timed out, its caller
-# gone): out of every queue (waking the next heads), and if the script had granted it,
-# the grant is refunded when nothing was taken after it (its tat is still the latest; else
-# its slot simply goes unused: a refund then would let two grants share one instant).
+# KEYS: epoch, then per limiter: tat, queue, queue leases, entries, shift total.
+# ARGV: token, prefix, then per limiter: T_us, cost. The acquire ``token`` gives up
+# (cancelled, timed out, its caller gone): out of every queue (waking the next heads), and
+# if it had been granted, the grant is refunded when nothing was taken after it (its tat is
+# still the latest; else its slot goes unused: a refund would let two grants share one
+# instant).
 # -> 0 nothing to undo | 1 left the queue | 2 grant refunded | 3 grant kept (not the last)
 RL_LEAVE = (
     _PRELUDE
     + """
 local token, pre = ARGV[1], ARGV[2]
-local n = (#KEYS - 1) / 3
+local n = (#KEYS - 1) / 5
 local out = 0
 for i = 1, n do
-  local q = KEYS[3 * i]
+  local q = KEYS[5 * i - 2]
   local h = redis.call('ZRANGE', q, 0, 0)[1]
   if redis.call('ZREM', q, token) == 1 then out = 1 end
-  redis.call('ZREM', KEYS[3 * i + 1], token)
+  redis.call('ZREM', KEYS[5 * i - 1], token)
+  redis.call('HDEL', KEYS[5 * i], token)
   if h == token then
     local nh = redis.call('ZRANGE', q, 0, 0)[1]
     if nh then
       local w = pre .. 'w:' .. nh
-      redis.call('LPUSH', w, '1')
+      redis.call('RPUSH', w, 'h')
       redis.call('PEXPIRE', w, 60000)
     end
   end
@@ -203,13 +240,13 @@ local g = redis.call('GET', pre .. 'g:' .. token)
 if not g then return out end
 redis.call('DEL', pre .. 'g:' .. token)
 local recorded = {}
-for s in string.gmatch(g, '%S+') do recorded[#recorded + 1] = s end
+for v in string.gmatch(g, '%S+') do recorded[#recorded + 1] = v end
 for i = 1, n do
-  if redis.call('GET', KEYS[3 * i - 1]) ~= recorded[i] then return 3 end
+  if redis.call('GET', KEYS[5 * i - 3]) ~= recorded[i + 1] then return 3 end
 end
 for i = 1, n do
   local T, c = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
-  set_tat(KEYS[3 * i - 1], tonumber(recorded[i]) - c * T)
+  set_tat(KEYS[5 * i - 3], tonumber(recorded[i + 1]) - c * T)
 end
 return 2
 """
@@ -228,6 +265,35 @@ if delta > 0 and tat < now then tat = now end
 tat = tat + delta * T
 set_tat(KEYS[2], tat)
 return {math.floor(tat - now), id}
+"""
+)
+
+# KEYS: epoch, then per limiter: tat, shift total. ARGV: token, prefix, need_us.
+# The caller ``token`` returned from acquire later than its grant's instant by more than the
+# headroom covers (its process was not scheduled in time): the grants not yet made move back
+# by ``need_us``, so the window that starts at its late return holds no more than the limit
+# (returns are what the user's code, and the API, see). Shifts applied since the grant count
+# towards it (``shift total``, recorded with each grant): a run of late callers after one
+# stall moves the schedule once, not once each.
+RL_LATE = (
+    _PRELUDE
+    + """
+local n = (#KEYS - 1) / 2
+local need = tonumber(ARGV[3])
+local g = redis.call('GET', ARGV[2] .. 'g:' .. ARGV[1])
+local rec = {}
+if g then for v in string.gmatch(g, '%S+') do rec[#rec + 1] = v end end
+for i = 1, n do
+  local total = tonumber(redis.call('GET', KEYS[2 * i + 1]) or '0')
+  local at_grant = tonumber(rec[1 + n + i] or total)
+  local add = need - (total - at_grant)
+  if add > 0 then
+    local v = redis.call('GET', KEYS[2 * i])
+    if v then set_tat(KEYS[2 * i], tonumber(v) + add) end
+    redis.call('SET', KEYS[2 * i + 1], fmt(total + add), 'PX', 3600000)
+  end
+end
+return 1
 """
 )
 
