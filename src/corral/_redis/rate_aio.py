@@ -165,10 +165,16 @@ async def _acquire(
             # Granted as of an instant just ahead: return then, not before.
             guard = guard or rt.Guard(timeout, ctx, what)
             await _sleep(wait, guard)
-            wait = clock.until(instant)
         # Surely late (by the estimate's error, half its round trip) beyond the headroom?
-        if -wait - clock.rtt / 2 > first._late:
-            await _late(members, token, -wait, what)
+        # Then push the schedule back; the report's own round trip makes this caller later
+        # still, so it reports again while that leaves it late beyond what it reported.
+        reported = 0.0
+        for _ in range(3):
+            late = -clock.until(instant) - clock.rtt / 2
+            if late - reported <= first._late:
+                break
+            await _late(members, token, late, what)
+            reported = late
     except BaseException:
         # Leave no trace: out of the queue; a grant made meanwhile is refunded.
         with contextlib.suppress(*IO_ERRORS):
@@ -189,10 +195,13 @@ async def _acquire(
 
 
 async def _calibrate(limiter: RateLimit, what: str) -> None:
-    """Three ``TIME`` calls before the first acquire: the estimate of the server's clock is
-    then as good as the best of three round trips (the first script call, which also
-    loads the script, takes several)."""
-    for _ in range(3):
+    """``TIME`` calls before the first acquire, until one round trip is under a millisecond
+    (at most eight): the estimate of the server's clock is as good as the best of them.
+    (The first script call, which also loads the script, is a poor sample; a caller that
+    trusts a poor estimate returns early or late by its error.)"""
+    for i in range(8):
+        if i >= 2 and limiter._clock.rtt < 0.001:
+            return
         sent = time.time()
         try:
             sec, usec = await limiter._client.time()
@@ -207,7 +216,7 @@ async def _late(members: list[RateLimit], token: str, late: float, what: str) ->
     so no window that starts at this return sees more than the limit. Lateness within the
     headroom needs nothing; the call costs a round trip only to a caller late anyway."""
     first = members[0]
-    need = round((late - first._late + first._clock.rtt) * 1e6)
+    need = round((late - first._late + first._clock.rtt) * 1e6)  # (the total, not the rise)
     keys = [first._k.epoch]
     for m in members:
         keys += [m._k.tat, m._k.keys()[4]]

@@ -73,8 +73,8 @@ class RedisRateLimitStatistics:
     waiting: int  #: acquires of this process queued in Redis
     acquired: int  #: acquires granted to this process since it was made
     granted: float  #: cost granted to this process, net of adjustments and refunds
-    #: acquires of this process that returned later after their grant's instant than the
-    #: headroom covers (not scheduled in time), and so pushed the next grants back
+    #: reports by acquires of this process that resumed later after their grant's instant
+    #: than the headroom covers (not scheduled in time), each pushing the next grants back
     late: int
 
 
