@@ -186,7 +186,9 @@ def test_async_cancel_at_every_step_charges_nothing(redis_url: str) -> None:
 
     async def sweep() -> None:
         async with await _aclient(redis_url) as ac:
-            probe = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1)
+            # (headroom 40 ms: a late-return report of the loop's own acquire, which rides on
+            # the next acquire, would move available() between the two reads)
+            probe = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1, headroom=0.04)
             # A reserved sleep: 1 unit per 50 ms, spent: the next is due in <= 50 ms.
             outcomes = set()
             for k in range(60):

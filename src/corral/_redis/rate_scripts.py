@@ -20,7 +20,7 @@ one script touches one Cluster slot) and a limiter name ``n``:
 * ``ns:{g}:rl:n:x`` zset — the same waiters -> queue lease expiry. A waiter renews it on
   every call (at least every third of a lease); one whose process died expires and leaves
   the queue at the next call of anybody, which wakes the next head;
-* ``ns:{g}:rl:n:s`` — the total of the schedule shifts late callers asked for (``RL_LATE``);
+* ``ns:{g}:rl:n:s`` — the total of the schedule shifts late callers asked for (``late``);
 * ``ns:{g}:w:<token>`` list — a waiter's wake-up: the script that grants it pushes the
   grant's instant there, one that makes it the head of a queue pushes ``h`` (call back);
   the waiter ``BLPOP``s it (a message that waits to be read: no race between "subscribe"
@@ -45,7 +45,7 @@ at the rate even when a message takes longer than one interval to reach a waiter
 
 from __future__ import annotations
 
-__all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_LATE", "RL_LEAVE", "RL_STATE"]
+__all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_LEAVE", "RL_STATE"]
 
 # Shared by the scripts: the clock, the epoch and a limiter's tat.
 _PRELUDE = """
@@ -76,11 +76,33 @@ local function set_tat(key, tat)
   redis.call('SET', key, s, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
   return s
 end
+-- A caller (grant ``tok``) resumed ``need`` us later than the headroom covers: the grants
+-- not yet made move back as much, so the window that starts at its late return holds no
+-- more than the limit. Shifts made since that grant count towards it (each limiter keeps
+-- their total, and each grant's record the total then): a run of late callers after one
+-- stall moves the schedule once, not once each.
+local function late(pre, tok, need, tat_keys, total_keys)
+  local g = redis.call('GET', pre .. 'g:' .. tok)
+  local rec = {}
+  if g then for v in string.gmatch(g, '%S+') do rec[#rec + 1] = v end end
+  local n = #tat_keys
+  for i = 1, n do
+    local total = tonumber(redis.call('GET', total_keys[i]) or '0')
+    local add = need - (total - tonumber(rec[1 + n + i] or total))
+    if add > 0 then
+      local v = redis.call('GET', tat_keys[i])
+      if v then set_tat(tat_keys[i], tonumber(v) + add) end
+      redis.call('SET', total_keys[i], fmt(total + add), 'PX', 3600000)
+    end
+  end
+end
 """
 
 # KEYS: epoch, then per limiter: tat, queue, queue leases, entries, shift total.
 # ARGV: token, known epoch ('' if none), fresh epoch id, lease_us, horizon_us, prefix,
-#       try (1: grant now or fail, never queue), then per limiter: T_us, burst, cost.
+#       try (1: grant now or fail, never queue), then per limiter: T_us, burst, cost; then
+#       the late reports of this process's earlier grants on these limiters, as pairs
+#       (token, need_us): a late caller does not pay a round trip to report (see ``late``).
 # -> {1, instant, epoch, now} granted as of ``instant`` (server us; the caller returns then)
 #  | {0, due, epoch, now} queued, the head of every queue: due at ``due``
 #  | {0, -1, epoch, now} queued behind others: wait for the wake-up
@@ -97,6 +119,11 @@ local n = (#KEYS - 1) / 5
 -- j: 1 tat, 2 queue, 3 leases, 4 entries, 5 shift total
 local function K(i, j) return KEYS[5 * i - 4 + j] end
 local T, B, C, tats, heads, sig = {}, {}, {}, {}, {}, {}
+if #ARGV > 7 + 3 * n then
+  local tk, sk = {}, {}
+  for i = 1, n do tk[i], sk[i] = K(i, 1), K(i, 5) end
+  for a = 8 + 3 * n, #ARGV, 2 do late(pre, ARGV[a], tonumber(ARGV[a + 1]), tk, sk) end
+end
 for i = 1, n do
   local b = 7 + 3 * i
   T[i], B[i], C[i] = tonumber(ARGV[b - 2]), tonumber(ARGV[b - 1]), tonumber(ARGV[b])
@@ -144,7 +171,22 @@ if ARGV[7] == '1' then
   record(token, now, recs)
   return {1, now, id, now}
 end
-if not redis.call('ZSCORE', K(1, 2), token) then
+local queued = redis.call('ZSCORE', K(1, 2), token)
+if not queued then
+  -- The fast path: nobody queued and the cost due within the horizon: granted, no queue.
+  local free, s = true, now
+  for i = 1, n do
+    if redis.call('ZCARD', K(i, 2)) > 0 then free = false break end
+    s = math.max(s, due(i, C[i]))
+  end
+  if free and s <= now + horizon then
+    local recs = {}
+    for i = 1, n do recs[i] = take(i, C[i], s) end
+    record(token, s, recs)
+    return {1, s, id, now}
+  end
+end
+if not queued then
   local seq = redis.call('INCR', pre .. 'seq')
   for i = 1, n do
     redis.call('ZADD', K(i, 2), seq, token)
@@ -265,35 +307,6 @@ if delta > 0 and tat < now then tat = now end
 tat = tat + delta * T
 set_tat(KEYS[2], tat)
 return {math.floor(tat - now), id}
-"""
-)
-
-# KEYS: epoch, then per limiter: tat, shift total. ARGV: token, prefix, need_us.
-# The caller ``token`` returned from acquire later than its grant's instant by more than the
-# headroom covers (its process was not scheduled in time): the grants not yet made move back
-# by ``need_us``, so the window that starts at its late return holds no more than the limit
-# (returns are what the user's code, and the API, see). Shifts applied since the grant count
-# towards it (``shift total``, recorded with each grant): a run of late callers after one
-# stall moves the schedule once, not once each.
-RL_LATE = (
-    _PRELUDE
-    + """
-local n = (#KEYS - 1) / 2
-local need = tonumber(ARGV[3])
-local g = redis.call('GET', ARGV[2] .. 'g:' .. ARGV[1])
-local rec = {}
-if g then for v in string.gmatch(g, '%S+') do rec[#rec + 1] = v end end
-for i = 1, n do
-  local total = tonumber(redis.call('GET', KEYS[2 * i + 1]) or '0')
-  local at_grant = tonumber(rec[1 + n + i] or total)
-  local add = need - (total - at_grant)
-  if add > 0 then
-    local v = redis.call('GET', KEYS[2 * i])
-    if v then set_tat(KEYS[2 * i], tonumber(v) + add) end
-    redis.call('SET', KEYS[2 * i + 1], fmt(total + add), 'PX', 3600000)
-  end
-end
-return 1
 """
 )
 

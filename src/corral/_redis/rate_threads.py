@@ -117,12 +117,15 @@ def _acquire(
         tail += [m._k.interval_us, m._k.burst, c]
     script = first._s["RL_ACQUIRE"]
     clock = first._clock
+    key = tuple(keys)
     if not clock.samples:
         _calibrate(first, what)
     guard: rt.Guard | None = None
     queued = False
     try:
         while True:
+            with first._lock:
+                reports = first._reports.pop(key, [])
             sent = time.time()
             try:
                 r = script(
@@ -136,6 +139,7 @@ def _acquire(
                         first._k.prefix,
                         0,
                         *tail,
+                        *reports,
                     ],
                 )
             except IO_ERRORS as exc:
@@ -167,15 +171,16 @@ def _acquire(
             guard = guard or rt.Guard(timeout, ctx, what)
             _sleep(wait, guard)
         # Surely late (by the estimate's error, half its round trip) beyond the headroom?
-        # Then push the schedule back; the report's own round trip makes this caller later
-        # still, so it reports again while that leaves it late beyond what it reported.
-        reported = 0.0
-        for _ in range(3):
-            late = -clock.until(instant) - clock.rtt / 2
-            if late - reported <= first._late:
-                break
-            _late(members, token, late, what)
-            reported = late
+        # Then the grants not yet made must move back by the excess (see rate_scripts'
+        # ``late``); the report rides on this process's next acquire of these limiters, so a
+        # late caller pays no round trip for it. (It must reach Redis within about ``per``:
+        # a process that stops acquiring right after a late return leaves it unsent.)
+        late = -clock.until(instant) - clock.rtt / 2
+        if late > first._late:
+            need = round((late - first._late + clock.rtt) * 1e6)
+            with first._lock:
+                first._reports.setdefault(key, []).extend((token, need))
+                first._late_count += 1
     except BaseException:
         # Leave no trace: out of the queue; a grant made meanwhile is refunded.
         with contextlib.suppress(*IO_ERRORS):
@@ -209,24 +214,6 @@ def _calibrate(limiter: RateLimit, what: str) -> None:
         except IO_ERRORS as exc:
             raise unavailable(what, exc) from exc
         limiter._clock.sample(sent, time.time(), sec * 1_000_000 + usec)
-
-
-def _late(members: list[RateLimit], token: str, late: float, what: str) -> None:
-    """This caller returns ``late`` seconds after its grant's instant: push the grants not
-    yet made back by what the headroom does not cover (and the round trip this call takes),
-    so no window that starts at this return sees more than the limit. Lateness within the
-    headroom needs nothing; the call costs a round trip only to a caller late anyway."""
-    first = members[0]
-    need = round((late - first._late + first._clock.rtt) * 1e6)  # (the total, not the rise)
-    keys = [first._k.epoch]
-    for m in members:
-        keys += [m._k.tat, m._k.keys()[4]]
-    try:
-        first._s["RL_LATE"](keys=keys, args=[token, first._k.prefix, need])
-    except IO_ERRORS as exc:
-        raise unavailable(what, exc) from exc
-    with first._lock:
-        first._late_count += 1
 
 
 def _leave_args(members: list[RateLimit], costs: list[float]) -> list[Any]:
@@ -282,6 +269,7 @@ class RateLimit:
         "_late_count",
         "_lease_us",
         "_lock",
+        "_reports",
         "_s",
         "_waiting",
     )
@@ -311,13 +299,15 @@ class RateLimit:
         self._client = client
         self._s = {
             n: client.register_script(getattr(rate_scripts, n))
-            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_LATE", "RL_STATE")
+            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE")
         }
         self._epoch = ""
         self._clock = ServerClock()
         # Lateness the headroom absorbs, less a margin for the server clock's estimate.
         self._late = self._k.headroom * 0.8
         self._late_count = 0
+        #: Late reports waiting for the next acquire: key set -> [token, need_us, ...].
+        self._reports: dict[tuple[str, ...], list[Any]] = {}
         self._lock = rt.Lock()
         self._waiting = self._acquired = 0
         self._granted: float = 0
