@@ -132,7 +132,7 @@ async def _acquire(
                     args=[
                         token,
                         first._epoch,
-                        new_token(),
+                        token,  # (a fresh epoch id, if Redis has none)
                         first._lease_us,
                         _HORIZON_US,
                         first._k.prefix,

@@ -133,7 +133,7 @@ def _acquire(
                     args=[
                         token,
                         first._epoch,
-                        new_token(),
+                        token,  # (a fresh epoch id, if Redis has none)
                         first._lease_us,
                         _HORIZON_US,
                         first._k.prefix,
