@@ -338,6 +338,31 @@ def test_redis_restart_no_burst_after_recovery(own_server: RedisServer) -> None:
         c.close()
 
 
+def test_stalled_redis_is_a_typed_error_not_a_hang(own_server: RedisServer) -> None:
+    """Redis stops answering (SIGSTOP: a stalled server, not a closed port): with a socket
+    timeout on the client, an acquire (queued or not) raises RedisUnavailable in time."""
+    import os
+    import signal
+
+    import redis
+
+    c = redis.Redis.from_url(own_server.url, socket_timeout=0.5)
+    try:
+        rl = corral.threads.redis.RateLimit(c, "st", 5, burst=1)
+        rl.acquire()
+        assert own_server.proc is not None
+        os.kill(own_server.proc.pid, signal.SIGSTOP)
+        try:
+            t = time.monotonic()
+            with pytest.raises(corral.threads.redis.RedisUnavailable):
+                rl.acquire()
+            assert time.monotonic() - t < 10
+        finally:
+            os.kill(own_server.proc.pid, signal.SIGCONT)
+    finally:
+        c.close()
+
+
 # --- rate= on fan_out ----------------------------------------------------------------------------
 
 
