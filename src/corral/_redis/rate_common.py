@@ -92,6 +92,7 @@ class RateKeys:
     """One limiter's keys and constants (see ``rate_scripts``)."""
 
     __slots__ = (
+        "_keys",
         "burst",
         "epoch",
         "group",
@@ -133,11 +134,13 @@ class RateKeys:
         self.prefix = f"{ns}:{{{g}}}:"
         self.epoch = f"{self.prefix}epoch"
         self.tat = f"{self.prefix}rl:{n}:t"
+        base = self.tat[:-1]
+        self._keys = [self.tat, base + "q", base + "x", base + "m", base + "s"]
 
     def keys(self) -> list[str]:
-        """tat, queue, queue leases, entries, shift total (the per-limiter KEYS)."""
-        base = self.tat[:-1]
-        return [self.tat, base + "q", base + "x", base + "m", base + "s"]
+        """tat, queue, queue leases, entries, shift total (the per-limiter KEYS; a list
+        made once: do not change it)."""
+        return self._keys
 
     def cost(self, c: object, what: str) -> float:
         """``c`` checked against the burst (``ValueError`` naming ``cost``)."""
