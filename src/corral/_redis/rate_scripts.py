@@ -53,12 +53,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function fmt(x) return string.format('%.17g', x) end
 local function epoch(known, fresh)
-  local id = redis.call('HGET', KEYS[1], 'id')
+  local got = redis.call('HMGET', KEYS[1], 'id', 'rec')
+  local id, rec = got[1], got[2]
   if not id then
     id = fresh
     redis.call('HSET', KEYS[1], 'id', id)
   end
-  local rec = redis.call('HGET', KEYS[1], 'rec')
   if known ~= '' and known ~= id and not rec then
     rec = fmt(now)
     redis.call('HSET', KEYS[1], 'rec', rec)
@@ -100,7 +100,8 @@ end
 
 # KEYS: epoch, then per limiter: tat, queue, queue leases, entries, shift total.
 # ARGV: token, known epoch ('' if none), fresh epoch id, lease_us, horizon_us, prefix,
-#       try (1: grant now or fail, never queue), then per limiter: T_us, burst, cost; then
+#       mode ('0' a first call, '1' try: grant now or fail, never queue, '2' a waiter's
+#       later call), then per limiter: T_us, burst, cost; then
 #       the late reports of this process's earlier grants on these limiters, as pairs
 #       (token, need_us): a late caller does not pay a round trip to report (see ``late``).
 # -> {1, instant, epoch, now} granted as of ``instant`` (server us; the caller returns then)
@@ -111,10 +112,13 @@ RL_ACQUIRE = (
     _PRELUDE
     + """
 local token, lease, horizon, pre = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local mode = ARGV[7] -- '0' a first call, '1' try_acquire, '2' a waiter calling again
 local id, rec = epoch(ARGV[2], ARGV[3])
--- Granted already (by another caller's grant loop, or a call whose reply was lost)?
-local g = redis.call('GET', pre .. 'g:' .. token)
-if g then return {1, tonumber(string.match(g, '^(%S+)')), id, now} end
+if mode == '2' then
+  -- Granted already (by another caller's grant loop, or a call whose reply was lost)?
+  local g = redis.call('GET', pre .. 'g:' .. token)
+  if g then return {1, tonumber(string.match(g, '^(%S+)')), id, now} end
+end
 local n = (#KEYS - 1) / 5
 -- j: 1 tat, 2 queue, 3 leases, 4 entries, 5 shift total
 local function K(i, j) return KEYS[5 * i - 4 + j] end
@@ -127,15 +131,6 @@ end
 for i = 1, n do
   local b = 7 + 3 * i
   T[i], B[i], C[i] = tonumber(ARGV[b - 2]), tonumber(ARGV[b - 1]), tonumber(ARGV[b])
-  heads[i] = redis.call('ZRANGE', K(i, 2), 0, 0)[1]
-  -- waiters whose process stopped renewing their lease leave (charged nothing)
-  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', K(i, 3), '-inf', now)) do
-    redis.call('ZREM', K(i, 2), dead)
-    redis.call('ZREM', K(i, 3), dead)
-    redis.call('HDEL', K(i, 4), dead)
-  end
-  tats[i] = get_tat(K(i, 1), rec, T[i], B[i])
-  sig[i] = redis.call('GET', K(i, 5)) or '0'
 end
 local function due(i, c) return tats[i] + (c - B[i]) * T[i] end
 local function take(i, c, s)
@@ -145,10 +140,41 @@ local function take(i, c, s)
   return set_tat(K(i, 1), tats[i])
 end
 local function record(tok, s, recs)
+  -- (a grant of the fast path records no shift totals: late() then counts none as made
+  -- since it, which can only shift more, never less)
   local text = fmt(s) .. ' ' .. table.concat(recs, ' ')
-  text = text .. ' ' .. table.concat(sig, ' ')
+  if #sig > 0 then text = text .. ' ' .. table.concat(sig, ' ') end
   redis.call('SET', pre .. 'g:' .. tok, text,
              'PX', math.floor((s - now + lease) / 1000) + 1)
+end
+if mode ~= '2' then
+  -- The fast path (a new caller is not queued): nobody queued and the cost due within the
+  -- horizon (now, for a try): granted, without touching the queues. Five commands for one
+  -- limiter.
+  local free, s = true, now
+  for i = 1, n do
+    if redis.call('ZCARD', K(i, 2)) > 0 then free = false break end
+    tats[i] = get_tat(K(i, 1), rec, T[i], B[i])
+    s = math.max(s, due(i, C[i]))
+  end
+  if free and s <= now + (mode == '1' and 0 or horizon) then
+    local recs = {}
+    for i = 1, n do recs[i] = take(i, C[i], s) end
+    record(token, s, recs)
+    return {1, s, id, now}
+  end
+  if mode == '1' then return {0, -2, id, now} end
+end
+for i = 1, n do
+  heads[i] = redis.call('ZRANGE', K(i, 2), 0, 0)[1]
+  -- waiters whose process stopped renewing their lease leave (charged nothing)
+  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', K(i, 3), '-inf', now)) do
+    redis.call('ZREM', K(i, 2), dead)
+    redis.call('ZREM', K(i, 3), dead)
+    redis.call('HDEL', K(i, 4), dead)
+  end
+  tats[i] = get_tat(K(i, 1), rec, T[i], B[i])
+  sig[i] = redis.call('GET', K(i, 5)) or '0'
 end
 local function notify(tok, msg)
   if tok == token then return end
@@ -161,31 +187,7 @@ local function unqueue(i, tok)
   redis.call('ZREM', K(i, 3), tok)
   redis.call('HDEL', K(i, 4), tok)
 end
-if ARGV[7] == '1' then
-  local s = now
-  for i = 1, n do
-    if redis.call('ZCARD', K(i, 2)) > 0 or due(i, C[i]) > now then return {0, -2, id, now} end
-  end
-  local recs = {}
-  for i = 1, n do recs[i] = take(i, C[i], now) end
-  record(token, now, recs)
-  return {1, now, id, now}
-end
 local queued = redis.call('ZSCORE', K(1, 2), token)
-if not queued then
-  -- The fast path: nobody queued and the cost due within the horizon: granted, no queue.
-  local free, s = true, now
-  for i = 1, n do
-    if redis.call('ZCARD', K(i, 2)) > 0 then free = false break end
-    s = math.max(s, due(i, C[i]))
-  end
-  if free and s <= now + horizon then
-    local recs = {}
-    for i = 1, n do recs[i] = take(i, C[i], s) end
-    record(token, s, recs)
-    return {1, s, id, now}
-  end
-end
 if not queued then
   local seq = redis.call('INCR', pre .. 'seq')
   for i = 1, n do

@@ -122,6 +122,7 @@ def _acquire(
         _calibrate(first, what)
     guard: rt.Guard | None = None
     queued = False
+    mode = 0  # a first call: not queued, not granted yet (the script skips those checks)
     try:
         while True:
             with first._lock:
@@ -137,7 +138,7 @@ def _acquire(
                         first._lease_us,
                         _HORIZON_US,
                         first._k.prefix,
-                        0,
+                        mode,
                         *tail,
                         *reports,
                     ],
@@ -145,11 +146,13 @@ def _acquire(
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             clock.sample(sent, time.time(), r[3])
+            mode = 2
             epoch = decode(r[2])
             for m in members:
                 m._epoch = epoch
             if r[0] == 1:
                 instant = int(r[1])
+                now = int(r[3])
                 break
             guard = guard or rt.Guard(timeout, ctx, what)
             if not queued:
@@ -164,8 +167,12 @@ def _acquire(
                 _sleep(max(wait, 0.001), guard)
             elif (got := first._woken(token, guard)) is not None:
                 instant = got  # granted by another caller's script: no call needed
+                now = 0
                 break
-        wait = clock.until(instant)
+        # Granted as of the server's "now" (the fast path): return at once. (The estimate
+        # of the server's clock is off by up to half a round trip: trusting it here would
+        # sleep for that error, a wake-up on a loaded machine, on every uncontended acquire.)
+        wait = 0.0 if instant <= now else clock.until(instant)
         if wait > 0:
             # Granted as of an instant just ahead: return then, not before.
             guard = guard or rt.Guard(timeout, ctx, what)
