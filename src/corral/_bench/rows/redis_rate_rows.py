@@ -29,6 +29,7 @@ from typing import Any
 
 from ..harness import Env, Stopwatch, Timing, check
 from ..registry import Impl, register
+from .ratelimits import accuracy_figures
 from .redis_rows import _PREFIX, _REQUIRES, _url
 
 HUGE = 10**9  # per second: the limit never binds
@@ -154,14 +155,7 @@ def _fleet_worker(kind: str, url: str, name: str, share: int, log: str, go: str)
 
 
 def _describe(times: list[float], n: int) -> str:
-    ts = sorted(times)
-    span = ts[-1] - ts[0]
-    achieved = (len(ts) - 1) / span if span > 0 else float("inf")
-    most = j = 0
-    for i, t in enumerate(ts):
-        while j < len(ts) and ts[j] < t + 1.0:
-            j += 1
-        most = max(most, j - i)
+    achieved, most = accuracy_figures(times, RATE, 1.0)
     return (
         f"achieved {achieved:,.1f}/s ({(achieved / RATE - 1) * 100:+.2f} % vs {RATE}/s); "
         f"most returned in any 1 s window: {most} (limit {min(RATE, n)})"
