@@ -95,6 +95,17 @@ REDIS_SUBS: list[tuple[str, str]] = [
     (r"\bcorral\.SingleFlight\b", "corral.threads.SingleFlight"),
     *LANGUAGE,
 ]
+# The Redis rate limits (rate_aio.py -> rate_threads.py): the same rules, and a local sleep.
+RATE_SUBS: list[tuple[str, str]] = [
+    (r"^import asyncio$", "import time"),
+    (r"\basyncio\.sleep\(", "time.sleep("),
+    (r"^_TASKS = True$", "_TASKS = False"),
+    (
+        r"^#: Which workers ``rate=`` may run this flavour's acquire in: tasks \(asyncio\)\.$",
+        "#: Which workers ``rate=`` may run this flavour's acquire in: threads.",
+    ),
+    *REDIS_SUBS,
+]
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,11 @@ class Twin:
 def twins() -> list[Twin]:
     """Every generated module."""
     made = [Twin(PATTERNS / f"_aio_{p}.py", PATTERNS / f"_threads_{p}.py", SUBS) for p in PARTS]
-    return [*made, Twin(REDIS / "aio.py", REDIS / "threads.py", REDIS_SUBS, REDIS_LINES)]
+    return [
+        *made,
+        Twin(REDIS / "aio.py", REDIS / "threads.py", REDIS_SUBS, REDIS_LINES),
+        Twin(REDIS / "rate_aio.py", REDIS / "rate_threads.py", RATE_SUBS, RATE_SUBS[:3]),
+    ]
 
 
 def _ruff(args: list[str], text: str, path: Path) -> str:

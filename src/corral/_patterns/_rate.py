@@ -25,6 +25,10 @@ from .._threads.ratelimit import RateLimit as ThreadRateLimit
 __all__ = ["check_rate", "rate_limited"]
 
 Cost = Callable[[Any], Any]
+#: The protocol of a limiter that makes the limited call itself (``corral.redis.RateLimit``
+#: and ``Limits``): ``rate._corral_rate_wrap(call, cost, task, ctx)`` returns ``call``
+#: preceded by its acquire, for task workers (``task``) or thread workers.
+_WRAP = "_corral_rate_wrap"
 
 
 def check_rate(rate: object, cost: object, what: str) -> None:
@@ -32,9 +36,10 @@ def check_rate(rate: object, cost: object, what: str) -> None:
         if cost is not None:
             raise ValueError(f"{what}: cost needs a rate= to charge it to")
         return
-    if not isinstance(rate, RateLimitBase | LimitsBase):
+    if not isinstance(rate, RateLimitBase | LimitsBase) and not hasattr(rate, _WRAP):
         raise TypeError(
-            f"{what}: rate must be a corral RateLimit or Limits (either flavour), "
+            f"{what}: rate must be a corral RateLimit or Limits (either flavour, or "
+            "corral.redis's), "
             f"got {type(rate).__name__}"
         )
     if cost is not None and not callable(cost):
@@ -45,6 +50,9 @@ def rate_limited(
     call: Callable[[Any], Any], rate: object, cost: Cost | None, task: bool, ctx: Context
 ) -> Callable[[Any], Any]:
     """``call`` preceded by an acquire of ``rate`` (``cost(item)``, default 1 per limiter)."""
+    wrap = getattr(rate, _WRAP, None)
+    if wrap is not None:  # a limiter that wraps the call itself (corral.redis's)
+        return wrap(call, cost, task, ctx)  # type: ignore[no-any-return]
     if isinstance(rate, RateLimitBase):
         st: RateLimitState = rate._st
         if task:

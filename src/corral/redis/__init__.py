@@ -22,10 +22,17 @@ from .._redis.common import (
     Serializer,
     SizeConflict,
 )
+from .._redis.rate_aio import Grant, Limits, RateLimit
+from .._redis.rate_common import CrossSlot, RedisRateLimitStatistics
 
 __all__ = [
+    "CrossSlot",
+    "Grant",
     "LeaseLost",
+    "Limits",
     "Permit",
+    "RateLimit",
+    "RedisRateLimitStatistics",
     "RedisSemaphoreStatistics",
     "RedisSingleFlightStatistics",
     "RedisUnavailable",

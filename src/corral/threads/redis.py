@@ -11,11 +11,18 @@ from .._redis.common import (
     Serializer,
     SizeConflict,
 )
+from .._redis.rate_common import CrossSlot, RedisRateLimitStatistics
+from .._redis.rate_threads import Grant, Limits, RateLimit
 from .._redis.threads import Permit, Semaphore, SingleFlight
 
 __all__ = [
+    "CrossSlot",
+    "Grant",
     "LeaseLost",
+    "Limits",
     "Permit",
+    "RateLimit",
+    "RedisRateLimitStatistics",
     "RedisSemaphoreStatistics",
     "RedisSingleFlightStatistics",
     "RedisUnavailable",

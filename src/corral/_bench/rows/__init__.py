@@ -11,5 +11,6 @@ from . import memory as memory
 from . import parallel as parallel
 from . import patterns as patterns
 from . import ratelimits as ratelimits
+from . import redis_rate_rows as redis_rate_rows  # issue 21: fleet rate limits
 from . import redis_rows as redis_rows
 from . import semaphores as semaphores

@@ -1,0 +1,154 @@
+"""A fleet of LLM callers under one account's limits: requests per minute and tokens per
+minute, shared by every process through Redis (``corral.redis.RateLimit`` and ``Limits``).
+
+An API's rate limit belongs to the account, not to a process: four workers each holding
+"60 requests per minute" send 240. Here four processes (two asyncio, two threads, three
+callers each) share one account's RPM and TPM through Redis. Each call reserves an estimate
+of its tokens (prompt + ``max_tokens``) and, once the reply says how many it really used,
+corrects the reservation with ``grant.adjust``: the unused tokens go back to the account at
+once, for whichever process waits next.
+
+``Limits`` grants both limits in one script or waits holding neither; waiters queue in Redis
+in FIFO order across processes. Time is scaled down (one "minute" is 1 s) and the API is
+simulated. Each process writes the instant each call started to one append-only file; the
+parent checks every 1-minute window of that log against the limits.
+
+Run it with a Redis: ``REDIS_URL=redis://localhost:6379/0 python
+docs/examples/fleet_llm_rate_limits.py`` (its keys are under ``example-llm:``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+from typing import Any
+
+MINUTE = 1.0  # seconds: the scaled-down minute
+RPM, TPM, TPM_BURST = 40, 4_000, 800  # the account's limits
+MAX_TOKENS = 120  # what a reply may use at most: reserved until it says
+CALLS = 12  # per caller; 4 processes x 3 callers = 144 calls
+NS = "example-llm"
+
+
+def limits(mod: Any, client: Any) -> tuple[Any, Any]:
+    """The account's limits, as every process makes them (one tag: one Cluster slot)."""
+    rpm = mod.RateLimit(client, "rpm", RPM, per=MINUTE, tag="account-42", namespace=NS)
+    tpm = mod.RateLimit(
+        client, "tpm", TPM, per=MINUTE, burst=TPM_BURST, tag="account-42", namespace=NS
+    )
+    return mod.Limits(rpm, tpm), tpm
+
+
+def call_sizes(rng: random.Random) -> tuple[int, int]:
+    """(estimate reserved, tokens really used) for one simulated call."""
+    prompt = rng.randint(20, 80)
+    return prompt + MAX_TOKENS, prompt + rng.randint(10, MAX_TOKENS)
+
+
+def log(fd: int, t: float, tokens: int) -> None:
+    os.write(fd, f"{t:.6f} {tokens}\n".encode())  # one write on O_APPEND: lines never mix
+
+
+def asyncio_worker(url: str, path: str, seed: int) -> None:
+    import redis.asyncio
+
+    import corral.redis
+
+    async def main() -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        async with redis.asyncio.Redis.from_url(url) as client:
+            account, tpm = limits(corral.redis, client)
+
+            async def caller(i: int) -> None:
+                rng = random.Random(seed * 10 + i)
+                for _ in range(CALLS):
+                    estimate, used = call_sizes(rng)
+                    async with account.acquire({tpm: estimate}) as grant:
+                        t = time.time()
+                        await asyncio.sleep(rng.uniform(0.01, 0.05))  # the API call
+                        await grant.adjust(tpm, used)  # refund what the reply did not use
+                    log(fd, t, used)
+
+            await asyncio.gather(*(caller(i) for i in range(3)))
+        os.close(fd)
+
+    asyncio.run(main())
+
+
+def threads_worker(url: str, path: str, seed: int) -> None:
+    import threading
+
+    import redis
+
+    import corral.threads.redis
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    client = redis.Redis.from_url(url)
+    account, tpm = limits(corral.threads.redis, client)
+
+    def caller(i: int) -> None:
+        rng = random.Random(seed * 10 + i)
+        for _ in range(CALLS):
+            estimate, used = call_sizes(rng)
+            with account.acquire({tpm: estimate}) as grant:
+                t = time.time()
+                time.sleep(rng.uniform(0.01, 0.05))  # the API call
+                grant.adjust(tpm, used)
+            log(fd, t, used)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    client.close()
+    os.close(fd)
+
+
+def most_in_window(rows: list[tuple[float, int]], width: float, weight: bool) -> int:
+    """The most requests (or tokens) that started in any window of ``width`` seconds."""
+    worst = total = j = 0
+    for i, (t, _) in enumerate(rows):
+        while j < len(rows) and rows[j][0] < t + width:
+            total += rows[j][1] if weight else 1
+            j += 1
+        worst = max(worst, total)
+        total -= rows[i][1] if weight else 1
+    return worst
+
+
+def main() -> None:
+    import redis
+
+    url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+    with redis.Redis.from_url(url) as client:  # a clean account for this run
+        stale = list(client.scan_iter(f"{NS}:*"))
+        if stale:
+            client.delete(*stale)
+    fd, path = tempfile.mkstemp(prefix="fleet-llm-", suffix=".log")
+    os.close(fd)
+    ctx = multiprocessing.get_context("spawn")
+    workers = [asyncio_worker, asyncio_worker, threads_worker, threads_worker]
+    procs = [ctx.Process(target=w, args=(url, path, n)) for n, w in enumerate(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    with open(path) as f:
+        rows = sorted((float(t), int(n)) for t, n in (line.split() for line in f))
+    os.unlink(path)
+    if any(p.exitcode for p in procs) or len(rows) != len(workers) * 3 * CALLS:
+        sys.exit("a worker failed")
+    print(f"{len(rows)} calls from 4 processes; limits: {RPM} requests/min, {TPM:,} tokens/min")
+    print(f"most requests in any minute: <= {RPM}: {most_in_window(rows, MINUTE, False) <= RPM}")
+    tokens = most_in_window(rows, MINUTE, True)
+    print(f"most tokens in any minute: <= {TPM:,} + burst: {tokens <= TPM + TPM_BURST}")
+
+
+if __name__ == "__main__":
+    main()

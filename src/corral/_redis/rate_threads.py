@@ -1,0 +1,540 @@
+# GENERATED from src/corral/_redis/rate_aio.py by scripts/unasync_patterns.py.
+# Do not edit: change rate_aio.py (or _rt_threads.py) and run the script again.
+"""Rate limits shared by every process using one Redis: ``corral.threads.redis.RateLimit`` and
+``Limits``, for threads (over ``redis``). The rules are the Lua of ``rate_scripts``;
+this shell only waits. Written once, here: ``rate_threads.py`` is generated from this file
+by ``scripts/unasync_patterns.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from .._core.context import Context, _check_timeout
+from .._shells import check_ctx
+from . import _rt_threads as rt
+from . import rate_scripts
+from .common import (
+    IO_ERRORS,
+    check_client,
+    check_lease,
+    decode,
+    intervals,
+    new_token,
+    unavailable,
+)
+from .rate_common import HORIZON, CrossSlot, RateKeys, RedisRateLimitStatistics, ServerClock
+
+__all__ = ["Grant", "Limits", "RateLimit"]
+
+_HORIZON_US = round(HORIZON * 1e6)
+#: Which workers ``rate=`` may run this flavour's acquire in: threads.
+_TASKS = False
+
+
+def _sleep(seconds: float, guard: rt.Guard) -> None:
+    """Sleep ``seconds`` locally, within the guard's limits (timeout, ctx)."""
+    end = guard.now() + seconds
+    while (left := end - guard.now()) > 0:
+        time.sleep(guard.slice(left))
+
+
+class Grant:
+    """What one acquire of a ``corral.threads.redis.RateLimit`` or ``Limits`` took.
+
+    A rate limit's cost is spent, not held (``with`` gives nothing back), but it can
+    be corrected once the real cost is known: ``grant.adjust(limiter, actual)``
+    charges the difference (a charge may go beyond the burst: the limiter is then in debt
+    and later acquires wait until it is paid off) or refunds it, in one script call.
+    """
+
+    __slots__ = ("_costs", "_members")
+
+    def __init__(self, members: list[RateLimit], costs: list[float]) -> None:
+        self._members = members
+        self._costs = costs
+
+    @property
+    def costs(self) -> dict[RateLimit, float]:
+        """The cost currently charged to each limiter (after adjustments)."""
+        return dict(zip(self._members, self._costs, strict=True))
+
+    def cost(self, limiter: RateLimit) -> float:
+        """What this grant currently charges ``limiter``."""
+        return self._costs[self._index(limiter, "Grant.cost")]
+
+    def adjust(self, limiter: RateLimit, actual: float) -> None:
+        """Correct what this grant charged ``limiter`` to ``actual``, in Redis, now."""
+        i = self._index(limiter, "Grant.adjust")
+        if isinstance(actual, bool) or not isinstance(actual, int | float):
+            raise TypeError(f"Grant.adjust: actual must be a number, got {type(actual).__name__}")
+        if not (actual >= 0 and actual < float("inf")):
+            raise ValueError(f"Grant.adjust: actual must be finite and >= 0, got {actual}")
+        delta = actual - self._costs[i]
+        if delta:
+            limiter._adjust(delta)
+        self._costs[i] = actual
+
+    def _index(self, limiter: object, what: str) -> int:
+        for i, m in enumerate(self._members):
+            if m is limiter:
+                return i
+        raise ValueError(f"{what}: limiter is not one of this grant's limiters")
+
+    def release(self) -> None:
+        """Nothing to give back (a rate limit's cost is spent); for ``with``."""
+
+    def __enter__(self) -> Grant:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+
+def _acquire(
+    members: list[RateLimit],
+    costs: list[float],
+    timeout: float | None,
+    ctx: Context | None,
+    what: str,
+) -> Grant:
+    """Queue in Redis until every cost conforms at one instant, then take them all (one
+    script call per step; the uncontended case is one call)."""
+    if ctx is not None:
+        check_ctx(ctx, what)
+        ctx.raise_if_cancelled()
+    first = members[0]
+    token = new_token()
+    keys = [first._k.epoch]
+    tail: list[Any] = []
+    for m, c in zip(members, costs, strict=True):
+        keys += m._k.keys()
+        tail += [m._k.interval_us, m._k.burst, c]
+    script = first._s["RL_ACQUIRE"]
+    clock = first._clock
+    key = tuple(keys)
+    if not clock.samples:
+        _calibrate(first, what)
+    guard: rt.Guard | None = None
+    queued = False
+    mode = 0  # a first call: not queued, not granted yet (the script skips those checks)
+    try:
+        while True:
+            with first._lock:
+                reports = first._reports.pop(key, [])
+            sent = time.time()
+            try:
+                r = script(
+                    keys=keys,
+                    args=[
+                        token,
+                        first._epoch,
+                        token,  # (a fresh epoch id, if Redis has none)
+                        first._lease_us,
+                        _HORIZON_US,
+                        first._k.prefix,
+                        mode,
+                        *tail,
+                        *reports,
+                    ],
+                )
+            except IO_ERRORS as exc:
+                raise unavailable(what, exc) from exc
+            clock.sample(sent, time.time(), r[3])
+            mode = 2
+            epoch = decode(r[2])
+            for m in members:
+                m._epoch = epoch
+            if r[0] == 1:
+                instant = int(r[1])
+                now = int(r[3])
+                break
+            guard = guard or rt.Guard(timeout, ctx, what)
+            if not queued:
+                queued = True
+                with first._lock:
+                    first._waiting += 1
+            if r[1] >= 0:
+                # The head of every queue, due at r[1]: come back within the horizon (then
+                # it is granted), or sooner to renew the queue lease.
+                # (At least 1 ms: a clock estimate off by more than the horizon must not spin.)
+                wait = min(clock.until(r[1]) - HORIZON / 2, first._check_every)
+                _sleep(max(wait, 0.001), guard)
+            elif (got := first._woken(token, guard)) is not None:
+                instant = got  # granted by another caller's script: no call needed
+                now = 0
+                break
+        # Granted as of the server's "now" (the fast path): return at once. (The estimate
+        # of the server's clock is off by up to half a round trip: trusting it here would
+        # sleep for that error, a wake-up on a loaded machine, on every uncontended acquire.)
+        wait = 0.0 if instant <= now else clock.until(instant)
+        if wait > 0:
+            # Granted as of an instant just ahead: return then, not before.
+            guard = guard or rt.Guard(timeout, ctx, what)
+            _sleep(wait, guard)
+        # Surely late (by the estimate's error, half its round trip) beyond the headroom?
+        # Then the grants not yet made must move back by the excess (see rate_scripts'
+        # ``late``); the report rides on this process's next acquire of these limiters, so a
+        # late caller pays no round trip for it. (It must reach Redis within about ``per``:
+        # a process that stops acquiring right after a late return leaves it unsent.)
+        late = -clock.until(instant) - clock.rtt / 2
+        if late > first._late:
+            need = round((late - first._late + clock.rtt) * 1e6)
+            with first._lock:
+                first._reports.setdefault(key, []).extend((token, need))
+                first._late_count += 1
+    except BaseException:
+        # Leave no trace: out of the queue; a grant made meanwhile is refunded.
+        with contextlib.suppress(*IO_ERRORS):
+            first._s["RL_LEAVE"](
+                keys=keys,
+                args=[token, first._k.prefix, *_leave_args(members, costs)],
+            )
+        raise
+    finally:
+        if queued:
+            with first._lock:
+                first._waiting -= 1
+    for m, c in zip(members, costs, strict=True):
+        with m._lock:
+            m._acquired += 1
+            m._granted += c
+    return Grant(members, costs)
+
+
+def _calibrate(limiter: RateLimit, what: str) -> None:
+    """``TIME`` calls before the first acquire, until one round trip is under a millisecond
+    (at most eight): the estimate of the server's clock is as good as the best of them.
+    (The first script call, which also loads the script, is a poor sample; a caller that
+    trusts a poor estimate returns early or late by its error.)"""
+    for i in range(8):
+        if i >= 2 and limiter._clock.rtt < 0.001:
+            return
+        sent = time.time()
+        try:
+            sec, usec = limiter._client.time()
+        except IO_ERRORS as exc:
+            raise unavailable(what, exc) from exc
+        limiter._clock.sample(sent, time.time(), sec * 1_000_000 + usec)
+
+
+def _leave_args(members: list[RateLimit], costs: list[float]) -> list[Any]:
+    out: list[Any] = []
+    for m, c in zip(members, costs, strict=True):
+        out += [m._k.interval_us, c]
+    return out
+
+
+class RateLimit:
+    """RateLimit(client, name, rate, per=1.0, burst=None, *, tag=None, namespace="corral",
+    lease=10.0, headroom=0.005): ``rate`` units of cost per ``per`` seconds, shared by
+    every process using ``name`` on one Redis (or Redis Cluster).
+
+    GCRA, decided in one Lua script per state change on the server's clock: one timestamp
+    of state, weighted costs, ``burst`` (default 1) the most cost granted at one instant
+    and the largest single cost (a larger one is a ``ValueError`` at once). Waiters queue
+    in Redis, strictly FIFO across processes, and a large cost at the head is never
+    overtaken by small ones. A waiter is told how long to wait, and woken by a message
+    when it reaches the head (never a polling loop); a cancelled or timed-out acquire
+    leaves the queue and is charged nothing. A waiter whose process died leaves the queue
+    when its ``lease`` (renewed three times per lease while it waits) runs out.
+
+    The promise holds where your code runs: with unit costs, no window of ``per``
+    seconds sees more than ``rate`` returns from ``acquire`` across the fleet, as long as
+    the jitter of the callers' wake-ups stays under ``headroom`` (the limiter grants
+    ``rate`` per ``per + headroom`` seconds: 0.5 % below ``rate`` at the defaults).
+
+    ``acquire`` returns a :class:`Grant` (``grant.adjust(rl, actual)`` corrects the cost).
+    Every process must pass the same ``rate``, ``per``, ``burst`` and ``headroom`` for a
+    name. The keys share the hash tag ``tag`` (default: the name); limiters combined in
+    one :class:`Limits` need one tag.
+
+    >>> import corral.threads.redis, redis
+    >>> def main(url):  # doctest: +SKIP
+    ...     with redis.Redis.from_url(url) as client:
+    ...         rl = corral.threads.redis.RateLimit(client, "api", 200, per=1.0)
+    ...         with rl.acquire():
+    ...             ...  # at most 200 of these per second, fleet-wide
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_acquired",
+        "_blpop_cap",
+        "_check_every",
+        "_client",
+        "_clock",
+        "_epoch",
+        "_granted",
+        "_k",
+        "_late",
+        "_late_count",
+        "_lease_us",
+        "_lock",
+        "_reports",
+        "_s",
+        "_waiting",
+    )
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        rate: float,
+        per: float = 1.0,
+        burst: float | None = None,
+        *,
+        tag: str | None = None,
+        namespace: str = "corral",
+        lease: float = 10.0,
+        headroom: float = 0.005,
+    ) -> None:
+        what = "redis.RateLimit"
+        check_client(client, what, binary=False)
+        self._k = RateKeys(name, rate, per, burst, namespace, tag, headroom, what)
+        lease_ms = check_lease(lease, what)
+        self._lease_us = lease_ms * 1000
+        _, self._check_every = intervals(lease_ms)
+        # A BLPOP must end before the client's socket timeout would cut it.
+        sock = client.get_connection_kwargs().get("socket_timeout")
+        self._blpop_cap = self._check_every if not sock else min(self._check_every, sock / 2)
+        self._client = client
+        self._s = {
+            n: client.register_script(getattr(rate_scripts, n))
+            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE")
+        }
+        self._epoch = ""
+        self._clock = ServerClock()
+        # Lateness the headroom absorbs, less a margin for the server clock's estimate.
+        self._late = self._k.headroom * 0.8
+        self._late_count = 0
+        #: Late reports waiting for the next acquire: key set -> [token, need_us, ...].
+        self._reports: dict[tuple[str, ...], list[Any]] = {}
+        self._lock = rt.Lock()
+        self._waiting = self._acquired = 0
+        self._granted: float = 0
+
+    @property
+    def rate(self) -> float:
+        """Units of cost granted per ``per`` seconds, sustained."""
+        return self._k.rate
+
+    @property
+    def per(self) -> float:
+        """The period ``rate`` is counted over, in seconds."""
+        return self._k.per
+
+    @property
+    def burst(self) -> float:
+        """The most cost granted at one instant, and the largest cost one acquire may ask."""
+        return self._k.burst
+
+    def acquire(
+        self, cost: float = 1, *, timeout: float | None = None, ctx: Context | None = None
+    ) -> Grant:
+        """Wait (FIFO, across processes) until ``cost`` conforms, then take it.
+
+        ``await`` it for a :class:`Grant`, or use it with ``with``.
+        ``ValueError`` at once if ``cost`` exceeds the burst; ``DeadlineExceeded`` after
+        ``timeout``; ``Cancelled`` when ``ctx`` is done; ``RedisUnavailable`` if Redis
+        fails. A cancelled or timed-out acquire costs nothing.
+        """
+        what = "redis.RateLimit.acquire"
+        c = self._k.cost(cost, what)
+        if timeout is not None:
+            _check_timeout(timeout)
+        return rt.acquiring(_acquire, [self], [c], timeout, ctx, what)
+
+    def try_acquire(self, cost: float = 1) -> bool:
+        """Take ``cost`` now if it conforms *and nobody is queued*; never waits."""
+        what = "redis.RateLimit.try_acquire"
+        c = self._k.cost(cost, what)
+        args = [new_token(), self._epoch, new_token(), self._lease_us, 0, self._k.prefix, 1]
+        try:
+            r = self._s["RL_ACQUIRE"](
+                keys=[self._k.epoch, *self._k.keys()],
+                args=[*args, self._k.interval_us, self._k.burst, c],
+            )
+        except IO_ERRORS as exc:
+            raise unavailable(what, exc) from exc
+        self._epoch = decode(r[2])
+        if r[0] != 1:
+            return False
+        with self._lock:
+            self._acquired += 1
+            self._granted += c
+        return True
+
+    def statistics(self) -> RedisRateLimitStatistics:
+        """This process's :class:`RedisRateLimitStatistics` (no I/O)."""
+        with self._lock:
+            k = self._k
+            return RedisRateLimitStatistics(
+                k.rate,
+                k.per,
+                k.burst,
+                self._waiting,
+                self._acquired,
+                self._granted,
+                self._late_count,
+            )
+
+    def available(self) -> float:
+        """The cost that could be granted now, from Redis (negative: in debt)."""
+        k = self._k
+        try:
+            r = self._s["RL_STATE"](keys=[k.epoch, *k.keys()[:2]], args=[k.interval_us, k.burst])
+        except IO_ERRORS as exc:
+            raise unavailable("redis.RateLimit.available", exc) from exc
+        return round(k.burst - int(r[0]) / k.interval_us, 6)
+
+    # -- the work ------------------------------------------------------------------------
+
+    def _woken(self, token: str, guard: rt.Guard) -> int | None:
+        """Wait for this waiter's wake-up message, at most until its lease needs renewing:
+        the instant it was granted as of, or None (call the script again)."""
+        t = min(guard.slice(self._check_every), self._blpop_cap)
+        try:
+            got = self._client.blpop([f"{self._k.prefix}w:{token}"], timeout=max(t, 0.01))
+        except IO_ERRORS as exc:
+            raise unavailable("redis.RateLimit.acquire", exc) from exc
+        if got is None or got[1] in (b"h", "h"):
+            return None
+        return int(float(got[1]))
+
+    def _adjust(self, delta: float) -> None:
+        k = self._k
+        try:
+            r = self._s["RL_ADJUST"](
+                keys=[k.epoch, k.tat],
+                args=[self._epoch, new_token(), k.interval_us, k.burst, delta],
+            )
+        except IO_ERRORS as exc:
+            raise unavailable("redis.Grant.adjust", exc) from exc
+        self._epoch = decode(r[1])
+        with self._lock:
+            self._granted += delta
+
+    def _corral_rate_wrap(
+        self, call: Callable[[Any], Any], cost: Callable[[Any], Any] | None, task: bool, ctx: Any
+    ) -> Callable[[Any], Any]:
+        """``rate=`` on ``fan_out``/``stage`` (see ``_patterns/_rate.py``)."""
+        return _wrap(self, call, cost, task, ctx)
+
+    def __repr__(self) -> str:
+        k = self._k
+        return f"<corral.threads.redis.RateLimit {k.tat[:-2]!r} {k.rate}/{k.per}s burst={k.burst}>"
+
+
+def _wrap(
+    limiter: RateLimit | Limits,
+    call: Callable[[Any], Any],
+    cost: Callable[[Any], Any] | None,
+    task: bool,
+    ctx: Any,
+) -> Callable[[Any], Any]:
+    if task != _TASKS:
+        raise TypeError(
+            f"rate={limiter!r} is for {'asyncio tasks' if _TASKS else 'threads'}, but these "
+            f"workers are {'tasks' if task else 'threads'}: pass the limiter of the other "
+            "flavour (the asyncio one for tasks, the thread one for threads)"
+        )
+
+    def limited(item: Any) -> Any:
+        limiter.acquire(1 if cost is None else cost(item), ctx=ctx)  # type: ignore[arg-type]
+        return call(item)
+
+    return limited
+
+
+class Limits:
+    """Limits(*limiters): acquire from several ``corral.threads.redis.RateLimit``\\ s atomically,
+    e.g. an account's requests per minute and tokens per minute.
+
+    One script grants every cost at one instant or takes nothing: a caller never holds one
+    limit while it waits for another. A waiter queues in every limiter's queue and is
+    granted when it heads them all (FIFO in each). The limiters must share a client, a
+    namespace and a hash tag (``tag=``), so every key is in one Cluster slot;
+    ``CrossSlot`` otherwise. A tag per tenant scales across a Cluster; a global limit
+    combined with per-tenant limits puts every tenant on the global limit's slot.
+
+    >>> import corral.threads.redis, redis
+    >>> def main(url):  # doctest: +SKIP
+    ...     with redis.Redis.from_url(url) as client:
+    ...         rpm = corral.threads.redis.RateLimit(client, "rpm", 600, per=60.0, tag="acct")
+    ...         tpm = corral.threads.redis.RateLimit(client, "tpm", 20_000, per=60.0,
+    ...                                      burst=20_000, tag="acct")
+    ...         limits = corral.threads.redis.Limits(rpm, tpm)
+    ...         with limits.acquire({tpm: 1200}) as grant:
+    ...             used = 900  # the reply's real token count
+    ...             grant.adjust(tpm, used)
+    """
+
+    __slots__ = ("_members",)
+
+    def __init__(self, *limiters: RateLimit) -> None:
+        what = "redis.Limits"
+        if not limiters:
+            raise ValueError(f"{what}: limiters must name at least one RateLimit")
+        for lim in limiters:
+            if not isinstance(lim, RateLimit):
+                kind = type(lim).__name__
+                raise TypeError(
+                    f"{what}: limiters must be corral.threads.redis.RateLimit, got {kind}"
+                )
+        first = limiters[0]
+        for lim in limiters:
+            if lim._client is not first._client or lim._k.group != first._k.group:
+                raise CrossSlot(
+                    f"{what}: {lim!r} and {first!r} do not share one client, namespace and "
+                    "tag: their keys may live on different Cluster slots. Make every limiter "
+                    "of one Limits with the same tag=..."
+                )
+            if sum(m is lim for m in limiters) > 1:
+                raise ValueError(f"{what}: limiters lists {lim!r} twice")
+        self._members = list(limiters)
+
+    @property
+    def limiters(self) -> tuple[RateLimit, ...]:
+        """The limiters, as given."""
+        return tuple(self._members)
+
+    def acquire(
+        self,
+        costs: Mapping[RateLimit, float] | None = None,
+        *,
+        timeout: float | None = None,
+        ctx: Context | None = None,
+    ) -> Grant:
+        """Wait until every limiter can grant its cost (``costs``; 1 for a limiter it does
+        not name) at one instant, then take them all. Errors as ``RateLimit.acquire``."""
+        what = "redis.Limits.acquire"
+        given: dict[int, float] = {}
+        if costs is not None:
+            if not isinstance(costs, Mapping):
+                raise TypeError(
+                    f"{what}: costs must be a mapping of limiter to cost, "
+                    f"got {type(costs).__name__}"
+                )
+            for lim, c in costs.items():
+                if not any(lim is m for m in self._members):
+                    raise ValueError(f"{what}: costs names {lim!r}, which is not in these Limits")
+                given[id(lim)] = c
+        cs = [m._k.cost(given.get(id(m), 1), what) for m in self._members]
+        if timeout is not None:
+            _check_timeout(timeout)
+        return rt.acquiring(_acquire, self._members, cs, timeout, ctx, what)
+
+    def _corral_rate_wrap(
+        self, call: Callable[[Any], Any], cost: Callable[[Any], Any] | None, task: bool, ctx: Any
+    ) -> Callable[[Any], Any]:
+        """``rate=`` on ``fan_out``/``stage`` (see ``_patterns/_rate.py``)."""
+        return _wrap(self, call, cost, task, ctx)
+
+    def __repr__(self) -> str:
+        return f"<corral.threads.redis.Limits of {len(self._members)}>"

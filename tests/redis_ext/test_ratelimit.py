@@ -1,0 +1,388 @@
+"""corral.redis.RateLimit / Limits and their thread twins against a real redis-server.
+
+Two limiter objects on one name stand for two processes (each keeps its own counts);
+tests/redis_ext/test_ratelimit_fleet.py uses real processes. "Charged nothing" is read from
+Redis: a limiter slow enough (one unit per 1,000 s) that the clock does not move its
+``available()`` during a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import corral
+import corral.redis
+import corral.threads
+import corral.threads.redis
+from corral import Cancelled, DeadlineExceeded
+
+from .conftest import RedisServer, wait_for
+
+SLOW = {"rate": 1, "per": 1000.0}  # one unit per 1,000 s: available() does not drift
+
+
+def _queued(client: Any, name: str, tag: str | None = None) -> int:
+    return int(client.zcard(f"corral:{{{tag or name}}}:rl:{name}:q"))
+
+
+async def _aclient(url: str) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, socket_timeout=30)
+
+
+async def _awaited(acq: Any) -> Any:
+    return await acq
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_typed_errors_naming_them(client: Any) -> None:
+    R = corral.threads.redis.RateLimit
+    with pytest.raises(ValueError, match="cost=6 is larger than the burst 5"):
+        R(client, "a", 10, burst=5).acquire(6)
+    with pytest.raises(TypeError, match="cost must be a number"):
+        R(client, "a", 10).acquire("1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"redis\.RateLimit: rate must be finite and > 0"):
+        R(client, "a", 0)
+    with pytest.raises(ValueError, match="headroom"):
+        R(client, "a", 10, headroom=2.0)
+    with pytest.raises(ValueError, match="name must not contain braces"):
+        R(client, "a{b}", 10)
+    with pytest.raises(TypeError, match="client must be a redis-py client"):
+        R(object(), "a", 10)
+    with pytest.raises(TypeError, match=r"redis\.Limits: limiters must be corral\.threads\.redis"):
+        corral.threads.redis.Limits(corral.threads.RateLimit(10))  # type: ignore[arg-type]
+
+
+def test_limits_across_tags_is_a_cross_slot_error(client: Any) -> None:
+    a = corral.threads.redis.RateLimit(client, "a", 10)
+    b = corral.threads.redis.RateLimit(client, "b", 10)
+    with pytest.raises(corral.threads.redis.CrossSlot, match="tag="):
+        corral.threads.redis.Limits(a, b)
+    assert issubclass(corral.redis.CrossSlot, ValueError)
+    c = corral.threads.redis.RateLimit(client, "c", 10, tag="t")
+    d = corral.threads.redis.RateLimit(client, "d", 10, tag="t")
+    corral.threads.redis.Limits(c, d)  # one tag: one slot
+    assert client.keys("*b*") == []  # nothing was written
+
+
+# --- GCRA on the server ----------------------------------------------------------------------
+
+
+def test_threads_weighted_burst_then_paced(client: Any) -> None:
+    rl = corral.threads.redis.RateLimit(client, "w", 100, burst=5)
+    with rl.acquire(4) as grant:
+        assert grant.cost(rl) == 4
+    assert rl.try_acquire(1)
+    assert not rl.try_acquire(1)  # the burst is spent
+    t = time.monotonic()
+    rl.acquire(5)  # 5 units at 100/s: 50 ms
+    assert 0.04 <= time.monotonic() - t < 1.0
+    s = rl.statistics()
+    assert (s.acquired, s.granted, s.waiting, s.burst) == (3, 10, 0, 5)
+
+
+def test_async_weighted_burst_then_paced(redis_url: str) -> None:
+    asyncio.run(_weighted(redis_url))
+
+
+async def _weighted(redis_url: str) -> None:
+    async with await _aclient(redis_url) as ac:
+        rl = corral.redis.RateLimit(ac, "w", 100, burst=5)
+        grant = await rl.acquire(5)
+        assert grant.costs == {rl: 5}
+        assert not await rl.try_acquire(1)
+        t = time.monotonic()
+        async with rl.acquire(5):
+            pass
+        assert 0.04 <= time.monotonic() - t < 1.0
+        assert rl.statistics().granted == 10
+
+
+def test_fifo_head_of_line_across_processes(client: Any) -> None:
+    # b (cost 10) queues first; c (cost 1) queues behind it. 1 unit is available long before
+    # 10 are, but c is never granted before b: a large cost at the head is not starved.
+    a, b, c = (corral.threads.redis.RateLimit(client, "f", 50, burst=10) for _ in range(3))
+    a.acquire(10)
+    order: list[str] = []
+    tb = threading.Thread(target=lambda: (b.acquire(10), order.append("big")))
+    tb.start()
+    wait_for(lambda: _queued(client, "f") == 1)
+    tc = threading.Thread(target=lambda: (c.acquire(1), order.append("small")))
+    tc.start()
+    tb.join(10)
+    tc.join(10)
+    assert order == ["big", "small"]
+    assert _queued(client, "f") == 0
+
+
+def test_try_acquire_does_not_jump_the_queue(client: Any) -> None:
+    # 5/s: b's 2 units are due in 0.4 s, beyond the horizon: b queues (a grant due sooner
+    # would be made at once, as of its instant).
+    a, b = (corral.threads.redis.RateLimit(client, "j", 5, burst=2) for _ in range(2))
+    a.acquire(2)
+    t = threading.Thread(target=lambda: b.acquire(2))
+    t.start()
+    wait_for(lambda: _queued(client, "j") == 1)
+    time.sleep(0.25)  # one unit conforms again (nothing waits on this: it is the point)
+    assert not a.try_acquire(1)
+    t.join(10)
+
+
+def test_adjust_charges_into_debt_and_refunds(client: Any) -> None:
+    rl = corral.threads.redis.RateLimit(client, "adj", burst=10, **SLOW)
+    grant = rl.acquire(4)
+    assert rl.available() == pytest.approx(6, abs=0.01)
+    grant.adjust(rl, 1)  # refund 3
+    assert rl.available() == pytest.approx(9, abs=0.01)
+    grant.adjust(rl, 15)  # charge 14: beyond the burst, into debt
+    assert rl.available() == pytest.approx(-5, abs=0.01)
+    assert grant.cost(rl) == 15
+    assert not rl.try_acquire(1)
+    with pytest.raises(ValueError, match="actual must be finite and >= 0"):
+        grant.adjust(rl, -1)
+    other = corral.threads.redis.RateLimit(client, "other", 10)
+    with pytest.raises(ValueError, match="not one of this grant's limiters"):
+        grant.adjust(other, 1)
+
+
+# --- leaving the queue charges nothing ---------------------------------------------------------
+
+
+def _charged_nothing(client: Any, rl: Any, before: float, name: str) -> None:
+    assert rl.available() == pytest.approx(before, abs=0.01)
+    assert _queued(client, name) == 0
+    # Only the grants that returned keep a record (until it expires): none of a leaver's.
+    assert len(client.keys(f"corral:{{{name}}}:g:*")) <= rl.statistics().acquired
+
+
+def test_threads_timeout_and_ctx_cancel_charge_nothing(client: Any) -> None:
+    rl = corral.threads.redis.RateLimit(client, "c", burst=3, **SLOW)
+    rl.acquire(2)
+    with pytest.raises(DeadlineExceeded):
+        rl.acquire(3, timeout=0.2)
+    _charged_nothing(client, rl, 1, "c")
+    ctx = corral.with_cancel(corral.background())
+    cancel = ctx.cancel
+    threading.Timer(0.2, cancel).start()
+    with pytest.raises(Cancelled):
+        rl.acquire(3, ctx=ctx)
+    _charged_nothing(client, rl, 1, "c")
+    assert rl.statistics().waiting == 0
+
+
+def test_async_cancel_at_every_step_charges_nothing(redis_url: str) -> None:
+    """Cancel a fleet acquire after 0, 1, 2, ... loop iterations: inside the script call,
+    in the queue, as the head, and while it sleeps until its reserved instant. Each time
+    Redis must end as it was (or, if the cancel came after the acquire returned, with that
+    one grant); and the task must see the cancellation or the grant, never neither."""
+
+    async def sweep() -> None:
+        async with await _aclient(redis_url) as ac:
+            # (headroom 40 ms: a late-return report of the loop's own acquire, which rides on
+            # the next acquire, would move available() between the two reads)
+            probe = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1, headroom=0.04)
+            # A reserved sleep: 1 unit per 50 ms, spent: the next is due in <= 50 ms.
+            outcomes = set()
+            for k in range(60):
+                await probe.acquire()  # spent: the next acquire waits (sleeps or queues)
+                before = await probe.available()
+                task = asyncio.create_task(_awaited(probe.acquire()))
+                for _ in range(k):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    await task
+                    outcomes.add("granted")
+                    continue  # it completed first: its grant stands
+                except asyncio.CancelledError:
+                    outcomes.add("cancelled")
+                after = await probe.available()
+                # Charged nothing: at most what the clock gave back since "before".
+                assert after >= before - 0.01, k
+                records = await ac.keys("corral:{s}:g:*")
+                assert len(records) <= probe.statistics().acquired
+                assert await ac.zcard("corral:{s}:rl:s:q") == 0
+            assert "cancelled" in outcomes
+
+    asyncio.run(sweep())
+
+
+def test_async_cancel_while_queued_and_as_head(redis_url: str) -> None:
+    asyncio.run(_queued_and_head(redis_url))
+
+
+async def _queued_and_head(redis_url: str) -> None:
+    async with await _aclient(redis_url) as ac:
+        a = corral.redis.RateLimit(ac, "q", burst=2, **SLOW)
+        b = corral.redis.RateLimit(ac, "q", burst=2, **SLOW)
+        await a.acquire(2)
+        head = asyncio.create_task(_awaited(a.acquire(1)))  # head: due in 1,000 s, sleeping
+        behind = asyncio.create_task(_awaited(b.acquire(1)))  # behind it: waiting for a wake-up
+        while await ac.zcard("corral:{q}:rl:q:q") < 2:
+            await asyncio.sleep(0.01)
+        behind.cancel()
+        head.cancel()
+        for t in (head, behind):
+            with pytest.raises(asyncio.CancelledError):
+                await t
+        assert await ac.zcard("corral:{q}:rl:q:q") == 0
+        assert await a.available() == pytest.approx(0, abs=0.01)
+        assert a.statistics().waiting == 0
+
+
+def test_dead_waiter_leaves_the_queue_at_its_lease(client: Any) -> None:
+    """A waiter whose process died (it stopped renewing) leaves the queue when its lease
+    runs out, and the next waiter is woken then: the queue is not blocked for ever. The dead
+    one is a joint waiter (d and a spent d2) at the head of d's queue: never granted."""
+    R = corral.threads.redis.RateLimit
+    rl = R(client, "d", 1000, burst=1, lease=0.3)
+    d2 = R(client, "d2", burst=1, tag="d", **SLOW)
+    d2.acquire()
+    keys = [rl._k.epoch, *rl._k.keys(), *d2._k.keys()]
+    args = ["dead", "", "e", 300_000, 0, rl._k.prefix, 0]
+    r = rl._s["RL_ACQUIRE"](
+        keys=keys, args=[*args, rl._k.interval_us, 1, 1, d2._k.interval_us, 1, 1]
+    )
+    assert r[0] == 0  # queued, then never called again
+    assert _queued(client, "d") == 1
+    t = time.monotonic()
+    rl.acquire()  # behind the dead one: granted once its lease ran out
+    assert 0.2 < time.monotonic() - t < 3
+    assert _queued(client, "d") == 0
+
+
+# --- Limits ------------------------------------------------------------------------------------
+
+
+def test_limits_all_or_nothing_and_adjust(client: Any) -> None:
+    R = corral.threads.redis.RateLimit
+    rpm = R(client, "rpm", burst=1, tag="acct", **SLOW)
+    tpm = R(client, "tpm", burst=100, tag="acct", **SLOW)
+    lim = corral.threads.redis.Limits(rpm, tpm)
+    with lim.acquire({tpm: 30}) as grant:
+        assert grant.costs == {rpm: 1, tpm: 30}
+        grant.adjust(tpm, 20)
+    assert tpm.available() == pytest.approx(80, abs=0.01)
+    # rpm is spent: the joint acquire times out holding nothing, tpm untouched.
+    with pytest.raises(DeadlineExceeded):
+        lim.acquire({tpm: 10}, timeout=0.2)
+    assert tpm.available() == pytest.approx(80, abs=0.01)
+    assert _queued(client, "tpm", "acct") == 0
+    with pytest.raises(ValueError, match="costs names"):
+        lim.acquire({R(client, "x", 1, tag="acct"): 1})
+
+
+def test_limits_never_holds_one_while_waiting_for_another(client: Any) -> None:
+    R = corral.threads.redis.RateLimit
+    a = R(client, "a", 20, burst=1, tag="t")
+    b = R(client, "b", burst=1, tag="t", **SLOW)
+    b.acquire()  # spent for 1,000 s
+    done = threading.Event()
+    ctx = corral.with_cancel(corral.background())
+    cancel = ctx.cancel
+
+    def joint() -> None:
+        with pytest.raises(Cancelled):
+            corral.threads.redis.Limits(a, b).acquire(ctx=ctx)
+        done.set()
+
+    t = threading.Thread(target=joint)
+    t.start()
+    wait_for(lambda: _queued(client, "b", "t") == 1)
+    time.sleep(0.1)  # a is long free again; the joint waiter still takes nothing of it
+    assert a.available() == pytest.approx(1, abs=0.01)
+    cancel()
+    t.join(10)
+    assert done.is_set()
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+def test_noscript_is_recovered(client: Any) -> None:
+    rl = corral.threads.redis.RateLimit(client, "n", 1000, burst=10)
+    rl.acquire()
+    client.script_flush()
+    rl.acquire()
+    assert rl.statistics().acquired == 2
+
+
+def test_redis_restart_no_burst_after_recovery(own_server: RedisServer) -> None:
+    """Redis restarted empty: the limiter's state (its tat) is gone, and a fresh limiter
+    would grant its whole burst again at once. A process that knew the old epoch tells the
+    new one, and every limiter starts spent as of the restart."""
+    import redis
+
+    c = redis.Redis.from_url(own_server.url, socket_timeout=5)
+    try:
+        rl = corral.threads.redis.RateLimit(c, "r", 10, per=100.0, burst=10)
+        rl.acquire(10)
+        own_server.restart()
+        # (redis-py reconnects on its own: the broken connection is not an error here)
+        assert not rl.try_acquire(1)  # spent as of the restart, not a fresh burst
+        assert rl.available() == pytest.approx(0, abs=0.01)
+        own_server.stop()
+        t = time.monotonic()
+        with pytest.raises(corral.threads.redis.RedisUnavailable):
+            rl.acquire(1)
+        assert time.monotonic() - t < 5
+    finally:
+        c.close()
+
+
+def test_stalled_redis_is_a_typed_error_not_a_hang(own_server: RedisServer) -> None:
+    """Redis stops answering (SIGSTOP: a stalled server, not a closed port): with a socket
+    timeout on the client, an acquire (queued or not) raises RedisUnavailable in time."""
+    import os
+    import signal
+
+    import redis
+
+    c = redis.Redis.from_url(own_server.url, socket_timeout=0.5)
+    try:
+        rl = corral.threads.redis.RateLimit(c, "st", 5, burst=1)
+        rl.acquire()
+        assert own_server.proc is not None
+        os.kill(own_server.proc.pid, signal.SIGSTOP)
+        try:
+            t = time.monotonic()
+            with pytest.raises(corral.threads.redis.RedisUnavailable):
+                rl.acquire()
+            assert time.monotonic() - t < 10
+        finally:
+            os.kill(own_server.proc.pid, signal.SIGCONT)
+    finally:
+        c.close()
+
+
+# --- rate= on fan_out ----------------------------------------------------------------------------
+
+
+def test_rate_on_fan_out_both_flavours(client: Any, redis_url: str) -> None:
+    rl = corral.threads.redis.RateLimit(client, "fo", 1000, burst=50)
+    out = corral.threads.fan_out(lambda x: x * 2, range(20), workers=4, rate=rl).collect()
+    assert sorted(out) == [x * 2 for x in range(20)]
+    assert rl.statistics().acquired == 20
+
+    async def main() -> list[int]:
+        async with await _aclient(redis_url) as ac:
+            arl = corral.redis.RateLimit(ac, "fo", 1000, burst=50)
+
+            async def f(x: int) -> int:
+                return x + 1
+
+            got = await corral.fan_out(f, range(10), workers=3, rate=arl).collect()
+            assert arl.statistics().acquired == 10
+            with pytest.raises(TypeError, match="for asyncio tasks, but these workers"):
+                corral.threads.fan_out(lambda x: x, range(2), rate=arl).collect()
+            return got
+
+    assert sorted(asyncio.run(main())) == list(range(1, 11))
