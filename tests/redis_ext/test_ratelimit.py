@@ -191,8 +191,10 @@ def test_async_cancel_at_every_step_charges_nothing(redis_url: str) -> None:
             probe = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1, headroom=0.04)
             # A reserved sleep: 1 unit per 50 ms, spent: the next is due in <= 50 ms.
             outcomes = set()
+            strict = 0  # steps checked without a late-return report in between
             for k in range(60):
                 await probe.acquire()  # spent: the next acquire waits (sleeps or queues)
+                late = probe.statistics().late
                 before = await probe.available()
                 task = asyncio.create_task(_awaited(probe.acquire()))
                 for _ in range(k):
@@ -205,12 +207,18 @@ def test_async_cancel_at_every_step_charges_nothing(redis_url: str) -> None:
                 except asyncio.CancelledError:
                     outcomes.add("cancelled")
                 after = await probe.available()
-                # Charged nothing: at most what the clock gave back since "before".
-                assert after >= before - 0.01, k
+                # Charged nothing: at most what the clock gave back since "before". On a
+                # loaded machine the loop's own acquire may resume later than the headroom;
+                # its report (which moves the schedule back, by design) then rides on the
+                # cancelled acquire's script call: such a step proves nothing about charges.
+                if probe.statistics().late == late:
+                    strict += 1
+                    assert after >= before - 0.01, k
                 records = await ac.keys("corral:{s}:g:*")
                 assert len(records) <= probe.statistics().acquired
                 assert await ac.zcard("corral:{s}:rl:s:q") == 0
             assert "cancelled" in outcomes
+            assert strict >= 20, f"only {strict} of 60 steps had no late-return report"
 
     asyncio.run(sweep())
 
