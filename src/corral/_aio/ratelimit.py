@@ -96,9 +96,13 @@ class RateLimit(RateLimitBase):
 
     GCRA: exact, one timestamp of state, no refill task. ``burst`` (default 1) is the most
     cost granted at one instant and the largest single cost; with ``burst=1`` and unit
-    costs, no window of ``per`` seconds ever sees more than ``rate``. Waiters are served
-    strictly FIFO, a large cost at the head is not overtaken. ``clock=`` (keyword) takes a
-    ``corral.testing.ManualClock`` for tests. ``as_threads()`` is the same limit for threads.
+    costs, no window of ``per`` seconds ever sees more than ``rate`` acquires *return*
+    (the instants your code runs at, on a loaded machine too): a waiter is charged from
+    its return, so its wake-up latency is not made up (the price: with ``burst=1`` a
+    queue is served at ``1 / (per / rate + latency)``; ``burst >= 2`` absorbs it).
+    Waiters are served strictly FIFO, a large cost at the head is not overtaken.
+    ``clock=`` (keyword) takes a ``corral.testing.ManualClock`` for tests.
+    ``as_threads()`` is the same limit for threads.
 
     >>> import asyncio, corral
     >>> async def main():
