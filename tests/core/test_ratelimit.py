@@ -509,3 +509,71 @@ def test_the_inlined_uncontended_acquire_agrees_with_try_acquire(seed: int) -> N
                 took = cs.try_acquire(c)  # what the slow path's first step decides
             assert took == os_.try_acquire(c)
         assert (cs.tat, cs.pending, cs.granted) == (os_.tat, os_.pending, os_.granted)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_core_keeps_the_bound_at_returns_whatever_the_wake_up_order(seed: int) -> None:
+    """The rule itself, with no loop and no thread: waiters are granted by the clock, then
+    *return* (``land``) in a random order after random delays, or give their grant up
+    (``abandon``) now and then; new acquires arrive meanwhile. The instants of the
+    returns and of the immediate takes must keep burst + w / T in every window, and
+    with burst 1 be at least T apart: a thread woken late and one woken on time, in
+    any interleaving a scheduler could produce."""
+    from corral._core.ratelimit import RateLimitState
+    from corral._core.waiter import Waiter
+
+    class Parked(Waiter):
+        __slots__ = ()
+
+        def _wake(self) -> bool:
+            return True
+
+    rng = random.Random(seed)
+    print(f"seed={seed}")
+    clock = ManualClock()
+    rate, burst = 10, rng.choice([1, 2, 4])
+    st = RateLimitState(rate, 1.0, burst, clock)
+    returns: list[tuple[float, float]] = []
+    granted: list[Waiter] = []  # woken, not returned yet
+    parked: list[Waiter] = []
+    for _ in range(400):
+        op = rng.random()
+        if op < 0.3:
+            c = rng.choice([1, 1, burst, 0.5])
+            w = st.acquire(c, Parked)
+            if w is None:
+                returns.append((clock.now(), c))
+            else:
+                parked.append(w)
+        elif op < 0.6:
+            clock.advance(rng.choice([0.0, 0.01, 0.05, 0.1, 0.25]))
+        elif granted and op < 0.95:
+            w = granted.pop(rng.randrange(len(granted)))
+            if rng.random() < 0.1:
+                st.abandon(w.item)
+            else:
+                st.land(w.item)
+                returns.append((clock.now(), w.item))
+        for w in [w for w in parked if w.done]:
+            parked.remove(w)
+            granted.append(w)
+    while parked or granted:  # drain: everyone returns, on time
+        clock.advance(0.1)
+        for w in [w for w in parked if w.done]:
+            parked.remove(w)
+            granted.append(w)
+        while granted:
+            w = granted.pop()
+            st.land(w.item)
+            returns.append((clock.now(), w.item))
+    assert clock.pending == 0
+    T = 1.0 / rate
+    times = sorted(returns)
+    for i, (t0, _) in enumerate(times):
+        for width in (0.0, 0.1, 0.35, 1.0):
+            inside = sum(c for t, c in times[i:] if t <= t0 + width + 1e-9)
+            assert inside <= burst + width / T + 1e-6, (t0, width, inside)
+    if burst == 1:
+        unit = [t for t, c in times if c == 1]
+        assert all(b - a >= T - 1e-9 for a, b in itertools.pairwise(unit))
+    assert len(returns) > 80
