@@ -60,6 +60,14 @@ class FifoLimiter:
         """Charge ``c`` taken at once: the acquire returns to its caller now."""
         raise NotImplementedError
 
+    def _try_take_locked(self, c: Any) -> bool:
+        """Take ``c`` now if it fits, the queue aside (a subclass may do both at once:
+        the uncontended acquire runs this and nothing else)."""
+        if self._fits_locked(c):
+            self._take_locked(c)
+            return True
+        return False
+
     def _hand_over_locked(self, c: Any) -> None:
         """Charge ``c`` granted to a parked waiter (it returns when it is woken)."""
         raise NotImplementedError
@@ -82,8 +90,7 @@ class FifoLimiter:
         lock = self.lock
         lock.acquire()  # + try/finally rather than ``with``: see ChannelState.send
         try:
-            if not self.waiters and self._fits_locked(c):
-                self._take_locked(c)
+            if not self.waiters and self._try_take_locked(c):
                 return None
             w = make_waiter()
             w.item = c
@@ -99,10 +106,7 @@ class FifoLimiter:
         lock = self.lock
         lock.acquire()
         try:
-            if not self.waiters and self._fits_locked(c):
-                self._take_locked(c)
-                return True
-            return False
+            return not self.waiters and self._try_take_locked(c)
         finally:
             lock.release()
 

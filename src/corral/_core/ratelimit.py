@@ -156,11 +156,20 @@ class RateLimitState(FifoLimiter):
     # -- what FifoLimiter asks of a limiter (with the lock held) --------------------------------
 
     def _fits_locked(self, c: float) -> bool:
-        return self.clock.now() + EPS >= self.due_locked(c)
+        return self.now() + EPS >= self.due_locked(c)
 
     def _take_locked(self, c: float) -> None:
-        self._charge_locked(c, self.clock.now())
+        self._charge_locked(c, self.now())
         self.granted += c
+
+    def _try_take_locked(self, c: float) -> bool:
+        # _fits_locked then _take_locked, reading the clock once (the uncontended path).
+        now = self.now()
+        if now + EPS >= self.due_locked(c):
+            self._charge_locked(c, now)
+            self.granted += c
+            return True
+        return False
 
     def _hand_over_locked(self, c: float) -> None:
         # Not charged to the schedule yet: that happens when the waiter returns (land),
@@ -189,7 +198,7 @@ class RateLimitState(FifoLimiter):
         from this instant (the one the caller sees); may grant the next waiter."""
         with self.lock:
             self.pending = _settle(self.pending - c)
-            self._charge_locked(c, self.clock.now())
+            self._charge_locked(c, self.now())
             tries = self._grant_locked() if self.waiters else None
         if tries:
             run_joints(tries)
@@ -242,7 +251,7 @@ class RateLimitState(FifoLimiter):
     def statistics(self) -> RateLimitStatistics:
         with self.lock:
             waiting, cost = self._live_locked()
-            ahead = max(self.tat - self.clock.now(), 0.0) / self.interval + self.pending
+            ahead = max(self.tat - self.now(), 0.0) / self.interval + self.pending
             return RateLimitStatistics(
                 rate=self.rate,
                 per=self.per,
