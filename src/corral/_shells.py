@@ -408,7 +408,13 @@ class Grant:
         # Granted after it was cancelled or timed out: it must leave no effect at all.
         self._released = True
         for st, c in self._costs.items():
-            st.give_back(c)
+            st.abandon(c)
+
+    def _land(self) -> None:
+        # A parked joint acquire returns: its rate costs are charged as of now.
+        for st, c in self._costs.items():
+            if isinstance(st, RateLimitState):
+                st.land(c)
 
     def __enter__(self) -> Self:
         return self

@@ -28,3 +28,15 @@ async def step(clock: ManualClock, seconds: float) -> None:
     """Advance the clock, then let this loop run what the call-backs woke."""
     clock.advance(seconds)
     await asyncio.sleep(0)
+
+
+def most_in_window(stamps: list[float], per: float) -> int:
+    """The most instants any half-open window ``[t, t + per)`` holds (a nanosecond of
+    tolerance for float sums: instants 0.1 apart ten times are 0.9999999999999999 apart)."""
+    s = sorted(stamps)
+    most = j = 0
+    for i, t in enumerate(s):
+        while j < len(s) and s[j] < t + per - 1e-9:
+            j += 1
+        most = max(most, j - i)
+    return most

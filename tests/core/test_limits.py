@@ -27,7 +27,7 @@ from .flavours import (  # noqa: F401 (fixtures)
     until,
     world_fixture,
 )
-from .rate_helpers import step, view, waiting
+from .rate_helpers import most_in_window, step, view, waiting
 
 
 def _limits(world: World, *lims: Any) -> Any:
@@ -348,3 +348,33 @@ def test_argument_errors_name_the_argument() -> None:
         lim.acquire([1, 2])  # type: ignore[arg-type]
     assert sem.statistics().held == 0
     assert rl.statistics().granted == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_joint_returns_never_crowd_a_window_with_late_wake_ups(seed: int) -> None:
+    """The caller-side promise through ``Limits``: the rate part of a joint grant is
+    charged when the acquire returns (tasks woken late, simulated on the manual clock),
+    so no window of ``per`` seconds holds more than ``rate`` returns."""
+    rng = random.Random(seed)
+    print(f"seed={seed}")
+    clock = ManualClock()
+    rl = corral.RateLimit(10, per=1.0, clock=clock)  # T = 0.1 s
+    sem = corral.Semaphore(3)
+    limits = corral.Limits(rl, sem)
+    stamps: list[float] = []
+
+    async def user() -> None:
+        for _ in range(10):
+            async with limits.acquire():
+                stamps.append(clock.now())
+
+    tasks = [asyncio.create_task(user()) for _ in range(3)]
+    while not all(t.done() for t in tasks):
+        clock.advance(0.01)
+        if rng.random() < 0.5:  # else: whoever was woken runs late, after the next step
+            for _ in range(3):
+                await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert len(stamps) == 30
+    assert most_in_window(stamps, 1.0) <= 10, sorted(stamps)
+    assert (rl.statistics().granted, sem.statistics().held) == (30, 0)

@@ -26,7 +26,7 @@ _DONE: Any = iter(())  # an exhausted iterator: awaiting it completes at once, i
 
 def _give_back(st: RateLimitState, c: float, _: Waiter) -> None:
     # Granted after it was cancelled or timed out: it must cost nothing.
-    st.give_back(c)
+    st.abandon(c)
 
 
 async def _acquire(
@@ -41,6 +41,7 @@ async def _acquire(
         return
     assert isinstance(w, AsyncWaiter)
     await park(w, timeout, ctx, partial(_give_back, st, c))
+    st.land(c)  # charged as of now, the instant this task resumes (see _core/ratelimit.py)
 
 
 class _Acquire:
@@ -63,13 +64,14 @@ class _Acquire:
 
     def __await__(self) -> Generator[Any, None, None]:
         if self._ctx is None and not owed:
-            # RateLimitState.try_take_locked, inlined: an uncontended acquire builds no
-            # coroutine and makes no method call but the clock's.
+            # inline of corral._core.ratelimit.RateLimitState.try_acquire: an uncontended
+            # acquire builds no coroutine and makes no method call but the clock's. (Any
+            # grant still pending sends it the slow way, which decides exactly.)
             st = self._st
             lock = st.lock
             lock.acquire()
             try:
-                if not st.waiters:
+                if not st.waiters and not st.pending:
                     now = st.now()
                     tat = st.tat
                     if tat <= now + self._slack:
@@ -94,9 +96,13 @@ class RateLimit(RateLimitBase):
 
     GCRA: exact, one timestamp of state, no refill task. ``burst`` (default 1) is the most
     cost granted at one instant and the largest single cost; with ``burst=1`` and unit
-    costs, no window of ``per`` seconds ever sees more than ``rate``. Waiters are served
-    strictly FIFO, a large cost at the head is not overtaken. ``clock=`` (keyword) takes a
-    ``corral.testing.ManualClock`` for tests. ``as_threads()`` is the same limit for threads.
+    costs, no window of ``per`` seconds ever sees more than ``rate`` acquires *return*
+    (the instants your code runs at, on a loaded machine too): a waiter is charged from
+    its return, so its wake-up latency is not made up (the price: with ``burst=1`` a
+    queue is served at ``1 / (per / rate + latency)``; ``burst >= 2`` absorbs it).
+    Waiters are served strictly FIFO, a large cost at the head is not overtaken.
+    ``clock=`` (keyword) takes a ``corral.testing.ManualClock`` for tests.
+    ``as_threads()`` is the same limit for threads.
 
     >>> import asyncio, corral
     >>> async def main():
@@ -153,6 +159,7 @@ async def _joint(parts: list[tuple[Any, Any]], timeout: float | None, ctx: Conte
     if w is not None:
         assert isinstance(w, AsyncWaiter)
         await park(w, timeout, ctx, lambda _: grant._undo())
+        grant._land()
     return grant
 
 

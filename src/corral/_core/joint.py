@@ -33,10 +33,6 @@ from typing import Any, Protocol
 
 from .waiter import Entry, Waiter, WaiterFactory
 
-#: How late a timer wake-up may be and still be charged as of its due time (see
-#: ``ratelimit``: kept here, the module that does not import it).
-CATCH_UP = 0.005
-
 __all__ = ["Joint", "JointEntry", "JointLimiter", "joint_acquire", "run_joints"]
 
 
@@ -50,10 +46,10 @@ class JointLimiter(Protocol):
     def can_take_locked(self, c: Any) -> bool: ...
     def take_now_locked(self, c: Any) -> None: ...
     def joint_ready_locked(self, entry: Entry) -> bool: ...
-    def joint_take_locked(self, entry: Entry, timed: bool) -> None: ...
+    def joint_take_locked(self, entry: Entry) -> None: ...
     def joint_untake_locked(self, entry: Entry) -> None: ...
     def _grant_locked(self) -> list[Joint] | None: ...
-    def give_back(self, c: Any) -> None: ...
+    def abandon(self, c: Any) -> None: ...
 
 
 class JointEntry(Entry):
@@ -74,11 +70,11 @@ class Joint:
         self.waiter = waiter
         self.entries: list[JointEntry] = []  # in id(owner) order
 
-    def attempt(self, timed: object = None) -> list[Joint]:
+    def attempt(self) -> list[Joint]:
         """Grant every part at once if all can be; returns joints that may now fit.
 
-        ``timed``: the rate limit whose timer call-back led here (its lateness may be made
-        up, see ``ratelimit.CATCH_UP``); the other parts are charged from now.
+        A rate-limit part is handed over (see ``ratelimit``): the waiter's shell charges
+        it when the acquire returns, or abandons it.
         """
         entries = self.entries
         states: list[JointLimiter] = [e.owner for e in entries]  # type: ignore[misc]
@@ -92,7 +88,7 @@ class Joint:
                 if not s.joint_ready_locked(e):
                     return []
             for s, e in zip(states, entries, strict=True):
-                s.joint_take_locked(e, s is timed)
+                s.joint_take_locked(e)
             if w.complete(0, None):
                 w.entries = ()  # all popped: drop the waiter <-> entry cycle
             else:  # its loop is gone: nobody will use the grant
@@ -116,12 +112,10 @@ class Joint:
                 s.lock.release()
 
 
-def run_joints(tries: list[Joint], timed: object = None) -> None:
-    """Attempt each joint grant (and those that a grant lets through), with no lock held;
-    ``timed`` as for :meth:`Joint.attempt` (the first attempt only)."""
+def run_joints(tries: list[Joint]) -> None:
+    """Attempt each joint grant (and those that a grant lets through), with no lock held."""
     while tries:
-        more = tries.pop().attempt(timed)
-        timed = None
+        more = tries.pop().attempt()
         if more:
             tries.extend(more)
 

@@ -1,53 +1,52 @@
 """The rate limit's rules, once: GCRA (the generic cell rate algorithm), weighted, FIFO.
 
 A rate limit is a semaphore whose permits come back with time. GCRA keeps one number,
-``tat`` (the *theoretical arrival time*): the instant at which everything granted so far
+``tat`` (the *theoretical arrival time*): the instant at which everything taken so far
 would have been paid for at the sustained rate. With ``T = per / rate`` seconds per unit
-of cost, a request of cost ``c`` conforms at ``now`` iff ``now >= tat + (c - burst) * T``,
-and taking it moves ``tat`` to ``max(tat, now) + c * T``. Hence, exactly and with no
-refill task: at most ``burst`` units at one instant, and at most ``burst + w / T`` units in
-any window of ``w`` seconds (with the default ``burst=1`` and unit costs: never more than
-``rate`` in any window of ``per`` seconds).
+of cost, a cost ``c`` taken at ``t`` conforms iff ``t >= tat + (c - burst) * T``, and
+moves ``tat`` to ``max(tat, t) + c * T``. Hence, with no refill task: at most ``burst``
+units at one instant, and at most ``burst + w / T`` units in any window of ``w`` seconds
+(with the default ``burst=1`` and unit costs: never more than ``rate`` in any window of
+``per`` seconds, and consecutive acquires at least ``T`` apart).
 
-The queue follows the semaphore's rules (``semaphore.py``): strict FIFO, head-of-line
-blocking (a large cost at the head is not overtaken by small ones, so it is not starved),
-no barging (``try_acquire`` fails while anyone waits), a cost above ``burst`` is a
-``ValueError`` at once, and the claim protocol decides a race between a grant and an
-abort. A grant that has to be undone (the waiter was cancelled after it, or its loop is
-gone) gives its cost back: ``tat -= c * T``.
+**Whose instants.** The promise is about the instants at which ``acquire`` *returns to
+its caller*, the ones a server counting requests sees. An uncontended acquire returns at
+once: it is charged at ``now``. A parked one is granted here (by the timer, a refund, a
+waiter ahead leaving) but returns only when its task or thread runs, later by a varying
+amount (the loop was busy, the thread descheduled). Charging it at the grant let a late
+return sit next to the following on-time one: 11 calls in a second at ``rate=10``. So a
+grant to a parked waiter is *handed over*: its cost is ``pending`` (it counts against the
+burst at once, so nothing more is granted on its account) and it is charged to ``tat``
+when the waiter's shell calls :meth:`RateLimitState.land` as it returns, from that
+instant; a grant the waiter never takes (cancelled or timed out after it) is abandoned
+and costs nothing. By construction the returned instants then follow the GCRA rule
+(``pending * T`` plus the schedule's debt never exceeds ``burst * T``; a landing moves
+cost from one to the other and a grant is made only if the sum stays within the burst).
 
-Only the head waiter can be the next one granted, so one clock call-back is armed, for the
-head's due time; it re-runs the grant loop. A waiter granted by that call-back is charged
-as of the instant it became due when the wake-up came at most ``CATCH_UP`` seconds late:
-the timer thread's latency must not lower the rate (charging from ``now`` would add every
-wake-up's lateness to the schedule: at 500/s, 0.1 ms late per grant is 5 % slow). After a
-longer stall it is charged from ``now - CATCH_UP``, so a stall is not made up in a burst.
-(``CATCH_UP`` is capped at one interval ``T``: a late wake-up then lets at most one unit
-more through at once than an on-time one would.)
-Only a timer's lateness is made up: a waiter granted because someone ahead left, or a
-joint acquire granted because another limiter freed up, is charged from ``now``.
+**The cost.** A waiter's wake-up latency is no longer made up: with ``burst=1`` each
+return is spaced ``T`` from the previous *return*, so a queue of waiters is served at
+``1 / (T + latency)``: at 10/s and 1 ms latency 1 % under the rate, at 1000/s and
+0.1 ms 10 %. With ``burst >= 2`` the latency is absorbed (the next grant is due while
+the previous one lands) and the sustained rate is kept, at the price of the burst.
 
-Entries of a joint acquire (``Limits``, see ``joint.py``) are never granted here: when
-one reaches the head and fits, the grant loop stops and returns it, and the caller runs
-the joint attempt after releasing this lock.
+The queue is the limiters' shared FIFO (``limiter.FifoLimiter``: head-of-line blocking,
+no barging, the claim protocol, joint acquires); a cost above ``burst`` is a
+``ValueError`` at once. Only the head waiter can be the next one granted, so one clock
+call-back is armed, for the head's due time; it re-runs the grant loop. While a grant is
+pending and the head cannot go before it lands, no call-back is armed: the landing
+re-runs the loop.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-import weakref
-from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
-from . import tracking
 from .clock import Clock
-from .joint import CATCH_UP, Joint, run_joints
-from .waiter import Entry, Waiter, WaiterFactory
+from .joint import run_joints
+from .limiter import FifoLimiter
 
 __all__ = [
-    "CATCH_UP",
     "EPS",
     "RateLimitState",
     "RateLimitStatistics",
@@ -103,44 +102,35 @@ def check_cost(c: object, burst: float, what: str) -> float:
     return c
 
 
-class RateLimitState:
+class RateLimitState(FifoLimiter):
     __slots__ = (
-        "__weakref__",
         "burst",
-        "catch_up",
         "clock",
         "granted",
         "interval",
-        "lock",
         "now",
+        "pending",
         "per",
         "rate",
         "tat",
         "timer",
         "timer_when",
-        "views",
-        "waiters",
     )
 
     def __init__(self, rate: float, per: float, burst: float, clock: Clock) -> None:
-        self.lock = threading.Lock()
         self.rate = rate
         self.per = per
         self.burst = burst
         self.clock = clock
         self.now = clock.now  # bound once: the uncontended acquire reads it inline
         self.interval = per / rate  # T: seconds of schedule one unit of cost uses
-        # A late timer is made up for at most one interval: then a late wake-up lets at
-        # most one unit more through at once than an on-time one would have.
-        self.catch_up = min(CATCH_UP, self.interval)
         self.tat = -math.inf  # never used: the whole burst is available
+        # Cost granted to parked waiters that have not returned yet (see the module docs).
+        self.pending: float = 0
         self.granted: float = 0
-        self.waiters: deque[Entry] = deque()
         self.timer: object = None
         self.timer_when = math.nan
-        self.views: dict[str, weakref.ref[Any]] = {}
-        if tracking.enabled:
-            tracking.track(self)
+        super().__init__()
 
     def __repr__(self) -> str:
         return (
@@ -148,53 +138,78 @@ class RateLimitState:
             f"queued={len(self.waiters)}>"
         )
 
-    # -- the GCRA rule, under the lock ------------------------------------------------------
+    # -- the GCRA rule, once ------------------------------------------------------------------
 
-    def _take_locked(self, c: float, at: float) -> None:
+    def due_locked(self, c: float) -> float:
+        """The instant from which ``c`` conforms (``inf``: not before a pending grant
+        returns). Every "may ``c`` go now?" of this module is ``now + EPS >= due``."""
+        owed = self.pending + c
+        if owed - self.burst > EPS:
+            return math.inf
+        return self.tat + (owed - self.burst) * self.interval
+
+    def _charge_locked(self, c: float, at: float) -> None:
+        """Advance the schedule by ``c`` taken at ``at`` (an instant some acquire returned)."""
         tat = self.tat
         self.tat = (tat if tat > at else at) + c * self.interval
+
+    # -- what FifoLimiter asks of a limiter (with the lock held) --------------------------------
+
+    def _fits_locked(self, c: float) -> bool:
+        return self.now() + EPS >= self.due_locked(c)
+
+    def _take_locked(self, c: float) -> None:
+        self._charge_locked(c, self.now())
         self.granted += c
 
-    def _give_back_locked(self, c: float) -> None:
-        self.tat -= c * self.interval
-        self.granted -= c
-
-    def try_take_locked(self, c: float) -> bool:
-        """The uncontended case: grant ``c`` now if nobody waits and it conforms."""
-        if self.waiters:
-            return False
-        now = self.clock.now()
-        if now + EPS >= self.tat + (c - self.burst) * self.interval:
-            self._take_locked(c, now)
+    def _try_take_locked(self, c: float) -> bool:
+        # _fits_locked then _take_locked, reading the clock once (the uncontended path).
+        now = self.now()
+        if now + EPS >= self.due_locked(c):
+            self._charge_locked(c, now)
+            self.granted += c
             return True
         return False
 
-    # -- blocking entry points ----------------------------------------------------------------
+    def _hand_over_locked(self, c: float) -> None:
+        # Not charged to the schedule yet: that happens when the waiter returns (land),
+        # as of that instant. Until then it counts against the burst (due_locked).
+        self.pending += c
+        self.granted += c
 
-    def acquire(self, c: float, make_waiter: WaiterFactory) -> Waiter | None:
-        lock = self.lock
-        lock.acquire()
-        try:
-            if self.try_take_locked(c):
-                return None
-            w = make_waiter()
-            e = Entry(w, 0, c, self)
-            w.entries = [e]
-            self.waiters.append(e)
-            if len(self.waiters) == 1:
-                self._arm_locked(self.tat + (c - self.burst) * self.interval)
-            return w
-        finally:
-            lock.release()
+    def _abandon_locked(self, c: float) -> None:
+        self.pending = _settle(self.pending - c)
+        self.granted -= c
 
-    def try_acquire(self, c: float) -> bool:
+    def _blocked_locked(self, c: float) -> None:
+        due = self.due_locked(c)
+        if due == math.inf:
+            self._disarm_locked()  # the grant loop re-runs when a pending grant lands
+        else:
+            self._arm_locked(due)
+
+    def _settled_locked(self) -> None:
+        self._disarm_locked()
+
+    # -- a parked acquire returns -------------------------------------------------------------
+
+    def land(self, c: float) -> None:
+        """The parked acquire granted ``c`` is returning to its caller now: charge ``c``
+        from this instant (the one the caller sees); may grant the next waiter."""
         with self.lock:
-            return self.try_take_locked(c)
+            self.pending = _settle(self.pending - c)
+            self._charge_locked(c, self.now())
+            tries = self._grant_locked() if self.waiters else None
+        if tries:
+            run_joints(tries)
+
+    # -- corrections after the fact (Grant.adjust) ----------------------------------------------
 
     def give_back(self, c: float) -> None:
-        """Refund ``c`` (an undone grant, or a ``Grant.adjust`` down); may grant others."""
+        """Refund ``c`` taken earlier (``Grant.adjust`` down); may grant others."""
         with self.lock:
-            self._give_back_locked(c)
+            self.tat -= c * self.interval
+            self.granted -= c
             tries = self._grant_locked() if self.waiters else None
         if tries:
             run_joints(tries)
@@ -202,13 +217,13 @@ class RateLimitState:
     def charge(self, c: float) -> None:
         """Charge ``c`` more after the fact (``Grant.adjust`` up): never waits, may owe."""
         with self.lock:
-            self._take_locked(c, self.clock.now())
+            self._take_locked(c)
             # The head's due time moved later: re-arm (its grant cannot be sooner).
             tries = self._grant_locked() if self.waiters else None
         if tries:
             run_joints(tries)
 
-    # -- the grant loop -----------------------------------------------------------------------
+    # -- the timer ----------------------------------------------------------------------------
 
     def _arm_locked(self, due: float) -> None:
         when = due - EPS / 2  # then "now + EPS >= due" holds when it fires
@@ -227,99 +242,28 @@ class RateLimitState:
     def _on_timer(self) -> None:
         with self.lock:
             self.timer = None
-            tries = self._grant_locked(self.catch_up)
-        if tries:
-            run_joints(tries, self)
-
-    def _grant_locked(self, catch_up: float = 0.0) -> list[Joint] | None:
-        """Grant from the head while it conforms. ``catch_up``: how far back a grant may be
-        charged (only a timer wake-up's lateness is made up; a waiter that was due long ago
-        because it waited behind someone is charged from now)."""
-        q = self.waiters
-        clock = self.clock
-        while q:
-            e = q[0]
-            if e.waiter.done:  # stale: timed out or cancelled, not yet unlinked
-                q.popleft()
-                continue
-            c = e.item
-            due = self.tat + (c - self.burst) * self.interval
-            now = clock.now()
-            if now + EPS < due:
-                self._arm_locked(due)
-                return None  # head-of-line: nobody behind may overtake it
-            if e.index < 0:  # a joint acquire: granted with its other limiters or not at all
-                self._disarm_locked()
-                return [e.joint]  # type: ignore[attr-defined]
-            q.popleft()
-            floor = now - catch_up
-            self._take_locked(c, due if due > floor else floor)
-            if not e.waiter.complete(0, None):
-                self._give_back_locked(c)  # lost the claim race to an abort, or loop gone
-        self._disarm_locked()
-        return None
-
-    def _unlink(self, entry: Entry) -> None:
-        with self.lock:
-            q = self.waiters
-            was_head = bool(q) and q[0] is entry
-            try:
-                q.remove(entry)
-            except ValueError:
-                return
-            tries = self._grant_locked() if was_head else None
+            tries = self._grant_locked()
         if tries:
             run_joints(tries)
-
-    # -- the joint-acquire protocol (see joint.py); called with this lock held -----------------
-
-    def can_take_locked(self, c: float) -> bool:
-        return not self.waiters and (
-            self.clock.now() + EPS >= self.tat + (c - self.burst) * self.interval
-        )
-
-    def take_now_locked(self, c: float) -> None:
-        self._take_locked(c, self.clock.now())
-
-    def joint_ready_locked(self, entry: Entry) -> bool:
-        # A stale head is left for its own unlink, which runs the grant loop for the next
-        # head (see SemaphoreState.joint_ready_locked: popping it here loses that wake-up).
-        q = self.waiters
-        if not q or q[0] is not entry:
-            return False
-        due = self.tat + (entry.item - self.burst) * self.interval
-        now = self.clock.now()
-        if now + EPS < due:
-            self._arm_locked(due)
-            return False
-        return True
-
-    def joint_take_locked(self, entry: Entry, timed: bool) -> None:
-        self.waiters.popleft()
-        c = entry.item
-        due = self.tat + (c - self.burst) * self.interval
-        floor = self.clock.now() - (self.catch_up if timed else 0.0)
-        self._take_locked(c, due if due > floor else floor)
-
-    def joint_untake_locked(self, entry: Entry) -> None:
-        self._give_back_locked(entry.item)
 
     # -- introspection ------------------------------------------------------------------------
 
     def statistics(self) -> RateLimitStatistics:
         with self.lock:
-            live = [e for e in self.waiters if not e.waiter.done]
-            ahead = max(self.tat - self.clock.now(), 0.0) / self.interval
+            waiting, cost = self._live_locked()
+            ahead = max(self.tat - self.now(), 0.0) / self.interval + self.pending
             return RateLimitStatistics(
                 rate=self.rate,
                 per=self.per,
                 burst=self.burst,
                 available=round(self.burst - ahead, 9),  # float sums: 0.9999999999999996
-                waiting=len(live),
-                waiting_cost=sum(e.item for e in live),
+                waiting=waiting,
+                waiting_cost=cost,
                 granted=self.granted,
             )
 
-    def queued_waiters(self) -> int:
-        with self.lock:
-            return sum(1 for e in self.waiters if not e.waiter.done)
+
+def _settle(pending: float) -> float:
+    # Float costs (0.5 + 0.25 - ...) leave a residue: zero it, so the uncontended path
+    # (which needs nothing pending) is not lost to 1e-17.
+    return pending if pending > EPS else 0

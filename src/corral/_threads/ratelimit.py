@@ -68,9 +68,10 @@ class RateLimit(RateLimitBase):
             assert isinstance(w, ThreadWaiter)
 
             def undo(_: Waiter) -> None:
-                st.give_back(c)
+                st.abandon(c)
 
             park(w, timeout, ctx, undo)
+            st.land(c)  # charged as of now, the instant this thread returns
         return _TAKEN
 
     def as_async(self) -> AsyncRateLimit:
@@ -111,6 +112,7 @@ class Limits(LimitsBase):
         if w is not None:
             assert isinstance(w, ThreadWaiter)
             park(w, timeout, ctx, lambda _: grant._undo())
+            grant._land()
         return grant
 
     def as_async(self) -> AsyncLimits:
