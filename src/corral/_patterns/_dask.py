@@ -374,6 +374,7 @@ class StageOnDask(cf.Executor):
                 pass  # we cancelled it: nobody waits for it any more
             elif dfut.cancelled():
                 err = DaskTaskCancelled(f"Dask task {dfut.key!r} was cancelled on the cluster")
+                _drop_locals(exc)
                 err.__cause__ = exc
                 _set(f, err, error=True)
             elif isinstance(exc, cf.CancelledError):  # pragma: no cover - not a Dask future's
@@ -394,6 +395,8 @@ class StageOnDask(cf.Executor):
             _set(f, values[0], error=False)
         finally:
             self._live.pop(f, None)
+            if f is self._trial:  # its verdict is in, whatever it was
+                self._trial = None
             if not any(k is f for k, _ in self._killed):
                 self._items.pop(f, None)
             self._error_fetches -= 1
