@@ -5,8 +5,8 @@
 # and Valkey 9, but its *binaries* need sid's glibc (2.4x), so they cannot run on a bookworm host
 # by path, and a sid chroot is not something a fresh CI machine has. So, as
 # scripts/build-python-ft.sh does for CPython, the upstream *orig* tarballs that Debian sid ships
-# (`apt-get source --download-only` through a private sources list and private apt state dirs;
-# the system's apt configuration is never touched) are built with a plain `make`: no TLS, no
+# (`apt-get source --download-only` through a private sources list and private apt state dirs,
+# scripts/debian-source.sh; the system's apt configuration is never touched) are built with a plain `make`: no TLS, no
 # systemd, libc malloc, none of Redis 8's optional modules. Only the server and the cli are kept.
 #
 # Each build lives in its own cache dir, $CACHE/<name>-<version>/bin, and is reused when its
@@ -31,19 +31,6 @@ SUITE="sid"
 
 log() { printf '[build-redis-servers] %s\n' "$*" >&2; }
 
-# The Debian mirror this machine already uses (its apt sources name it; this script does not).
-mirror() {
-  local uri
-  uri="$(grep -h -E '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-    awk '{for (i = 2; i <= NF; i++) print $i}' | grep -E '/debian/?$' | head -1 || true)"
-  if [[ -z "$uri" ]]; then
-    uri="$(grep -h -E '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-      sed -E 's/\[[^]]*\]//' | awk '{print $2}' | grep -E '/debian/?$' | head -1 || true)"
-  fi
-  [[ -n "$uri" ]] || { log "no Debian mirror found in /etc/apt/sources.list{,.d/*}"; return 1; }
-  echo "${uri%/}"
-}
-
 # name -> Debian source package, binary prefix, wanted major version
 source_of() { case "$1" in redis8) echo redis ;; valkey9) echo valkey ;; *) return 1 ;; esac; }
 major_of() { case "$1" in redis8) echo 8 ;; valkey9) echo 9 ;; *) return 1 ;; esac; }
@@ -67,35 +54,17 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 
-APT_DIR="$CACHE/apt"
-APT_OPTS=(
-  -o "Dir::Etc::SourceList=$APT_DIR/sources.list"
-  -o "Dir::Etc::SourceParts=$APT_DIR/sources.list.d"
-  -o "Dir::State::Lists=$APT_DIR/lists"
-  -o "Dir::Cache=$APT_DIR/cache"
-  -o "APT::Sandbox::User=root"
-)
-apt_ready=0
-apt_private() {  # the private deb-src list for sid, fetched once per run
-  [[ $apt_ready -eq 1 ]] && return 0
-  local m
-  m="$(mirror)"
-  mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial" "$APT_DIR/sources.list.d"
-  echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $m $SUITE main" >"$APT_DIR/sources.list"
-  log "fetching the $SUITE source index (private apt lists in $APT_DIR)"
-  apt-get "${APT_OPTS[@]}" update -q >&2
-  apt_ready=1
-}
+# shellcheck source=scripts/debian-source.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian-source.sh"
 
 BUILT=""
 build() {  # name: downloads, builds and installs one server into $BUILT (no subshell: the
-  # private apt index is fetched once per run)
+  # suite's source index is fetched once per run)
   local name="$1" src major work orig version dest start
   src="$(source_of "$name")" major="$(major_of "$name")"
   work="$CACHE/work-$src"
   rm -rf "$work" && mkdir -p "$work"
-  apt_private
-  (cd "$work" && apt-get "${APT_OPTS[@]}" source --download-only "$src" >&2)
+  debian_source_download "$CACHE/apt" "$SUITE" "$src" "$work"
   orig="$(ls "$work/${src}_"*.orig.tar.* 2>/dev/null | head -1 || true)"
   [[ -n "$orig" ]] || { log "no $src orig tarball downloaded"; return 1; }
   version="$(basename "$orig" | sed -E "s/^${src}_([^-]+)\.orig\.tar\..*/\1/; s/\+dfsg.*//")"

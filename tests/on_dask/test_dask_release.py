@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
-import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +19,7 @@ import corral
 import corral.threads
 
 from . import remote
+from .test_dask_patterns import known, prefix, wait_until
 
 try:
     import distributed
@@ -30,35 +28,13 @@ try:
 except ImportError:  # conftest skips these tests, or fails them under CI (never a silent skip)
     distributed = None
 
-POLL_LIMIT_SECONDS = 30.0
-
-
-def wait_until(cond: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + POLL_LIMIT_SECONDS
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
-
-
-def ours(client: Any, key_prefix: str) -> list[str]:
-    """Every key of the run the scheduler still holds, in any state (erred, memory, queued...)."""
-    return client.run_on_scheduler(remote.our_tasks, prefix=key_prefix)  # type: ignore[no-any-return]
-
 
 def nothing_left(client: Any, key_prefix: str) -> None:
     gc.collect()
     left: list[str] = []
 
     def gone() -> bool:
-        left[:] = ours(client, key_prefix)
+        left[:] = known(client, key_prefix)  # any state: erred, memory, queued...
         return not left
 
     try:
