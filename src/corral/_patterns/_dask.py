@@ -227,6 +227,7 @@ class StageOnDask(cf.Executor):
         self._suspects: collections.deque[cf.Future[Any]] = collections.deque()
         self._trial: cf.Future[Any] | None = None
         self._error_fetches = 0
+        self._held = False  # items were held back while a suspect ran alone
         # Figures, for tests and statistics: batches sent, items sent, most in flight, and
         # suspects re-run alone.
         self.batches = 0
@@ -280,6 +281,7 @@ class StageOnDask(cf.Executor):
             if self._isolating() and not self._closed:
                 # A suspect is re-run alone: new items wait (_next_trial resumes them).
                 self._pending[:0] = batch
+                self._held = True
                 return
         batch = [(item, f) for item, f in batch if not f.cancelled()]
         if not batch:
@@ -415,8 +417,11 @@ class StageOnDask(cf.Executor):
         one message: once no error fetch is under way and no live future is in error, every
         item lost with a worker is in ``_killed``.
         """
-        in_error = any(getattr(d, "status", "") == "error" for d in self._live.values())
-        if self._killed and self._error_fetches == 0 and not in_error:
+        if (
+            self._killed
+            and self._error_fetches == 0
+            and not any(getattr(d, "status", "") == "error" for d in self._live.values())
+        ):
             by_worker: dict[object, list[tuple[cf.Future[Any], BaseException]]] = {}
             for f, exc in self._killed:
                 by_worker.setdefault(_dead_worker(exc), []).append((f, exc))
@@ -442,11 +447,13 @@ class StageOnDask(cf.Executor):
         while self._suspects and self._suspects[0].done():  # abandoned by its worker
             self._items.pop(self._suspects.popleft(), None)
         if not self._suspects:
-            with self._lock:
-                resume = bool(self._pending) and not self._scheduled
-                self._scheduled = self._scheduled or resume
-            if resume:
-                self._loop.call_soon(self._flush)
+            if self._held:  # the normal path: nothing was held back, nothing to resume
+                self._held = False
+                with self._lock:
+                    resume = bool(self._pending) and not self._scheduled
+                    self._scheduled = self._scheduled or resume
+                if resume:
+                    self._loop.call_soon(self._flush)
             return
         if self._live:
             return  # called again as each of them finishes
