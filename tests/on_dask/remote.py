@@ -93,3 +93,27 @@ def fail_once(arg: tuple[str, int]) -> int:
             return x
         raise RuntimeError("first attempt fails")
     return x
+
+
+def kill_own_worker_behind_another(x: int) -> int:
+    """Item 0 SIGKILLs its worker, but only once another task waits behind it on that worker.
+
+    With one thread per worker, the scheduler still sends a worker more tasks than threads
+    (``worker-saturation``); when the worker dies, Dask marks every task it held as suspicious,
+    the one queued behind item 0 as much as item 0. Waiting for that queued task makes the
+    innocent bystander certain, not a race. (The poll is on the worker's own state: nothing
+    announces a task's arrival to the task that is running.)
+    """
+    if x == 0:
+        import time
+
+        from distributed import get_worker
+
+        worker = get_worker()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any(ts.state == "ready" for ts in worker.state.tasks.values()):
+                break
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x

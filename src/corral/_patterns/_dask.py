@@ -28,12 +28,30 @@ the run ends, ``shutdown`` cancels every Dask future still outstanding in one ``
 and waits until their trackers are done: nothing of the run stays queued on the cluster.
 (A task already *running* on a Dask worker finishes its call there: Dask, like threads,
 cannot interrupt running Python code; its result is dropped.)
+
+Nothing of a run outlives it on the scheduler. The scheduler keeps a task while a client holds
+its future, and an error's traceback holds the frames that handled it, whose locals include
+the Dask futures: so each error is delivered with the locals of its finished frames cleared
+(``_drop_locals``), and no run object keeps a Dask future once its call is done. A failed,
+cancelled or abandoned run leaves no task of its own (erred, queued or in memory) behind.
+
+Blaming a dead worker. When a worker process dies, the scheduler counts *every* task it held
+as suspicious, the one running there and those queued behind it alike (with one thread per
+worker it sends each worker two tasks), and fails each that reached ``allowed-failures`` with
+``KilledWorker``. If two or more of the stage's items fail so with the same dead worker, the
+scheduler cannot say which one killed it; corral re-runs each of them *alone* (no other item
+of the stage on the cluster, new submissions held back meanwhile): an innocent item succeeds,
+the guilty one kills its worker again and fails with ``KilledWorker``. An item that was the
+only one of the stage lost with its worker is blamed at once. The error carries a note naming
+the item.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures as cf
+import reprlib
 import sys
 import threading
 import uuid
@@ -201,10 +219,21 @@ class StageOnDask(cf.Executor):
         # Finished futures waiting for their results, fetched in one gather per batch.
         self._ready: list[tuple[cf.Future[Any], Any]] = []
         self._gathering = False
-        # Figures, for tests and statistics: batches sent, items sent, most in flight.
+        # The item of each call not yet done (a suspect of killing a worker is run again).
+        self._items: dict[cf.Future[Any], Any] = {}
+        # KilledWorker errors not yet judged, the suspects waiting to be re-run alone, the one
+        # on trial now, and how many error fetches are still under way (see _judge).
+        self._killed: list[tuple[cf.Future[Any], BaseException]] = []
+        self._suspects: collections.deque[cf.Future[Any]] = collections.deque()
+        self._trial: cf.Future[Any] | None = None
+        self._error_fetches = 0
+        self._held = False  # items were held back while a suspect ran alone
+        # Figures, for tests and statistics: batches sent, items sent, most in flight, and
+        # suspects re-run alone.
         self.batches = 0
         self.submitted = 0
         self.high_water = 0
+        self.trials = 0
 
     # -- any thread --------------------------------------------------------------------
 
@@ -249,6 +278,11 @@ class StageOnDask(cf.Executor):
         with self._lock:
             batch, self._pending = self._pending, []
             self._scheduled = False
+            if self._isolating() and not self._closed:
+                # A suspect is re-run alone: new items wait (_next_trial resumes them).
+                self._pending[:0] = batch
+                self._held = True
+                return
         batch = [(item, f) for item, f in batch if not f.cancelled()]
         if not batch:
             return
@@ -266,11 +300,10 @@ class StageOnDask(cf.Executor):
         self.batches += 1
         self.submitted += len(batch)
         live = self._live
-        for (_, f), dfut in zip(batch, futs, strict=True):
+        for (item, f), dfut in zip(batch, futs, strict=True):
             live[f] = dfut
-            task = self._loop.create_task(self._track(f, dfut))
-            self._trackers.add(task)
-            task.add_done_callback(self._trackers.discard)
+            self._items[f] = item
+            self._spawn(self._track(f, dfut))
             f.add_done_callback(self._abandoned)
         if len(live) > self.high_water:
             self.high_water = len(live)
@@ -323,12 +356,18 @@ class StageOnDask(cf.Executor):
                     continue
                 for (f, _), v in zip(batch, values, strict=True):
                     self._live.pop(f, None)
+                    self._items.pop(f, None)
+                    if f is self._trial:  # it ran alone and lived: it was innocent
+                        self._trial = None
                     _set(f, v, error=False)
+                del batch, values
+                self._judge()
         finally:
             self._gathering = False
 
     async def _fetch_one(self, f: cf.Future[Any], dfut: Any) -> None:
         """One item's result, or its error (the task's own, or why the cluster lost it)."""
+        self._error_fetches += 1
         try:
             values = await self._client.gather([dfut], asynchronous=True)
         except (asyncio.CancelledError, cf.CancelledError) as exc:
@@ -337,6 +376,7 @@ class StageOnDask(cf.Executor):
                 pass  # we cancelled it: nobody waits for it any more
             elif dfut.cancelled():
                 err = DaskTaskCancelled(f"Dask task {dfut.key!r} was cancelled on the cluster")
+                _drop_locals(exc)
                 err.__cause__ = exc
                 _set(f, err, error=True)
             elif isinstance(exc, cf.CancelledError):  # pragma: no cover - not a Dask future's
@@ -345,11 +385,93 @@ class StageOnDask(cf.Executor):
                 _set(f, RuntimeError(LOOP_GONE), error=True)
                 raise
         except Exception as exc:
-            _set(f, exc, error=True)
+            _drop_locals(exc)
+            if not _is_killed_worker(exc) or f.cancelled():
+                _set(f, exc, error=True)
+            elif f is self._trial:  # it ran alone and killed its worker again: guilty
+                self._trial = None
+                self._blame(f, exc, "corral ran it again alone and it killed another worker")
+            else:
+                self._killed.append((f, exc))  # judged with the others lost with its worker
         else:
             _set(f, values[0], error=False)
         finally:
             self._live.pop(f, None)
+            if f is self._trial:  # its verdict is in, whatever it was
+                self._trial = None
+            if not any(k is f for k, _ in self._killed):
+                self._items.pop(f, None)
+            self._error_fetches -= 1
+            dfut = None  # this frame may outlive the call in a traceback: keep no Dask future
+            self._judge()
+
+    # -- blaming a dead worker on the right item (loop only) ----------------------------
+
+    def _isolating(self) -> bool:
+        return bool(self._suspects) or self._trial is not None
+
+    def _judge(self) -> None:
+        """Judge the KilledWorker errors once every error of the same deaths is in.
+
+        A worker's death fails all its tasks in one scheduler step, reported to the client in
+        one message: once no error fetch is under way and no live future is in error, every
+        item lost with a worker is in ``_killed``.
+        """
+        if (
+            self._killed
+            and self._error_fetches == 0
+            and not any(getattr(d, "status", "") == "error" for d in self._live.values())
+        ):
+            by_worker: dict[object, list[tuple[cf.Future[Any], BaseException]]] = {}
+            for f, exc in self._killed:
+                by_worker.setdefault(_dead_worker(exc), []).append((f, exc))
+            self._killed = []
+            for lost in by_worker.values():
+                if len(lost) == 1:
+                    f, exc = lost[0]
+                    self._blame(f, exc, "the only item of the stage lost with that worker")
+                else:  # which one was running? run each again, alone
+                    self._suspects.extend(f for f, _ in lost)
+        self._next_trial()
+
+    def _blame(self, f: cf.Future[Any], exc: BaseException, why: str) -> None:
+        item = self._items.pop(f, None)
+        exc.add_note(f"corral: item {reprlib.repr(item)} was running on the dead worker ({why})")
+        _set(f, exc, error=True)
+
+    def _next_trial(self) -> None:
+        """Re-run the next suspect alone once nothing else of the stage is on the cluster;
+        with no suspect left, send the items held back meanwhile."""
+        if self._trial is not None or self._closed:
+            return
+        while self._suspects and self._suspects[0].done():  # abandoned by its worker
+            self._items.pop(self._suspects.popleft(), None)
+        if not self._suspects:
+            if self._held:  # the normal path: nothing was held back, nothing to resume
+                self._held = False
+                with self._lock:
+                    resume = bool(self._pending) and not self._scheduled
+                    self._scheduled = self._scheduled or resume
+                if resume:
+                    self._loop.call_soon(self._flush)
+            return
+        if self._live:
+            return  # called again as each of them finishes
+        f = self._suspects.popleft()
+        self._trial = f
+        key = f"{self.prefix}{self._numbered}"
+        self._numbered += 1
+        try:
+            dfut = self._client.submit(self._fn, self._items[f], key=key, **self._opts)
+        except Exception as exc:  # the client is closing
+            self._trial = None
+            self._items.pop(f, None)
+            _set(f, exc, error=True)
+            self._loop.call_soon(self._next_trial)
+            return
+        self.trials += 1
+        self._live[f] = dfut
+        self._spawn(self._track(f, dfut))
 
     def _abandoned(self, f: cf.Future[Any]) -> None:
         """A done callback on each call's future: a cancelled call cancels its Dask task."""
@@ -357,6 +479,10 @@ class StageOnDask(cf.Executor):
             self._call_soon(lambda: self._cancel_one(f))
 
     def _cancel_one(self, f: cf.Future[Any]) -> None:
+        self._items.pop(f, None)
+        if f is self._trial:
+            self._trial = None
+            self._loop.call_soon(self._next_trial)
         dfut = self._live.pop(f, None)
         if dfut is None:
             return
@@ -373,8 +499,15 @@ class StageOnDask(cf.Executor):
 
     async def _shutdown(self) -> None:
         self._flush()  # anything queued is cancelled already: this only clears the queue
+        # Suspects and unjudged KilledWorker items: nobody waits for them any more.
+        for f in [*self._suspects, *(f for f, _ in self._killed)]:
+            f.cancel()
+        self._suspects.clear()
+        self._killed = []
+        self._trial = None
         outstanding = list(self._live.values())
         self._live.clear()
+        self._items.clear()
         if outstanding:
             await self._client.cancel(outstanding, asynchronous=True)
         # Trackers end as their Dask futures are cancelled. Wait for them, but boundedly: a
@@ -395,6 +528,35 @@ class StageOnDask(cf.Executor):
                 self._trackers.difference_update(pending)
                 break
             await asyncio.wait(pending, timeout=left)
+
+
+def _is_killed_worker(exc: BaseException) -> bool:
+    killed = getattr(sys.modules.get("distributed"), "KilledWorker", None)
+    return killed is not None and isinstance(exc, killed)
+
+
+def _dead_worker(exc: BaseException) -> object:
+    """The address of the worker a ``KilledWorker`` names (its last one)."""
+    last = getattr(exc, "last_worker", None)
+    return getattr(last, "address", last)
+
+
+def _drop_locals(exc: BaseException) -> None:
+    """Clear the locals of the finished frames in ``exc``'s traceback.
+
+    They hold the Dask futures of the call (distributed's gather keeps its arguments in
+    locals), and the scheduler keeps a task while any client reference to its future lives:
+    an error kept by the caller must not pin the run's tasks. File names and line numbers
+    stay; only the frames' variables go. A frame still running (the handler's own) cannot be
+    cleared and is skipped.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        try:
+            tb.tb_frame.clear()
+        except RuntimeError:
+            pass
+        tb = tb.tb_next
 
 
 def _set(f: cf.Future[Any], v: Any, *, error: bool) -> None:
