@@ -90,9 +90,10 @@ skipped: list[str] = []
 
 
 def keep_skipped(record: logging.LogRecord) -> bool:
-    # errors="skip" logs each failed item as a warning on the "corral" logger.
-    exc = record.exc_info[1] if record.exc_info else None
-    skipped.append(str(exc))
+    # errors="skip" logs each failed item as a one-line warning on the "corral" logger; the
+    # record carries the item and its exception (record.item, record.error).
+    if record.levelno == logging.WARNING:
+        skipped.append(str(record.error))
     return False  # kept for printing below, in a stable order
 
 

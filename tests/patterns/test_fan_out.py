@@ -131,6 +131,7 @@ async def test_fan_out_skip_policy_logs_and_drops_failed_items(
     # once printed 253 lines of stderr); the traceback is at the debug level.
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert sorted(r.getMessage().rsplit(": ", 1)[1] for r in warned) == ["2", "7"]
+    assert sorted((r.item, r.error.args[0]) for r in warned) == [(2, 2), (7, 7)]
     assert all("KeyError" in r.getMessage() and r.exc_info is None for r in warned)
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and "skipped" in r.msg]
     assert {r.exc_info[1].args[0] for r in debug if r.exc_info and r.exc_info[1]} == {2, 7}

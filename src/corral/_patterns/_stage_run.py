@@ -226,13 +226,15 @@ def no_coroutines(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def log_skipped(sp: StageRun, item: object, exc: BaseException) -> None:
     # A warning, not an error: skipping was asked for (the article logs and goes on). One line
     # per item (a batch with bad lines must not fill stderr with tracebacks); the traceback
-    # goes to the debug level, for whoever turns it on.
+    # goes to the debug level, for whoever turns it on. The record carries the item and the
+    # exception as attributes (``record.item``, ``record.error``) for a handler or filter.
     _log.warning(
         "corral %s: item %r failed and was skipped (errors='skip'): %s: %s",
         sp.label,
         item,
         type(exc).__name__,
         exc,
+        extra={"item": item, "error": exc},
     )
     _log.debug(
         "corral %s: traceback of skipped item %r",
