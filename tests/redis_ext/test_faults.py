@@ -62,7 +62,7 @@ def _followers(client: Any, ns: str, n: int) -> None:
     """Wait until ``n`` processes follow the one flight of ``ns`` (pub/sub subscribers)."""
     end = time.monotonic() + 30
     while True:
-        chans = client.pubsub_channels(f"{ns}:sf:c:*")
+        chans = client.pubsub_channels(f"{{{ns}}}:sf:c:*")
         if len(chans) == 1 and client.pubsub_numsub(chans[0])[0][1] >= n:
             return
         assert time.monotonic() < end, f"{n} followers never subscribed"
@@ -148,7 +148,7 @@ def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> N
         tb = threading.Thread(target=call, args=("follower", b))
         tb.start()
         end = time.monotonic() + 10
-        while not c1.pubsub_channels("r:sf:c:*"):
+        while not c1.pubsub_channels("{r}:sf:c:*"):
             assert time.monotonic() < end
             time.sleep(0.005)
 
@@ -216,4 +216,4 @@ def test_semaphore_20_processes_never_over_8_and_dead_holder_returns(
     assert client.get("s:counter") == b"0"
     st = corral.threads.redis.Semaphore(client, "s:sem", 8).server_statistics()
     assert (st.held, st.waiting) == (0, 0)  # nothing leaked
-    assert client.keys("s:sem:*") == []
+    assert client.keys("{s:sem}:*") == [b"{s:sem}:e"]  # only the epoch

@@ -19,7 +19,17 @@ from .._core.context import Context
 from .._core.group import is_async_callable
 from .common import IO_ERRORS, Bound
 
-__all__ = ["Acquire", "Guard", "Lock", "Renewer", "Ticker", "acquiring", "call", "flight_context"]
+__all__ = [
+    "ASYNC",
+    "Acquire",
+    "Guard",
+    "Lock",
+    "Renewer",
+    "Ticker",
+    "acquiring",
+    "call",
+    "flight_context",
+]
 
 
 class Lock:
@@ -35,15 +45,22 @@ class Lock:
         return None
 
 
-async def call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """``fn(*args)``: an ``async def`` is awaited, a plain function runs in a worker thread
-    (and an awaitable it returns is awaited)."""
-    if is_async_callable(fn):
-        return await fn(*args)
-    value = await asyncio.to_thread(fn, *args)
-    if inspect.isawaitable(value):
-        value = await value
-    return value
+#: This flavour wants a ``redis.asyncio`` client (``check_client``).
+ASYNC = True
+
+
+async def call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: Context) -> Any:
+    """``fn(*args)`` under ``ctx`` (a leader's lease): an ``async def`` is awaited as this
+    task, which ``ctx`` cancels (``Cancelled`` with ctx's cause); a plain function runs in a
+    worker thread, which cannot be interrupted: it sees ``ctx`` as its
+    ``current_context()`` (and an awaitable it returns is awaited)."""
+    async with ctx.cancel_scope():
+        if is_async_callable(fn):
+            return await fn(*args)
+        value = await asyncio.to_thread(fn, *args)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
 
 
 def flight_context() -> Context | None:

@@ -17,7 +17,7 @@ from .._core.context import Context
 from .._core.singleflight import SingleFlightBase
 from .common import IO_ERRORS, Bound
 
-__all__ = ["Guard", "Lock", "Renewer", "Ticker", "acquiring", "call", "flight_context"]
+__all__ = ["ASYNC", "Guard", "Lock", "Renewer", "Ticker", "acquiring", "call", "flight_context"]
 
 Lock = threading.Lock
 #: A wait's limits: the flavour-neutral ones (nothing to add for a thread).
@@ -28,8 +28,13 @@ _now = time.monotonic
 T = TypeVar("T")
 
 
-def call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """``fn(*args)``, in this thread (the local flight's own)."""
+#: This flavour wants a blocking client (``check_client``).
+ASYNC = False
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: Context) -> Any:
+    """``fn(*args)``, in this thread (the local flight's own), which cannot be interrupted:
+    ``fn`` watches ``ctx`` (a leader's lease) as its ``current_context()``."""
     return fn(*args)
 
 
