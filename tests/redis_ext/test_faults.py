@@ -7,6 +7,7 @@ victim pid) and reads what each reported.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -364,3 +365,39 @@ def test_script_flush_mid_run(client: Any, redis_url: str, tmp_path: Path) -> No
 
     spans, lines, _ = _sem_run(client, redis_url, "fl", log, "mixed", inject)
     assert any(a > flushed[-1] for a, _ in spans.values()), lines
+
+
+# --- fleet singleflight for short calls ----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("share_for", [0.0, 5.0])
+def test_fleet_singleflight_short_calls_one_execution_per_key_wave_with_share_for(
+    client: Any, redis_url: str, tmp_path: Path, share_for: float
+) -> None:
+    """Issue 18's trial: 4 processes x 100 callers on 20 keys, a 50 ms query, the machine
+    loaded by the run itself. Executions are counted from an O_APPEND log, not by corral."""
+    nprocs, callers, keys, waves, query = 4, 100, 20, 6, 0.05
+    ns = f"sw{int(share_for)}"
+    log = tmp_path / "log"
+    proc = _spawn("sf_waves", redis_url, ns, nprocs, callers, keys, waves, query, share_for, log)
+    try:
+        for w in range(waves):
+            for _ in range(nprocs):
+                assert client.blpop([f"{ns}:ready"], timeout=60) is not None
+            client.rpush(f"{ns}:go:{w}", *range(nprocs))
+    finally:
+        statuses = _finish(proc)
+    assert sorted(statuses.values()) == [0] * nprocs
+    reports = _reports(client, ns)
+    assert [r["bad"] for r in reports] == [[]] * nprocs  # every caller got its key's value
+    counts = collections.Counter(log.read_text().split())
+    per = [counts[f"w{w}:k{i}"] for w in range(waves) for i in range(keys)]
+    print(
+        f"share_for={share_for}: {sum(per)} executions for {len(per)} key-waves"
+        f" (max {max(per)} per key-wave); late joins {sum(r['late'] for r in reports)}"
+    )
+    assert min(per) >= 1
+    if share_for:
+        assert per == [1] * len(per)
