@@ -19,6 +19,8 @@ from .._core.context import Context
 from .._core.group import is_async_callable
 from .common import IO_ERRORS, Bound
 
+T = TypeVar("T")
+
 __all__ = [
     "ASYNC",
     "Acquire",
@@ -29,6 +31,7 @@ __all__ = [
     "acquiring",
     "call",
     "flight_context",
+    "settle",
 ]
 
 
@@ -61,6 +64,23 @@ async def call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: Context) -> A
         if inspect.isawaitable(value):
             value = await value
         return value
+
+
+async def settle(aw: Awaitable[T]) -> T:
+    """Await a cleanup step (give a lease up, leave a queue) to its end even if this task
+    is cancelled again meanwhile (a flight is cancelled by its last caller leaving *and* by
+    its Context's scope), then re-raise that cancellation: a cleanup cut short would leave
+    a lease or a queue entry in Redis until it expires."""
+    fut = asyncio.ensure_future(aw)
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.wait([fut])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return fut.result()
 
 
 def flight_context() -> Context | None:
@@ -122,7 +142,7 @@ class Renewer:
         self._done.set()
         if not self._task.done():
             self._task.cancel()
-            await asyncio.wait([self._task])
+            await settle(asyncio.wait([self._task]))  # (its result is its cancellation)
 
 
 class Ticker:

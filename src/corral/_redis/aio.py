@@ -330,6 +330,7 @@ class SingleFlight:
                 )
         except BaseException:
             lease.end()
+            await self._abandon(keys, token)  # cancelled before the finish ran, perhaps
             raise
         if not ok:
             lease.lose(f"SingleFlight key {k!r}: the finish found the lease not ours")
@@ -342,7 +343,7 @@ class SingleFlight:
     async def _abandon(self, keys: SFKeys, token: str) -> None:
         with contextlib.suppress(*IO_ERRORS):
             ch = keys.channel(token)
-            await self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED])
+            await rt.settle(self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED]))
 
     def _lease_lost(self, error: LeaseLost) -> None:
         self._lost.add()
@@ -592,7 +593,7 @@ class Semaphore:
 
     async def _withdraw(self, token: str) -> None:
         with contextlib.suppress(*IO_ERRORS):
-            await self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token])
+            await rt.settle(self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token]))
 
     async def _wait(self, token: str, n: int, grace_ms: int, guard: rt.Guard) -> tuple[float, int]:
         """Wait until ``token`` is granted; -> (when the request that confirmed the grant

@@ -332,6 +332,7 @@ class SingleFlight:
                 )
         except BaseException:
             lease.end()
+            self._abandon(keys, token)  # cancelled before the finish ran, perhaps
             raise
         if not ok:
             lease.lose(f"SingleFlight key {k!r}: the finish found the lease not ours")
@@ -344,7 +345,7 @@ class SingleFlight:
     def _abandon(self, keys: SFKeys, token: str) -> None:
         with contextlib.suppress(*IO_ERRORS):
             ch = keys.channel(token)
-            self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED])
+            rt.settle(self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED]))
 
     def _lease_lost(self, error: LeaseLost) -> None:
         self._lost.add()
@@ -590,7 +591,7 @@ class Semaphore:
 
     def _withdraw(self, token: str) -> None:
         with contextlib.suppress(*IO_ERRORS):
-            self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token])
+            rt.settle(self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token]))
 
     def _wait(self, token: str, n: int, grace_ms: int, guard: rt.Guard) -> tuple[float, int]:
         """Wait until ``token`` is granted; -> (when the request that confirmed the grant
