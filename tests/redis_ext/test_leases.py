@@ -273,3 +273,20 @@ def test_follower_that_cannot_decode_gets_remote_error_naming_the_serializer(
     t.join(10)
     assert [type(e) for e in out] == [corral.redis.RemoteError]
     assert "Picky" in str(out[0])
+
+
+def test_cross_slot_and_too_old_server_replies_are_typed_errors() -> None:
+    from redis.exceptions import ResponseError
+
+    from corral._redis.common import server_error
+
+    for reply in (
+        "CROSSSLOT Keys in request don't hash to the same slot",
+        "ERR Error running script: @user_script:1: Unknown Redis command called from script",
+        "ERR unknown command 'EVALSHA_RO'",
+    ):
+        err = server_error("redis.Semaphore.acquire", ResponseError(reply))
+        assert isinstance(err, corral.redis.RedisUnsupported)
+        assert "redis.Semaphore.acquire" in str(err)
+    other = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    assert server_error("x", other) is other

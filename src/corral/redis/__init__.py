@@ -7,7 +7,9 @@
   leases, so a dead holder's permits come back when its lease runs out.
 
 Errors: :class:`RedisUnavailable` (Redis unreachable, or it lost its state mid-call),
-:class:`LeaseLost` (this process's lease ran out while it held it), :class:`RemoteError`
+:class:`LeaseLost` (this process's lease was lost while it held it: also the cause of
+the lease's cancelled Context), :class:`RedisUnsupported` (a server too old, a cross-slot
+refusal), :class:`RemoteError`
 (another process's exception could not be carried across), :class:`SizeConflict` (a
 semaphore name used with two sizes). See docs/redis.md.
 """
@@ -18,6 +20,7 @@ from .._redis.common import (
     RedisSemaphoreStatistics,
     RedisSingleFlightStatistics,
     RedisUnavailable,
+    RedisUnsupported,
     RemoteError,
     Serializer,
     SizeConflict,
@@ -29,6 +32,7 @@ __all__ = [
     "RedisSemaphoreStatistics",
     "RedisSingleFlightStatistics",
     "RedisUnavailable",
+    "RedisUnsupported",
     "RemoteError",
     "Semaphore",
     "Serializer",
