@@ -280,6 +280,7 @@ class SingleFlight:
         )
 
         async def tick() -> bool:
+            lease.arm()
             sent = time.monotonic()
             ok = bool(await renew(keys=[keys.lease], args=[token, lease_ms]))
             if ok:
@@ -644,6 +645,8 @@ class Semaphore:
             held = list(self._held.items())
         if not held:
             return
+        for _, permit in held:
+            permit._ctx.arm()
         sent = time.monotonic()
         try:
             r = await self._s["SEM_TOUCH"](

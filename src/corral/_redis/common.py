@@ -358,12 +358,23 @@ class LeaseContext(CancelContext):
             if self._err is not None:
                 return
             expires = sent + self._lease_s * (1 - MARGIN)
-            if expires <= self._expires and self._lease_timer is not None:
+            if expires <= self._expires and self._expires != math.inf:
                 return  # an older reply arriving late: it cannot extend anything
             self._expires = expires
             if self._lease_timer is not None:
                 _timer.cancel(self._lease_timer)
-            self._lease_timer = _timer.schedule(expires, self._on_timer)
+                self._lease_timer = _timer.schedule(expires, self._on_timer)
+
+    def arm(self) -> None:
+        """Make sure a timer cancels this Context at its deadline even if nobody reads it.
+
+        Called by the renewer's first tick (a third of a lease after the grant), not at the
+        grant: a short hold, the common case, then costs no timer (the shared timer thread
+        starts and stops with its first and last timer). Until then the deadline, still at
+        least 47 % of a lease away, is checked whenever the Context is read."""
+        with self._lease_lock:
+            if self._err is None and self._lease_timer is None and self._expires != math.inf:
+                self._lease_timer = _timer.schedule(self._expires, self._on_timer)
 
     def _on_timer(self) -> None:
         if time.monotonic() >= self._expires:

@@ -282,6 +282,7 @@ class SingleFlight:
         )
 
         def tick() -> bool:
+            lease.arm()
             sent = time.monotonic()
             ok = bool(renew(keys=[keys.lease], args=[token, lease_ms]))
             if ok:
@@ -642,6 +643,8 @@ class Semaphore:
             held = list(self._held.items())
         if not held:
             return
+        for _, permit in held:
+            permit._ctx.arm()
         sent = time.monotonic()
         try:
             r = self._s["SEM_TOUCH"](
