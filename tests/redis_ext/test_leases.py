@@ -290,3 +290,65 @@ def test_cross_slot_and_too_old_server_replies_are_typed_errors() -> None:
         assert "redis.Semaphore.acquire" in str(err)
     other = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
     assert server_error("x", other) is other
+
+
+# --- 4. share_for: a finished call's outcome stays joinable -----------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def test_share_for_keeps_value_and_error_then_expires(client: Any) -> None:
+    a = corral.threads.redis.SingleFlight(client, namespace="sh", share_for=30)
+    b = corral.threads.redis.SingleFlight(client, namespace="sh", share_for=30)
+    calls: list[str] = []
+
+    def load(tag: str) -> str:
+        calls.append(tag)
+        return f"from {tag}"
+
+    def fail(tag: str) -> str:
+        calls.append(tag)
+        raise Boom(tag)
+
+    assert a.do("k", load, "a") == "from a"
+    assert b.do("k", load, "b") == "from a"  # a late arrival: a's outcome, no second call
+    with pytest.raises(Boom, match="a"):
+        a.do("e", fail, "a")
+    with pytest.raises(Boom, match="a"):
+        b.do("e", fail, "b")  # errors are kept the same way
+    assert calls == ["a", "a"]
+    assert b.statistics().shared_late == 2
+    client.pexpire("{sh}:sf:k:done", 1)  # as when share_for has passed
+    wait_for(lambda: not client.exists("{sh}:sf:k:done"))
+    assert b.do("k", load, "b") == "from b"
+
+
+def test_share_for_outcome_over_the_cap_is_not_kept(client: Any) -> None:
+    a = corral.threads.redis.SingleFlight(client, namespace="cap", share_for=30, share_max_bytes=64)
+    calls: list[int] = []
+
+    def big() -> bytes:
+        calls.append(1)
+        return b"x" * 1000
+
+    assert a.do("k", big) == b"x" * 1000
+    assert a.do("k", big) == b"x" * 1000
+    assert calls == [1, 1]  # too big to keep: the documented fallback is to run again
+    assert a.statistics().not_kept == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"share_for": -1}, ValueError),
+        ({"share_for": math.inf}, ValueError),
+        ({"share_for": "1"}, TypeError),
+        ({"share_max_bytes": -1}, ValueError),
+        ({"on_lost": 3}, TypeError),
+    ],
+)
+def test_share_for_and_on_lost_bad_input(client: Any, kwargs: dict[str, Any], exc: type) -> None:
+    with pytest.raises(exc, match=next(iter(kwargs))):
+        corral.threads.redis.SingleFlight(client, **kwargs)

@@ -41,7 +41,9 @@ def sf_many(url: str, ns: str, callers: str) -> None:
 
     async def main() -> list[Any]:
         async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
-            sf = corral.redis.SingleFlight(client, namespace=ns, lease=2)
+            # 50 processes starting at once on 2 shared cores stall for seconds: a lease
+            # must outlast the worst stall, or its holder rightly gives it up (LeaseLost).
+            sf = corral.redis.SingleFlight(client, namespace=ns, lease=8)
 
             async def load() -> str:
                 n = await client.incr(f"{ns}:executions")
