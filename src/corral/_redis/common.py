@@ -143,6 +143,11 @@ def check_client(client: object, what: str, *, binary: bool, asyncio: bool) -> N
         )
 
 
+def check_on_lost(on_lost: object, what: str) -> None:
+    if on_lost is not None and not callable(on_lost):
+        raise TypeError(f"{what}: on_lost must be callable or None, got {type(on_lost).__name__}")
+
+
 def check_namespace(namespace: object, what: str, arg: str = "namespace") -> str:
     if not isinstance(namespace, str):
         raise TypeError(f"{what}: {arg} must be a str, got {type(namespace).__name__}")

@@ -14,7 +14,8 @@ refusal), :class:`RemoteError`
 semaphore name used with two sizes). See docs/redis.md.
 """
 
-from .._redis.aio import Permit, Semaphore, SingleFlight
+from .._redis.aio import SingleFlight
+from .._redis.aio_semaphore import Permit, Semaphore
 from .._redis.common import (
     LeaseLost,
     RedisSemaphoreStatistics,

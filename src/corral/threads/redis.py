@@ -12,7 +12,8 @@ from .._redis.common import (
     Serializer,
     SizeConflict,
 )
-from .._redis.threads import Permit, Semaphore, SingleFlight
+from .._redis.threads import SingleFlight
+from .._redis.threads_semaphore import Permit, Semaphore
 
 __all__ = [
     "LeaseLost",
