@@ -213,3 +213,36 @@ async def test_async_do_cancelled_at_every_step(redis_url: str, before: bool) ->
                 break
         else:
             pytest.fail("more steps than MAX_STEPS")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("before", [True, False], ids=["before-send", "after-reply"])
+def test_threads_do_ctx_cancelled_at_every_step(client: Any, before: bool) -> None:
+    from .conftest import wait_for
+
+    for at in range(MAX_STEPS):
+        ns = f"ctd{at}{before}"
+        sf = corral.threads.redis.SingleFlight(client, namespace=ns, lease=LEASE)
+        ctx = corral.with_cancel(corral.background())
+        sweep = Sweep(sf._s, at, before, ctx.cancel)
+        out: list[Any] = []
+
+        def work() -> str:
+            corral.threads.redis.SingleFlight.current_context().wait_blocking(0.01)
+            return "v"
+
+        try:
+            out.append(sf.do("k", work, ctx=ctx))
+        except corral.Cancelled as exc:
+            out.append(exc)
+        assert out == ["v"] or isinstance(out[0], corral.Cancelled)
+        # No trace once the flight ended: the key is free, the next call runs.
+        wait_for(lambda sf=sf: sf.statistics().in_flight == 0)
+        # (sooner than the lease would expire by itself)
+        wait_for(lambda ns=ns: client.keys("{" + ns + "}:sf:*:lease") == [], timeout=LEASE / 2)
+        fresh = corral.threads.redis.SingleFlight(client, namespace=ns, lease=LEASE)
+        assert fresh.do("k", work) == "v"
+        if not sweep.fired:
+            break
+    else:
+        pytest.fail("more steps than MAX_STEPS")
