@@ -325,6 +325,11 @@ def intervals(lease_ms: int) -> tuple[float, float]:
 MARGIN = 0.2
 
 
+#: Guards every lease's deadline and timer (held for a few attribute writes: one lock for
+#: all leases costs less than a lock made per grant).
+_LEASES = threading.Lock()
+
+
 class LeaseContext(CancelContext):
     """The Context of one lease: a ``Permit``'s ``ctx``, a SingleFlight leader's
     ``current_context()``. Cancelled with a ``LeaseLost`` cause as soon as the holder knows
@@ -338,13 +343,12 @@ class LeaseContext(CancelContext):
     (SIGSTOP, a GC pause, a suspended VM) sees its ctx cancelled at its first check, even
     before the timer thread runs; contexts derived from it learn it from that timer."""
 
-    __slots__ = ("_expires", "_hook", "_lease_lock", "_lease_s", "_lease_timer", "fence")
+    __slots__ = ("_expires", "_hook", "_lease_s", "_lease_timer", "fence")
 
     def __init__(self, parent: Context, deadline: float | None) -> None:
         super().__init__(parent, deadline)
         self._expires = math.inf
         self._lease_s = math.inf
-        self._lease_lock = threading.Lock()
         self._lease_timer: _timer.Timer | None = None
         self._hook: Callable[[LeaseLost], None] | None = None
         #: The fencing token of this lease (strictly increasing per name; see scripts.py).
@@ -359,7 +363,7 @@ class LeaseContext(CancelContext):
 
     def renewed(self, sent: float) -> None:
         """A renewal (or the grant) sent at ``sent`` (``time.monotonic()``) succeeded."""
-        with self._lease_lock:
+        with _LEASES:
             if self._err is not None:
                 return
             expires = sent + self._lease_s * (1 - MARGIN)
@@ -377,7 +381,7 @@ class LeaseContext(CancelContext):
         grant: a short hold, the common case, then costs no timer (the shared timer thread
         starts and stops with its first and last timer). Until then the deadline, still at
         least 47 % of a lease away, is checked whenever the Context is read."""
-        with self._lease_lock:
+        with _LEASES:
             if self._err is None and self._lease_timer is None and self._expires != math.inf:
                 self._lease_timer = _timer.schedule(self._expires, self._on_timer)
 
@@ -412,7 +416,7 @@ class LeaseContext(CancelContext):
         return self.cancelled and isinstance(self.cause, LeaseLost)
 
     def _stop_timer(self) -> None:
-        with self._lease_lock:
+        with _LEASES:
             self._expires = math.inf
             if self._lease_timer is not None:
                 _timer.cancel(self._lease_timer)

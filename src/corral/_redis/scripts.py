@@ -84,9 +84,13 @@ __all__ = [
 #: Defines ``now_us()``, ``t0`` (text), ``fresh`` (a new epoch began in this call) and
 #: ``fence()`` (the next fence, as text, written back at once).
 EPOCH = """
-local function now_us()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_cache = nil
+local function now_us()  -- the server's time in µs, read once per script
+  if not now_cache then
+    local t = redis.call('TIME')
+    now_cache = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+  return now_cache
 end
 local ep = redis.call('HMGET', E, 't0', 'f', 'g')
 local t0, fresh = ep[1], false
@@ -190,11 +194,8 @@ if my_lease > grace then
   redis.call('HSET', E, 'g', grace)
 end
 local now = 0
-local function clock()  -- the server's time in ms, read once and only when needed
-  if now == 0 then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
+local function clock()  -- the server's time in ms (the same reading as now_us)
+  if now == 0 then now = math.floor(now_us() / 1000) end
   return now
 end
 -- Nothing is granted before one full lease has passed since the epoch began.
