@@ -23,7 +23,7 @@ import pytest
 import corral.redis
 import corral.threads.redis
 
-from .conftest import REDIS_SERVER, _check_available
+from .conftest import REDIS_SERVER, _unavailable
 
 REDIS_CLI = shutil.which("redis-cli")
 CREATE = ["--cluster-replicas", "0", "--cluster-yes"]
@@ -45,9 +45,9 @@ def _cluster_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster_url() -> Iterator[str]:
-    _check_available()
-    if REDIS_CLI is None:
-        pytest.skip("redis-cli is not installed")
+    pytest.importorskip("redis")
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        _unavailable("redis-server and redis-cli are needed for a cluster")
     assert REDIS_SERVER is not None
     d = tempfile.mkdtemp(prefix="corral-cluster-")
     ports = [_cluster_port() for _ in range(3)]

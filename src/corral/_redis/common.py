@@ -116,9 +116,10 @@ def check_lease(lease: object, what: str) -> int:
     return round(lease * 1000)
 
 
-def check_client(client: object, what: str, *, binary: bool, asyncio: bool) -> None:
+def check_client(client: object, what: str, *, binary: bool, asyncio: bool | None = None) -> None:
     """A redis-py client of the flavour's kind (``redis.asyncio`` for ``corral.redis``, the
-    blocking one for ``corral.threads.redis``; a single server or a ``RedisCluster``)."""
+    blocking one for ``corral.threads.redis``; a single server or a ``RedisCluster``):
+    pass ``asyncio=rt.ASYNC`` (``None`` skips the flavour check)."""
     try:
         kwargs = client.get_connection_kwargs()  # type: ignore[attr-defined]
         execute = client.execute_command  # type: ignore[attr-defined]
@@ -126,7 +127,7 @@ def check_client(client: object, what: str, *, binary: bool, asyncio: bool) -> N
         raise TypeError(
             f"{what}: client must be a redis-py client, got {type(client).__name__}"
         ) from None
-    if inspect.iscoroutinefunction(execute) != asyncio:
+    if asyncio is not None and inspect.iscoroutinefunction(execute) != asyncio:
         kind, want, where = (
             ("a blocking", "redis.asyncio.Redis", "corral.threads.redis")
             if asyncio
