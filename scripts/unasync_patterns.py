@@ -8,8 +8,9 @@ Two sets of twins (``twins()``):
 
 * the patterns: each ``src/corral/_patterns/_aio_<part>.py`` (see ``PARTS``) becomes
   ``_threads_<part>.py``;
-* the Redis extension: ``src/corral/_redis/aio.py`` (``corral.redis``) becomes
-  ``threads.py`` (``corral.threads.redis``).
+* the Redis extension: ``src/corral/_redis/aio.py`` (``corral.redis``'s SingleFlight) and
+  ``aio_semaphore.py`` (its Semaphore) become ``threads.py`` and ``threads_semaphore.py``
+  (``corral.threads.redis``).
 
 Each is rewritten line by line (``async def`` -> ``def``, ``await x`` -> ``x``, ``__anext__``
 -> ``__next__``, ``_rt_aio`` -> ``_rt_threads``, ``from ._aio_<x>`` -> ``from ._threads_<x>``,
@@ -84,6 +85,7 @@ REDIS_LINES: list[tuple[str, str]] = [
 REDIS_SUBS: list[tuple[str, str]] = [
     # imports and the flavour's runtime module
     (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
+    (r"^from \.aio import", "from .threads import"),
     (r"^from \.\._aio\.", "from .._threads."),
     (r"\brt\.Acquire\[(\w+)\]", r"\1"),  # a blocking acquire() returns the Permit itself
     *REDIS_LINES,
@@ -131,7 +133,13 @@ def twins() -> list[Twin]:
     made = [Twin(PATTERNS / f"_aio_{p}.py", PATTERNS / f"_threads_{p}.py", SUBS) for p in PARTS]
     return [
         *made,
-        Twin(REDIS / "aio.py", REDIS / "threads.py", REDIS_SUBS, REDIS_LINES),
+        Twin(REDIS / "aio.py", REDIS / "threads.py", REDIS_SUBS, REDIS_LINES[:2]),
+        Twin(
+            REDIS / "aio_semaphore.py",
+            REDIS / "threads_semaphore.py",
+            REDIS_SUBS,
+            REDIS_LINES[2:],
+        ),
         Twin(REDIS / "rate_aio.py", REDIS / "rate_threads.py", RATE_SUBS, RATE_SUBS[:3]),
     ]
 

@@ -34,5 +34,7 @@ def test_both_flavours_export_the_pattern_names() -> None:
 
 def test_redis_thread_shell_is_generated_from_the_asyncio_shell() -> None:
     # The check above covers it only while the script lists it: keep it listed.
-    first = (ROOT / "src/corral/_redis/threads.py").read_text().splitlines()[0]
-    assert first == "# GENERATED from src/corral/_redis/aio.py by scripts/unasync_patterns.py."
+    for aio, threads in [("aio", "threads"), ("aio_semaphore", "threads_semaphore")]:
+        first = (ROOT / f"src/corral/_redis/{threads}.py").read_text().splitlines()[0]
+        want = f"# GENERATED from src/corral/_redis/{aio}.py by scripts/unasync_patterns.py."
+        assert first == want

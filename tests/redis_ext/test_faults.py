@@ -7,6 +7,7 @@ victim pid) and reads what each reported.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -62,7 +63,7 @@ def _followers(client: Any, ns: str, n: int) -> None:
     """Wait until ``n`` processes follow the one flight of ``ns`` (pub/sub subscribers)."""
     end = time.monotonic() + 30
     while True:
-        chans = client.pubsub_channels(f"{ns}:sf:c:*")
+        chans = client.pubsub_channels(f"{{{ns}}}:sf:c:*")
         if len(chans) == 1 and client.pubsub_numsub(chans[0])[0][1] >= n:
             return
         assert time.monotonic() < end, f"{n} followers never subscribed"
@@ -148,7 +149,7 @@ def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> N
         tb = threading.Thread(target=call, args=("follower", b))
         tb.start()
         end = time.monotonic() + 10
-        while not c1.pubsub_channels("r:sf:c:*"):
+        while not c1.pubsub_channels("{r}:sf:c:*"):
             assert time.monotonic() < end
             time.sleep(0.005)
 
@@ -216,4 +217,198 @@ def test_semaphore_20_processes_never_over_8_and_dead_holder_returns(
     assert client.get("s:counter") == b"0"
     st = corral.threads.redis.Semaphore(client, "s:sem", 8).server_statistics()
     assert (st.held, st.waiting) == (0, 0)  # nothing leaked
-    assert client.keys("s:sem:*") == []
+    assert client.keys("{s:sem}:*") == [b"{s:sem}:e"]  # only the epoch
+
+
+# --- the Semaphore under real faults: permits in use counted outside corral -----------------
+
+
+def _intervals(log: Path) -> tuple[dict[int, list[float]], list[str]]:
+    """fence -> [granted at, last work at] from the workers' log, and its raw lines."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    spans: dict[int, list[float]] = {}
+    for line in lines:
+        kind, fence, t, *_ = line.split()
+        f, at = int(fence), float(t)
+        if kind == "G":
+            assert f not in spans, f"fence {f} granted twice"
+            spans[f] = [at, at]
+        elif kind == "W":
+            spans[f][1] = max(spans[f][1], at)
+    return spans, lines
+
+
+def _max_in_use(spans: dict[int, list[float]]) -> int:
+    """The most grants whose [grant, last work] overlap at one instant: the permits in use,
+    as the holders' own work shows them (a grant is counted from the moment acquire
+    returned; a holder's last unit of work was begun while its ctx was still live)."""
+    events = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
+    # At one instant an end sorts before a start (-1 < 1): touching is not overlapping.
+    peak = cur = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
+def _wait_for_grant(log: Path, after: float = 0.0) -> tuple[int, int]:
+    """(pid, fence) of the first grant logged after ``after`` (monotonic)."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        for line in log.read_text().splitlines() if log.exists() else []:
+            kind, fence, t, pid, _ = line.split()
+            if kind == "G" and float(t) > after:
+                return int(pid), int(fence)
+        time.sleep(0.01)
+    pytest.fail("no grant was logged")
+
+
+SIZE, NPROCS, LEASE, HOLD = 2, 4, 1.0, 0.4
+
+
+def _one_server(server_or_client: Any) -> None:
+    """These fleets' workers connect with ``redis.Redis``: one server, not a cluster (whose
+    kind the server matrix may hand out); they are skipped there."""
+    if "Cluster" in type(server_or_client).__name__:
+        pytest.skip("the fault fleets run against one server")
+
+
+def _sem_run(
+    client: Any, url: str, ns: str, log: Path, flavour: str, inject: Any, seconds: float = 4.5
+) -> tuple[dict[int, list[float]], list[str], list[dict[str, Any]]]:
+    _one_server(client)
+    proc = _spawn("sem_hold", url, ns, NPROCS, flavour, LEASE, SIZE, seconds, HOLD, log)
+    try:
+        _go(client, ns, NPROCS)
+        inject()
+    finally:
+        statuses = _finish(proc)
+    assert sorted(statuses.values()) == [0] * NPROCS
+    spans, lines = _intervals(log)
+    assert _max_in_use(spans) <= SIZE, "\n".join(lines)
+    return spans, lines, _reports(client, ns)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("flavour", ["threads", "asyncio", "mixed"])
+def test_sigstopped_holder_stops_before_its_successor_is_granted(
+    client: Any, redis_url: str, tmp_path: Path, flavour: str
+) -> None:
+    log = tmp_path / "log"
+    stopped: list[float] = []
+
+    def inject() -> None:
+        pid, _ = _wait_for_grant(log)
+        os.kill(pid, signal.SIGSTOP)  # paused past its lease (a GC pause, a page storm)
+        stopped[:] = [pid, time.monotonic()]
+        time.sleep(LEASE * 1.8)  # the fault's length, not a synchronisation
+        os.kill(pid, signal.SIGCONT)
+        stopped.append(time.monotonic())
+
+    spans, lines, reports = _sem_run(client, redis_url, f"ss{flavour}", log, flavour, inject)
+    pid, t_stop, t_cont = stopped
+    lost = {r["pid"]: r["lost"] for r in reports}
+    assert lost[pid] >= 1, lines  # it learnt it had lost the lease
+    # Its permit went to another process while it was stopped: the others alone had all
+    # SIZE permits in use at once in that window (and the overlap check above held).
+    others = {
+        int(f): spans[int(f)]
+        for kind, f, t, p, _ in (line.split() for line in lines)
+        if kind == "G" and int(p) != pid and t_stop < float(t) < t_cont
+    }
+    assert _max_in_use(others) == SIZE, lines
+
+
+@pytest.mark.timeout(60)
+def test_sigstopped_redis_server_past_the_lease(own_server: RedisServer, tmp_path: Path) -> None:
+    import redis
+
+    _one_server(own_server)
+    log = tmp_path / "log"
+    with redis.Redis.from_url(own_server.url, socket_timeout=120) as client:
+
+        def inject() -> None:
+            _wait_for_grant(log)
+            assert own_server.proc is not None
+            os.kill(own_server.proc.pid, signal.SIGSTOP)  # every holder's renewals stall
+            time.sleep(LEASE * 1.8)
+            os.kill(own_server.proc.pid, signal.SIGCONT)
+
+        _, lines, reports = _sem_run(client, own_server.url, "sr", log, "mixed", inject)
+    # The holders gave up on their own clocks while Redis was silent.
+    assert sum(r["lost"] for r in reports) >= 1, lines
+
+
+@pytest.mark.timeout(60)
+def test_redis_restarted_empty_mid_run(own_server: RedisServer, tmp_path: Path) -> None:
+    import redis
+
+    _one_server(own_server)
+    log = tmp_path / "log"
+    restarted: list[float] = []
+    with redis.Redis.from_url(own_server.url, socket_timeout=120) as client:
+
+        def inject() -> None:
+            _wait_for_grant(log)
+            own_server.restart()  # every key lost, the epoch and the fence counter included
+            restarted.append(time.monotonic())
+
+        spans, lines, reports = _sem_run(client, own_server.url, "re", log, "mixed", inject)
+    before = [f for f, (a, _) in spans.items() if a < restarted[0]]
+    after = [f for f, (a, _) in spans.items() if a > restarted[0]]
+    assert after, lines  # the fleet went on after the restart
+    assert min(after) > max(before), lines  # fences still increase across the lost state
+    assert sum(r["lost"] for r in reports) >= 1, lines
+
+
+@pytest.mark.timeout(60)
+def test_script_flush_mid_run(client: Any, redis_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    flushed: list[float] = []
+
+    def inject() -> None:
+        _wait_for_grant(log)
+        for _ in range(3):
+            client.script_flush()  # every script forgotten: NOSCRIPT, then reloaded
+            flushed.append(time.monotonic())
+            time.sleep(0.3)
+
+    spans, lines, _ = _sem_run(client, redis_url, "fl", log, "mixed", inject)
+    assert any(a > flushed[-1] for a, _ in spans.values()), lines
+
+
+# --- fleet singleflight for short calls ----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("share_for", [0.0, 5.0])
+def test_fleet_singleflight_short_calls_one_execution_per_key_wave_with_share_for(
+    client: Any, redis_url: str, tmp_path: Path, share_for: float
+) -> None:
+    """Issue 18's trial: 4 processes x 100 callers on 20 keys, a 50 ms query, the machine
+    loaded by the run itself. Executions are counted from an O_APPEND log, not by corral."""
+    nprocs, callers, keys, waves, query = 4, 100, 20, 6, 0.05
+    ns = f"sw{int(share_for)}"
+    log = tmp_path / "log"
+    _one_server(client)
+    proc = _spawn("sf_waves", redis_url, ns, nprocs, callers, keys, waves, query, share_for, log)
+    try:
+        for w in range(waves):
+            for _ in range(nprocs):
+                assert client.blpop([f"{ns}:ready"], timeout=60) is not None
+            client.rpush(f"{ns}:go:{w}", *range(nprocs))
+    finally:
+        statuses = _finish(proc)
+    assert sorted(statuses.values()) == [0] * nprocs
+    reports = _reports(client, ns)
+    assert [r["bad"] for r in reports] == [[]] * nprocs  # every caller got its key's value
+    counts = collections.Counter(log.read_text().split())
+    per = [counts[f"w{w}:k{i}"] for w in range(waves) for i in range(keys)]
+    print(
+        f"share_for={share_for}: {sum(per)} executions for {len(per)} key-waves"
+        f" (max {max(per)} per key-wave); late joins {sum(r['late'] for r in reports)}"
+    )
+    assert min(per) >= 1
+    if share_for:
+        assert per == [1] * len(per)

@@ -30,7 +30,7 @@ def test_threads_acquire_release_and_statistics(client: Any) -> None:
         with sem.acquire(5):
             assert sem.server_statistics().held == 8
     assert sem.server_statistics().held == 0
-    assert client.keys("s:*") == []  # nothing held or queued: no keys left behind
+    assert client.keys("{s}:*") == [b"{s}:e"]  # nothing held or queued: only the epoch
     s = sem.statistics()
     assert (s.held, s.acquired, s.lost) == (0, 2, 0)
     sem.acquire(2)
@@ -100,7 +100,7 @@ def test_timed_out_and_cancelled_waiters_leave_no_trace(client: Any) -> None:
         st = a.server_statistics()
         assert (st.held, st.waiting, st.waiting_weight) == (2, 0, 0)
         assert b.statistics().waiting == 0
-    assert client.keys("t:*") == []
+    assert client.keys("{t}:*") == [b"{t}:e"]
 
 
 def test_dead_holder_permits_come_back_after_its_lease(client: Any) -> None:
@@ -108,7 +108,7 @@ def test_dead_holder_permits_come_back_after_its_lease(client: Any) -> None:
     live = corral.threads.redis.Semaphore(client, "d", 4, lease=0.3)
     p = dead.acquire(3)
     # The holder's renewals stop reaching Redis, as if its process had died.
-    dead._s["SEM_TOUCH"] = lambda keys, args: [1] * len(args)
+    dead._s["SEM_TOUCH"] = lambda keys, args: [0, "0", *[1, "1"] * (len(args) - 1)]
     with live.acquire(4, timeout=10):  # granted once the dead lease runs out
         assert live.server_statistics().held == 4
     with pytest.raises(corral.redis.LeaseLost, match="3 permit"):
@@ -187,7 +187,7 @@ async def test_async_cancelled_and_timed_out_waiters_leave_no_trace(redis_url: s
                 await b.acquire(2, ctx=ctx)
             st = await a.server_statistics()
             assert (st.held, st.waiting) == (2, 0)
-        assert await c1.keys("ac:*") == []
+        assert await c1.keys("{ac}:*") == [b"{ac}:e"]
 
 
 async def test_async_size_conflict(redis_url: str) -> None:
@@ -208,10 +208,10 @@ def test_waiter_that_lost_its_queue_entry_queues_again(client: Any) -> None:
     t = threading.Thread(target=lambda: got.append(b.acquire(1, timeout=10).n))
     t.start()
     wait_for(lambda: a.server_statistics().waiting == 1)
-    client.delete("rq:q", "rq:qx")  # its entry is gone, as after a stall longer than the lease
+    client.delete("{rq}:q", "{rq}:qx")  # its entry is gone, as after a stall longer than the lease
     wait_for(lambda: a.server_statistics().waiting == 1)  # it queued again by itself
     first.release()
     t.join(10)
     assert got == [1]
     b.release(1)
-    assert client.keys("rq:*") == []
+    assert client.keys("{rq}:*") == [b"{rq}:e"]

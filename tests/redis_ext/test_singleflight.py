@@ -62,11 +62,11 @@ def test_threads_one_execution_for_two_processes(client: Any) -> None:
     sa, sb = a.statistics(), b.statistics()
     assert (sa.led, sa.followed, sb.led, sb.followed) == (1, 0, 0, 1)
     assert sa.in_flight == sb.in_flight == 0
-    assert client.keys("t:sf:*:lease") == []
+    assert client.keys("{t}:sf:*:lease") == []
 
 
 def _followers(client: Any, ns: str) -> int:
-    return len(client.pubsub_channels(f"{ns}:sf:c:*"))
+    return len(client.pubsub_channels(f"{{{ns}}}:sf:c:*"))
 
 
 def test_threads_error_is_shared_across_processes(client: Any) -> None:
@@ -151,13 +151,13 @@ def test_pluggable_serializer(client: Any) -> None:
     raw = client.register_script(
         "redis.call('SET', KEYS[1], 'x', 'PX', 60000) return 1"
     )  # a "leader" that another process holds
-    raw(keys=["j:sf:k:lease"])
+    raw(keys=["{j}:sf:k:lease"])
     # The follower decodes with the serializer: publish an outcome as the leader would.
     results: list[Any] = []
     t = threading.Thread(target=lambda: results.append(sf.do("k", lambda: None)))
     t.start()
     wait_for(lambda: _followers(client, "j") == 1)
-    client.publish("j:sf:c:x", b"v" + JsonSerializer.dumps({"id": 7}))
+    client.publish("{j}:sf:c:x", b"v" + JsonSerializer.dumps({"id": 7}))
     t.join(10)
     assert results == [{"id": 7}]
     # And as a leader, the value goes out through the serializer too.
@@ -166,8 +166,7 @@ def test_pluggable_serializer(client: Any) -> None:
 
 def test_dead_leader_is_taken_over_after_its_lease(client: Any) -> None:
     # A leader that died: its lease key stays until it expires, nobody renews it.
-    client.set("d:sf:epoch", "e0")
-    client.set("d:sf:k:lease", "dead", px=300)
+    client.set("{d}:sf:k:lease", "dead", px=300)
     sf = corral.threads.redis.SingleFlight(client, namespace="d", lease=0.3)
     assert sf.do("k", lambda: "fresh") == "fresh"
     s = sf.statistics()
@@ -178,7 +177,7 @@ def test_leader_that_lost_its_lease_reports_lease_lost(client: Any) -> None:
     sf = corral.threads.redis.SingleFlight(client, namespace="l", lease=0.3)
 
     def stall() -> str:
-        client.delete("l:sf:k:lease")  # as if it expired while this process stalled
+        client.delete("{l}:sf:k:lease")  # as if it expired while this process stalled
         return "late"
 
     with pytest.raises(corral.redis.LeaseLost, match="'k'"):
@@ -187,8 +186,7 @@ def test_leader_that_lost_its_lease_reports_lease_lost(client: Any) -> None:
 
 
 def test_follower_sees_redis_lose_its_state(client: Any) -> None:
-    client.set("s:sf:epoch", "e0")
-    client.set("s:sf:k:lease", "alive", px=60000)
+    client.set("{s}:sf:k:lease", "alive", px=60000)
     sf = corral.threads.redis.SingleFlight(client, namespace="s", lease=0.3)
     errors: list[BaseException] = []
 
@@ -202,7 +200,7 @@ def test_follower_sees_redis_lose_its_state(client: Any) -> None:
     t.start()
     wait_for(lambda: _followers(client, "s") == 1)
     client.flushall()  # what a restart without persistence does to the keys
-    client.set("s:sf:k:lease", "other", px=60000)  # and someone else starts afresh
+    client.set("{s}:sf:k:lease", "other", px=60000)  # and someone else starts afresh
     t.join(10)
     assert [type(e) for e in errors] == [corral.redis.RedisUnavailable]
     assert "lost its state" in str(errors[0])
@@ -311,7 +309,7 @@ async def test_async_abandoned_leader_hands_over_at_once(redis_url: str) -> None
         leader = asyncio.create_task(a.do("k", forever))
         await started.wait()
         follower = asyncio.create_task(b.do("k", quick))
-        while not await c1.pubsub_channels("ab:sf:c:*"):
+        while not await c1.pubsub_channels("{ab}:sf:c:*"):
             await asyncio.sleep(0.005)
         leader.cancel()  # a's only caller leaves: a gives the lease up, b takes over now
         with pytest.raises(asyncio.CancelledError):

@@ -41,7 +41,9 @@ def sf_many(url: str, ns: str, callers: str) -> None:
 
     async def main() -> list[Any]:
         async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
-            sf = corral.redis.SingleFlight(client, namespace=ns, lease=2)
+            # 50 processes starting at once on 2 shared cores stall for seconds: a lease
+            # must outlast the worst stall, or its holder rightly gives it up (LeaseLost).
+            sf = corral.redis.SingleFlight(client, namespace=ns, lease=8)
 
             async def load() -> str:
                 n = await client.incr(f"{ns}:executions")
@@ -120,9 +122,123 @@ def sem_contend(url: str, ns: str, lease: str, index: str, rounds: str) -> None:
     client.rpush(f"{ns}:report", json.dumps({"pid": os.getpid(), "peak": peak}))
 
 
+def _log(path: str, line: str) -> None:
+    """One line appended with O_APPEND: lines of concurrent processes never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def sem_hold(
+    url: str, ns: str, flavour: str, lease: str, size: str, seconds: str, hold: str, log: str
+) -> None:
+    """Acquire 1 permit of ``size`` again and again for ``seconds``, each held ``hold``
+    seconds of "work" under ``permit.ctx``; the log (independent of corral and of Redis)
+    records ``G fence t`` at each grant, ``W fence t`` for each unit of work and ``L fence
+    t`` when the ctx was found cancelled by a lost lease. ``t`` is ``time.monotonic()``
+    (one clock for every process of the host), read *before* the ctx is checked: a unit of
+    work logged at ``t`` was begun by a holder whose ctx was live after ``t``."""
+    end = time.monotonic() + float(seconds)
+    pid = os.getpid()
+
+    def note(kind: str, fence: int) -> None:
+        _log(log, f"{kind} {fence} {time.monotonic():.6f} {pid} {flavour}")
+
+    if flavour == "threads":
+        client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
+        sem = corral.threads.redis.Semaphore(client, f"{ns}:sem", int(size), lease=float(lease))
+        _start(client, ns)
+        while time.monotonic() < end:
+            try:
+                permit = sem.acquire(timeout=10)
+            except (corral.redis.RedisUnavailable, corral.DeadlineExceeded):
+                time.sleep(0.05)
+                continue
+            note("G", permit.fence)
+            stop = time.monotonic() + float(hold)
+            while (t := time.monotonic()) < stop:
+                if permit.ctx.cancelled:
+                    note("L", permit.fence)
+                    break
+                _log(log, f"W {permit.fence} {t:.6f} {pid} {flavour}")
+                permit.ctx.wait_blocking(0.02)
+            try:
+                permit.release()
+            except (corral.redis.LeaseLost, corral.redis.RedisUnavailable):
+                pass
+        report = {"pid": pid, "lost": sem.statistics().lost}
+        client.rpush(f"{ns}:report", json.dumps(report))
+        return
+
+    async def main() -> None:
+        async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
+            sem = corral.redis.Semaphore(client, f"{ns}:sem", int(size), lease=float(lease))
+            await client.rpush(f"{ns}:ready", pid)
+            if await client.blpop([f"{ns}:go"], timeout=60) is None:
+                raise SystemExit("no go signal")
+            while time.monotonic() < end:
+                try:
+                    permit = await sem.acquire(timeout=10)
+                except (corral.redis.RedisUnavailable, corral.DeadlineExceeded):
+                    await asyncio.sleep(0.05)
+                    continue
+                note("G", permit.fence)
+                stop = time.monotonic() + float(hold)
+                while (t := time.monotonic()) < stop:
+                    if permit.ctx.cancelled:
+                        note("L", permit.fence)
+                        break
+                    _log(log, f"W {permit.fence} {t:.6f} {pid} {flavour}")
+                    await asyncio.sleep(0.02)
+                try:
+                    await permit.release()
+                except (corral.redis.LeaseLost, corral.redis.RedisUnavailable):
+                    pass
+            report = {"pid": pid, "lost": sem.statistics().lost}
+            await client.rpush(f"{ns}:report", json.dumps(report))
+
+    asyncio.run(main())
+
+
+def sf_waves(
+    url: str, ns: str, callers: str, keys: str, waves: str, query: str, share_for: str, log: str
+) -> None:
+    """asyncio flavour: ``waves`` bursts of ``callers`` tasks over ``keys`` keys (a key per
+    wave: ``w<wave>:k<i>``), each burst started with the fleet; every execution of the
+    ``query`` seconds long call is logged (O_APPEND) for the test to count."""
+    pid = os.getpid()
+
+    async def main() -> None:
+        async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
+            sf = corral.redis.SingleFlight(
+                client, namespace=ns, lease=2, share_for=float(share_for)
+            )
+
+            async def load(key: str) -> str:
+                _log(log, key)
+                await asyncio.sleep(float(query))
+                return f"value of {key}"
+
+            bad = []
+            for w in range(int(waves)):
+                await client.rpush(f"{ns}:ready", pid)
+                if await client.blpop([f"{ns}:go:{w}"], timeout=60) is None:
+                    raise SystemExit("no go signal")
+                names = [f"w{w}:k{i % int(keys)}" for i in range(int(callers))]
+                out = await asyncio.gather(*(sf.do(k, load, k) for k in names))
+                bad += [o for o, k in zip(out, names, strict=True) if o != f"value of {k}"]
+            st = sf.statistics()
+            report = {"pid": pid, "bad": bad, "led": st.led, "late": st.shared_late}
+            await client.rpush(f"{ns}:report", json.dumps(report))
+
+    asyncio.run(main())
+
+
 def main() -> None:
     mode, url, ns, nprocs, *args = sys.argv[1:]
-    fns = {"sf_many": sf_many, "sf_kill": sf_kill, "sem_contend": sem_contend}
+    fns = {"sf_many": sf_many, "sf_kill": sf_kill, "sem_contend": sem_contend, "sf_waves": sf_waves}
     assert threading.active_count() == 1, "forking with threads running"
     pids = []
     if mode == "sem":  # one victim first, then the contenders
@@ -135,6 +251,14 @@ def main() -> None:
             pid = os.fork()
             if pid == 0:
                 _child(sem_contend, url, ns, lease, str(i), rounds)
+            pids.append(pid)
+    elif mode == "sem_hold":  # flavour "mixed": threads and asyncio processes alternate
+        flavour, *rest = args
+        for i in range(int(nprocs)):
+            f = flavour if flavour != "mixed" else ("threads", "asyncio")[i % 2]
+            pid = os.fork()
+            if pid == 0:
+                _child(sem_hold, url, ns, f, *rest)
             pids.append(pid)
     else:
         for _ in range(int(nprocs)):

@@ -468,11 +468,17 @@ def background() -> Context:
     return _BACKGROUND
 
 
-def _derive(parent: Context, deadline: float | None, cause: BaseException | None) -> CancelContext:
+def _derive(
+    parent: Context,
+    deadline: float | None,
+    cause: BaseException | None,
+    cls: type[CancelContext] = CancelContext,
+) -> CancelContext:
+    # ``cls``: a subclass with the same constructor (``corral.redis``'s lease contexts).
     pg = parent._governor
     if pg is not None and pg._deadline is not None:
         deadline = pg._deadline if deadline is None else min(deadline, pg._deadline)
-    child = CancelContext(parent, deadline)
+    child = cls(parent, deadline)
     if pg is not None:
         perr = pg._current_err()
         with _tree:

@@ -19,7 +19,20 @@ from .._core.context import Context
 from .._core.group import is_async_callable
 from .common import IO_ERRORS, Bound
 
-__all__ = ["Acquire", "Guard", "Lock", "Renewer", "Ticker", "acquiring", "call", "flight_context"]
+T = TypeVar("T")
+
+__all__ = [
+    "ASYNC",
+    "Acquire",
+    "Guard",
+    "Lock",
+    "Renewer",
+    "Ticker",
+    "acquiring",
+    "call",
+    "flight_context",
+    "settle",
+]
 
 
 class Lock:
@@ -35,15 +48,39 @@ class Lock:
         return None
 
 
-async def call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """``fn(*args)``: an ``async def`` is awaited, a plain function runs in a worker thread
-    (and an awaitable it returns is awaited)."""
-    if is_async_callable(fn):
-        return await fn(*args)
-    value = await asyncio.to_thread(fn, *args)
-    if inspect.isawaitable(value):
-        value = await value
-    return value
+#: This flavour wants a ``redis.asyncio`` client (``check_client``).
+ASYNC = True
+
+
+async def call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: Context) -> Any:
+    """``fn(*args)`` under ``ctx`` (a leader's lease): an ``async def`` is awaited as this
+    task, which ``ctx`` cancels (``Cancelled`` with ctx's cause); a plain function runs in a
+    worker thread, which cannot be interrupted: it sees ``ctx`` as its
+    ``current_context()`` (and an awaitable it returns is awaited)."""
+    async with ctx.cancel_scope():
+        if is_async_callable(fn):
+            return await fn(*args)
+        value = await asyncio.to_thread(fn, *args)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+
+async def settle(aw: Awaitable[T]) -> T:
+    """Await a cleanup step (give a lease up, leave a queue) to its end even if this task
+    is cancelled again meanwhile (a flight is cancelled by its last caller leaving *and* by
+    its Context's scope), then re-raise that cancellation: a cleanup cut short would leave
+    a lease or a queue entry in Redis until it expires."""
+    fut = asyncio.ensure_future(aw)
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.wait([fut])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return fut.result()
 
 
 def flight_context() -> Context | None:
@@ -105,7 +142,7 @@ class Renewer:
         self._done.set()
         if not self._task.done():
             self._task.cancel()
-            await asyncio.wait([self._task])
+            await settle(asyncio.wait([self._task]))  # (its result is its cancellation)
 
 
 class Ticker:

@@ -17,7 +17,17 @@ from .._core.context import Context
 from .._core.singleflight import SingleFlightBase
 from .common import IO_ERRORS, Bound
 
-__all__ = ["Guard", "Lock", "Renewer", "Ticker", "acquiring", "call", "flight_context"]
+__all__ = [
+    "ASYNC",
+    "Guard",
+    "Lock",
+    "Renewer",
+    "Ticker",
+    "acquiring",
+    "call",
+    "flight_context",
+    "settle",
+]
 
 Lock = threading.Lock
 #: A wait's limits: the flavour-neutral ones (nothing to add for a thread).
@@ -28,9 +38,19 @@ _now = time.monotonic
 T = TypeVar("T")
 
 
-def call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """``fn(*args)``, in this thread (the local flight's own)."""
+#: This flavour wants a blocking client (``check_client``).
+ASYNC = False
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...], ctx: Context) -> Any:
+    """``fn(*args)``, in this thread (the local flight's own), which cannot be interrupted:
+    ``fn`` watches ``ctx`` (a leader's lease) as its ``current_context()``."""
     return fn(*args)
+
+
+def settle(value: T) -> T:
+    """A cleanup step's result (in a thread, nothing can cut the step short)."""
+    return value
 
 
 def flight_context() -> Context:

@@ -3,21 +3,31 @@ checks, key names, the outcome envelope, statistics, the timing rules and a wait
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import inspect
+import logging
+import math
 import pickle
 import secrets
+import threading
 import time
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis import exceptions as rexc
 
-from .._core.context import Context
+from .._core import timer as _timer
+from .._core.context import CancelContext, Context, _derive
 from .._core.semaphore import check_size
-from .._errors import CorralError, DeadlineExceeded
+from .._errors import Cancelled, CorralError, DeadlineExceeded
 
 __all__ = [
+    "LeaseContext",
     "LeaseLost",
     "RedisUnavailable",
+    "RedisUnsupported",
     "RemoteError",
     "Serializer",
     "SizeConflict",
@@ -42,6 +52,13 @@ class RedisUnavailable(CorralError):
     the operation relied on (it restarted without persistence). ``__cause__`` is redis-py's
     error when there is one. The operation's outcome is unknown to this caller: it did not
     silently succeed."""
+
+
+class RedisUnsupported(CorralError):
+    """The server or its configuration cannot run corral's scripts: a server too old for a
+    command they need, or a Redis Cluster that refused keys as cross-slot (every key of a
+    primitive shares the hash tag ``{name}``, so this means a proxy or a configuration that
+    does not honour hash tags). ``__cause__`` is the server's reply."""
 
 
 class LeaseLost(CorralError):
@@ -88,26 +105,48 @@ def decode(v: Any) -> Any:
 
 
 def check_lease(lease: object, what: str) -> int:
-    """``lease`` in seconds -> milliseconds; at least 100 ms (renewals every third of it)."""
+    """``lease`` in seconds -> milliseconds: finite, at least 100 ms (renewals every third
+    of it) and at most a day."""
     if isinstance(lease, bool) or not isinstance(lease, int | float):
         raise TypeError(f"{what}: lease must be a number of seconds, got {type(lease).__name__}")
-    if not lease >= 0.1:  # also rejects NaN
-        raise ValueError(f"{what}: lease must be >= 0.1 seconds, got {lease!r}")
+    if not (math.isfinite(lease) and 0.1 <= lease <= 86400):  # also rejects NaN
+        raise ValueError(
+            f"{what}: lease must be a finite number of seconds in [0.1, 86400], got {lease!r}"
+        )
     return round(lease * 1000)
 
 
-def check_client(client: object, what: str, *, binary: bool) -> None:
+def check_client(client: object, what: str, *, binary: bool, asyncio: bool | None = None) -> None:
+    """A redis-py client of the flavour's kind (``redis.asyncio`` for ``corral.redis``, the
+    blocking one for ``corral.threads.redis``; a single server or a ``RedisCluster``):
+    pass ``asyncio=rt.ASYNC`` (``None`` skips the flavour check)."""
     try:
         kwargs = client.get_connection_kwargs()  # type: ignore[attr-defined]
+        execute = client.execute_command  # type: ignore[attr-defined]
     except AttributeError:
         raise TypeError(
             f"{what}: client must be a redis-py client, got {type(client).__name__}"
         ) from None
+    if asyncio is not None and inspect.iscoroutinefunction(execute) != asyncio:
+        kind, want, where = (
+            ("a blocking", "redis.asyncio.Redis", "corral.threads.redis")
+            if asyncio
+            else ("an asyncio", "redis.Redis", "corral.redis")
+        )
+        raise TypeError(
+            f"{what}: client is {kind} {type(client).__module__}.{type(client).__name__};"
+            f" this flavour needs a {want} (or use {where})"
+        )
     if binary and kwargs.get("decode_responses"):
         raise ValueError(
             f"{what}: client has decode_responses=True, which cannot carry serialized values;"
             " pass a client made without it"
         )
+
+
+def check_on_lost(on_lost: object, what: str) -> None:
+    if on_lost is not None and not callable(on_lost):
+        raise TypeError(f"{what}: on_lost must be callable or None, got {type(on_lost).__name__}")
 
 
 def check_namespace(namespace: object, what: str, arg: str = "namespace") -> str:
@@ -116,6 +155,35 @@ def check_namespace(namespace: object, what: str, arg: str = "namespace") -> str
     if not namespace:
         raise ValueError(f"{what}: {arg} must not be empty")
     return namespace
+
+
+def check_serializer(serializer: object, what: str) -> None:
+    """``serializer`` has ``dumps``/``loads`` that round-trip a sample value and exception
+    through bytes (``json`` itself fails: it makes ``str``)."""
+    if not callable(getattr(serializer, "dumps", None)) or not callable(
+        getattr(serializer, "loads", None)
+    ):
+        raise TypeError(f"{what}: serializer must have dumps() and loads()")
+    sample = {"corral": [1, "two"]}
+    try:
+        data = serializer.dumps(sample)  # type: ignore[attr-defined]
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"dumps() returned {type(data).__name__}, not bytes")
+        back = serializer.loads(bytes(data))  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise TypeError(
+            f"{what}: serializer {serializer_name(serializer)} failed to round-trip a sample"
+            f" {sample!r}: {exc}"
+        ) from exc
+    if back != sample:
+        raise TypeError(
+            f"{what}: serializer {serializer_name(serializer)} round-tripped {sample!r} as {back!r}"
+        )
+
+
+def serializer_name(serializer: object) -> str:
+    name = getattr(serializer, "__name__", None) or type(serializer).__qualname__
+    return str(name)
 
 
 def redis_key(key: object, what: str) -> str:
@@ -156,12 +224,21 @@ def load_outcome(serializer: Serializer, data: bytes) -> Any:
     """The value a follower returns, or raises the leader's exception."""
     kind, payload = data[:1], data[1:]
     if kind == VALUE:
-        return serializer.loads(payload)
+        try:
+            return serializer.loads(payload)
+        except Exception as e:
+            raise RemoteError(
+                f"the shared call's value could not be decoded by serializer"
+                f" {serializer_name(serializer)}: {e!r}"
+            ) from e
     if kind == ERROR:
         try:
             exc = serializer.loads(payload)
         except Exception as e:
-            raise RemoteError("the shared call failed; its exception could not be decoded") from e
+            raise RemoteError(
+                "the shared call failed; its exception could not be decoded by serializer"
+                f" {serializer_name(serializer)}: {e!r}"
+            ) from e
         if isinstance(exc, BaseException):
             raise exc
         raise RemoteError(f"the shared call failed with {exc!r}")
@@ -185,6 +262,9 @@ class RedisSingleFlightStatistics:
     led: int  #: flights in which this process ran the call (leader, takeovers included)
     followed: int  #: flights whose value came from another process
     takeovers: int  #: times a follower found the leader gone and ran the call itself
+    lost: int = 0  #: leaderships of this process whose lease was lost while ``fn`` ran
+    shared_late: int = 0  #: flights answered by a finished call's kept outcome (share_for)
+    not_kept: int = 0  #: outcomes over ``share_max_bytes``, not kept after their call
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +276,35 @@ class RedisSemaphoreStatistics:
     held: int  #: permits held by this process
     waiting: int  #: acquires of this process queued in Redis
     acquired: int  #: acquires granted to this process since it was made
-    lost: int  #: holders of this process whose lease ran out before release
+    lost: int  #: holders of this process whose lease was lost (renewal refused, or late)
 
 
 def unavailable(what: str, exc: BaseException) -> RedisUnavailable:
     return RedisUnavailable(f"{what}: Redis is unreachable or failed mid-call: {exc}")
+
+
+#: The server replies that mean the server or its setup cannot run the scripts.
+_UNSUPPORTED = ("CROSSSLOT", "unknown command", "non deterministic", "Unknown Redis command")
+
+
+def server_error(what: str, exc: rexc.ResponseError) -> BaseException:
+    """A script's error reply as a typed error: ``RedisUnsupported`` for a server too old or
+    a cross-slot refusal; anything else is returned as it is (a bug: say it loudly)."""
+    text = str(exc)
+    if any(s in text for s in _UNSUPPORTED):
+        return RedisUnsupported(f"{what}: the server cannot run corral's scripts: {text}")
+    return exc
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Generator[None, None, None]:
+    """redis-py's connection failures and refusals as corral's typed errors."""
+    try:
+        yield
+    except IO_ERRORS as exc:
+        raise unavailable(what, exc) from exc
+    except rexc.ResponseError as exc:
+        raise server_error(what, exc) from exc
 
 
 def intervals(lease_ms: int) -> tuple[float, float]:
@@ -208,6 +312,155 @@ def intervals(lease_ms: int) -> tuple[float, float]:
     renewals may fail and it still holds); a waiter re-checks twice per lease, so it sees a
     dead leader or holder within 1.5 leases."""
     return lease_ms / 3000, lease_ms / 2000
+
+
+# --- leases as Contexts ---------------------------------------------------------------------
+
+#: The share of a lease a holder gives up as a safety margin: it assumes its lease lost
+#: ``lease * (1 - MARGIN)`` after it *sent* the request that granted or last renewed it
+#: (the server started the lease after that instant, on a clock that runs at the same
+#: rate), so it stops before the server can have let the lease expire and granted it to
+#: another. The margin absorbs clock-rate drift, a late timer and the time the cancelled
+#: work needs to notice. Renewals come every third of a lease: one may be lost or late
+#: by up to ~0.47 leases before the holder gives up.
+MARGIN = 0.2
+
+
+#: Guards every lease's deadline and timer (held for a few attribute writes: one lock for
+#: all leases costs less than a lock made per grant).
+_LEASES = threading.Lock()
+
+
+class LeaseContext(CancelContext):
+    """The Context of one lease: a ``Permit``'s ``ctx``, a SingleFlight leader's
+    ``current_context()``. Cancelled with a ``LeaseLost`` cause as soon as the holder knows
+    (a renewal answered "not yours": the lease expired, was taken over, or Redis began a
+    new epoch) or must assume (no successful renewal for ``lease * (1 - MARGIN)`` since the
+    last one was sent, on the local monotonic clock) that the lease is gone; cancelled with
+    no cause when the lease ends normally (released, the call finished).
+
+    The deadline is also checked whenever this Context is read (``ctx.cancelled``,
+    ``raise_if_cancelled()``), so a process resumed after a stall longer than its lease
+    (SIGSTOP, a GC pause, a suspended VM) sees its ctx cancelled at its first check, even
+    before the timer thread runs; contexts derived from it learn it from that timer."""
+
+    __slots__ = ("_expires", "_hook", "_lease_s", "_lease_timer", "fence")
+
+    def __init__(self, parent: Context, deadline: float | None) -> None:
+        super().__init__(parent, deadline)
+        self._expires = math.inf
+        self._lease_s = math.inf
+        self._lease_timer: _timer.Timer | None = None
+        self._hook: Callable[[LeaseLost], None] | None = None
+        #: The fencing token of this lease (strictly increasing per name; see scripts.py).
+        self.fence = 0
+
+    def _current_err(self) -> Cancelled | None:
+        err = super()._current_err()
+        if err is None and time.monotonic() >= self._expires:
+            self._on_timer()
+            err = self._err
+        return err
+
+    def renewed(self, sent: float) -> None:
+        """A renewal (or the grant) sent at ``sent`` (``time.monotonic()``) succeeded."""
+        with _LEASES:
+            if self._err is not None:
+                return
+            expires = sent + self._lease_s * (1 - MARGIN)
+            if expires <= self._expires and self._expires != math.inf:
+                return  # an older reply arriving late: it cannot extend anything
+            self._expires = expires
+            if self._lease_timer is not None:
+                _timer.cancel(self._lease_timer)
+                self._lease_timer = _timer.schedule(expires, self._on_timer)
+
+    def arm(self) -> None:
+        """Make sure a timer cancels this Context at its deadline even if nobody reads it.
+
+        Called by the renewer's first tick (a third of a lease after the grant), not at the
+        grant: a short hold, the common case, then costs no timer (the shared timer thread
+        starts and stops with its first and last timer). Until then the deadline, still at
+        least 47 % of a lease away, is checked whenever the Context is read."""
+        with _LEASES:
+            if self._err is None and self._lease_timer is None and self._expires != math.inf:
+                self._lease_timer = _timer.schedule(self._expires, self._on_timer)
+
+    def _on_timer(self) -> None:
+        if time.monotonic() >= self._expires:
+            self.lose(
+                f"no renewal succeeded for {self._lease_s * (1 - MARGIN):.3g} s"
+                f" ({1 - MARGIN:.0%} of the {self._lease_s:g} s lease)"
+            )
+
+    def lose(self, why: str) -> bool:
+        """The lease is gone: cancel with a ``LeaseLost`` cause (once); tell the hook."""
+        err = LeaseLost(f"lease lost (fence {self.fence}): {why}")
+        if not self.cancel(err):
+            return False
+        self._stop_timer()
+        hook = self._hook
+        if hook is not None:
+            try:
+                hook(err)
+            except Exception:
+                logging.getLogger("corral").exception("corral.redis on_lost callback failed")
+        return True
+
+    def end(self) -> None:
+        """The lease ended normally: stop watching it, cancel the Context (no cause)."""
+        self._stop_timer()
+        self.cancel()
+
+    def lost(self) -> bool:
+        """Whether this lease was lost (rather than ended)."""
+        return self.cancelled and isinstance(self.cause, LeaseLost)
+
+    def _stop_timer(self) -> None:
+        with _LEASES:
+            self._expires = math.inf
+            if self._lease_timer is not None:
+                _timer.cancel(self._lease_timer)
+                self._lease_timer = None
+
+
+def new_lease(
+    parent: Context | None,
+    lease_ms: int,
+    sent: float,
+    fence: int,
+    hook: Callable[[LeaseLost], None] | None,
+) -> LeaseContext:
+    """A LeaseContext granted by a request sent at ``sent``, child of ``parent``."""
+    from .._core.context import background
+
+    ctx = _derive(parent if parent is not None else background(), None, None, LeaseContext)
+    assert isinstance(ctx, LeaseContext)
+    ctx._lease_s = lease_ms / 1000
+    ctx.fence = fence
+    ctx._hook = hook
+    ctx.renewed(sent)
+    return ctx
+
+
+class Counter:
+    """A count bumped from any thread (a lease's timer thread, a loop, a renewer)."""
+
+    __slots__ = ("_lock", "value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.value += n
+
+
+#: The fence of the SingleFlight leadership running the current code.
+CURRENT_FENCE: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "corral_redis_fence", default=None
+)
 
 
 class Bound:
@@ -248,12 +501,13 @@ class Bound:
 class SFKeys:
     """The Redis keys of one SingleFlight key."""
 
-    __slots__ = ("epoch", "lease", "ns")
+    __slots__ = ("done", "epoch", "lease", "ns")
 
     def __init__(self, ns: str, key: str) -> None:
-        self.ns = ns
-        self.lease = f"{ns}:sf:{key}:lease"
-        self.epoch = f"{ns}:sf:epoch"
+        self.ns = "{" + ns + "}"  # the hash tag: one slot per namespace (scripts.py)
+        self.lease = f"{self.ns}:sf:{key}:lease"
+        self.done = f"{self.ns}:sf:{key}:done"
+        self.epoch = f"{self.ns}:sf:e"
 
     def result(self, token: str) -> str:
         return f"{self.ns}:sf:r:{token}"
@@ -268,8 +522,9 @@ class SemKeys:
     __slots__ = ("channel", "keys")
 
     def __init__(self, name: str) -> None:
-        self.keys = [f"{name}:{k}" for k in ("m", "h", "q", "qx")]
-        self.channel = f"{name}:c"
+        tag = "{" + name + "}"  # the hash tag: one slot per name (scripts.py)
+        self.keys = [f"{tag}:{k}" for k in ("m", "h", "q", "qx", "e")]
+        self.channel = f"{tag}:c"
 
 
 def granted_in(message: Any, token: str) -> bool:

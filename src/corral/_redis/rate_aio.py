@@ -294,7 +294,7 @@ class RateLimit:
         headroom: float = 0.005,
     ) -> None:
         what = "redis.RateLimit"
-        check_client(client, what, binary=False)
+        check_client(client, what, binary=False, asyncio=rt.ASYNC)
         self._k = RateKeys(name, rate, per, burst, namespace, tag, headroom, what)
         lease_ms = check_lease(lease, what)
         self._lease_us = lease_ms * 1000

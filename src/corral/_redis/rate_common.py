@@ -8,8 +8,7 @@ import time
 from dataclasses import dataclass
 
 from .._core.ratelimit import check_cost, check_rate_args
-from .._errors import CorralError
-from .common import check_namespace
+from .common import RedisUnsupported, check_namespace
 
 __all__ = [
     "CrossSlot",
@@ -57,10 +56,12 @@ class ServerClock:
         return server_us / 1e6 - self.offset - time.time()
 
 
-class CrossSlot(CorralError, ValueError):
+class CrossSlot(RedisUnsupported, ValueError):
     """The limiters of one ``corral.redis.Limits`` do not share a hash tag (or a client,
     or a namespace): their keys could be on different Cluster slots, and one script could
-    not grant them atomically. Give them one ``tag=`` (also a ``ValueError``)."""
+    not grant them atomically. Give them one ``tag=``. Raised at construction; a
+    :class:`RedisUnsupported` (what a cross-slot reply from the server raises) and a
+    ``ValueError``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,66 +1,73 @@
 # GENERATED from src/corral/_redis/aio.py by scripts/unasync_patterns.py.
 # Do not edit: change aio.py (or _rt_threads.py) and run the script again.
-"""``corral.threads.redis``: SingleFlight and the weighted Semaphore shared through Redis,
-for threads (over ``redis``). The scripts are ``scripts``'s and the I/O-free rules
-``common``'s; this shell only waits for them. What truly differs between the flavours
-(running ``fn``, renewing leases, a wait's limits) is in ``_rt_aio`` / ``_rt_threads``:
-``threads.py`` is generated from ``aio.py`` by ``scripts/unasync_patterns.py``."""
+"""``corral.threads.redis``'s SingleFlight, shared through Redis, for threads (over
+``redis``); the Semaphore is in ``aio_semaphore.py``. The scripts are
+``scripts``'s and the I/O-free rules ``common``'s; this shell only waits for them. What
+truly differs between the flavours (running ``fn``, renewing leases, a wait's limits) is
+in ``_rt_aio`` / ``_rt_threads``: ``threads.py`` is generated from ``aio.py`` by
+``scripts/unasync_patterns.py``."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
-from types import TracebackType
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
-from .._core.context import Context, _check_timeout
-from .._core.semaphore import SemaphoreStatistics, check_weight
-from .._core.singleflight import SingleFlightBase
-from .._shells import check_ctx
+from .._core.context import Context
+from .._core.singleflight import CURRENT_FLIGHT, SingleFlightBase
 from .._threads.singleflight import SingleFlight as LocalSingleFlight
 from . import _rt_threads as rt
 from . import scripts
 from .common import (
     ABANDONED,
+    CURRENT_FENCE,
     IO_ERRORS,
     PICKLE,
-    RedisSemaphoreStatistics,
+    Counter,
+    LeaseLost,
     RedisSingleFlightStatistics,
     RemoteError,
-    SemKeys,
     Serializer,
     SFKeys,
     check_client,
     check_lease,
     check_namespace,
-    check_semaphore,
+    check_on_lost,
+    check_serializer,
     decode,
     dump_outcome,
-    granted_in,
     intervals,
     load_outcome,
-    lost_holder,
     lost_leader,
+    new_lease,
     new_token,
     redis_key,
-    size_conflict,
     state_lost,
-    unavailable,
 )
+from .common import translated as _translated
 
-__all__ = ["Permit", "Semaphore", "SingleFlight"]
+__all__ = ["SingleFlight"]
 
-
-@contextlib.contextmanager
-def _translated(what: str) -> Generator[None, None, None]:
-    """redis-py's connection failures as corral's typed error."""
-    try:
-        yield
-    except IO_ERRORS as exc:
-        raise unavailable(what, exc) from exc
+#: The largest outcome ``share_for=`` keeps by default (bytes, serialized).
+SHARE_MAX_BYTES = 1 << 20
 
 
-def _next_message(pubsub: Any, wait: float, guard: rt.Guard) -> Any:
+def _check_share(share_for: object, share_max_bytes: object, what: str) -> int:
+    """``share_for`` seconds -> ms (0: off)."""
+    if isinstance(share_for, bool) or not isinstance(share_for, int | float):
+        raise TypeError(f"{what}: share_for must be a number of seconds, got {share_for!r}")
+    if not (math.isfinite(share_for) and 0 <= share_for <= 86400):
+        raise ValueError(f"{what}: share_for must be in [0, 86400] seconds, got {share_for!r}")
+    if isinstance(share_max_bytes, bool) or not isinstance(share_max_bytes, int):
+        raise TypeError(f"{what}: share_max_bytes must be an int, got {share_max_bytes!r}")
+    if share_max_bytes < 0:
+        raise ValueError(f"{what}: share_max_bytes must be >= 0, got {share_max_bytes!r}")
+    return round(share_for * 1000)
+
+
+def next_message(pubsub: Any, wait: float, guard: rt.Guard) -> Any:
     """The next published message within ``wait`` seconds, else None (subscribe
     confirmations are skipped without ending the wait)."""
     end = guard.now() + wait
@@ -72,8 +79,9 @@ def _next_message(pubsub: Any, wait: float, guard: rt.Guard) -> Any:
 
 
 class SingleFlight:
-    """SingleFlight(client, *, namespace="corral", lease=10.0, serializer=pickle, ctx=None):
-    one execution per key across every process sharing a Redis.
+    """SingleFlight(client, *, namespace="corral", lease=10.0, serializer=pickle, ctx=None,
+    share_for=0.0, share_max_bytes=1 MiB, on_lost=None): one execution per key across every
+    process sharing a Redis.
 
     ``sf.do(key, fn, *args)`` returns ``fn(*args)``. Callers in this process are first
     deduplicated in memory (a ``corral.threads.SingleFlight``), so each process makes one flight per
@@ -84,6 +92,17 @@ class SingleFlight:
     the call over, within 1.5 leases. A leader whose lease was lost (it stalled, Redis
     restarted) reports ``LeaseLost`` rather than a value another process may also compute;
     a Redis that cannot be reached, or that lost its state mid-call, is ``RedisUnavailable``.
+
+    **Leases.** The leader's ``current_context()`` is cancelled with a ``LeaseLost`` cause
+    the moment its lease is known or must be assumed lost (see docs/redis.md), and
+    ``current_fence()`` is its fencing token, strictly increasing per namespace: pass it to
+    the resource ``fn`` writes (``UPDATE ... WHERE fence < ?``) so a stale leader's write is
+    refused. ``on_lost(error)`` is called (from any thread) for each lost leadership.
+
+    **share_for=** seconds keeps a finished call's outcome (value or exception) joinable
+    that long, so callers of the same burst that reach Redis after the call ended get it
+    instead of running it again. Outcomes over ``share_max_bytes`` (serialized) are not
+    kept: those late callers run the call again (counted in ``statistics().not_kept``).
 
     Keys are ``str`` (an ``int`` is its digits). ``timeout=`` and ``ctx=`` make one caller
     leave, as with ``corral.threads.SingleFlight``; when every caller in this process left, the
@@ -104,9 +123,15 @@ class SingleFlight:
         "_lease_ms",
         "_led",
         "_local",
+        "_lost",
+        "_not_kept",
         "_ns",
+        "_on_lost",
         "_s",
         "_serializer",
+        "_share_max",
+        "_share_ms",
+        "_shared_late",
         "_takeovers",
     )
 
@@ -118,15 +143,21 @@ class SingleFlight:
         lease: float = 10.0,
         serializer: Serializer = PICKLE,
         ctx: Context | None = None,
+        share_for: float = 0.0,
+        share_max_bytes: int = SHARE_MAX_BYTES,
+        on_lost: Callable[[LeaseLost], object] | None = None,
     ) -> None:
         what = "redis.SingleFlight"
-        check_client(client, what, binary=True)
-        if not callable(getattr(serializer, "dumps", None)) or not callable(
-            getattr(serializer, "loads", None)
-        ):
-            raise TypeError(f"{what}: serializer must have dumps() and loads()")
+        check_client(client, what, binary=True, asyncio=rt.ASYNC)
+        check_serializer(serializer, what)
+        check_on_lost(on_lost, what)
         self._ns = check_namespace(namespace, what)
         self._lease_ms = check_lease(lease, what)
+        self._share_ms = _check_share(share_for, share_max_bytes, what)
+        self._share_max = share_max_bytes
+        self._on_lost = on_lost
+        self._lost = Counter()
+        self._shared_late = self._not_kept = 0
         self._serializer = serializer
         self._client = client
         self._local: LocalSingleFlight[str, Any] = LocalSingleFlight(ctx)
@@ -158,10 +189,28 @@ class SingleFlight:
         """This process's :class:`RedisSingleFlightStatistics`."""
         s = self._local.statistics()
         return RedisSingleFlightStatistics(
-            s.in_flight, s.waiters, s.started, s.joined, self._led, self._followed, self._takeovers
+            s.in_flight,
+            s.waiters,
+            s.started,
+            s.joined,
+            self._led,
+            self._followed,
+            self._takeovers,
+            self._lost.value,
+            self._shared_late,
+            self._not_kept,
         )
 
     current_context = staticmethod(SingleFlightBase.current_context)
+
+    @staticmethod
+    def current_fence() -> int | None:
+        """The fencing token of the leadership running this code (in ``fn``), else None.
+
+        Strictly increasing per namespace, across leaders, processes and Redis restarts:
+        a write guarded by it (``UPDATE ... SET ..., fence = ? WHERE fence < ?``) refuses
+        a leader that lost its lease and was overtaken."""
+        return CURRENT_FENCE.get()
 
     # -- one flight of this process ------------------------------------------------------
 
@@ -170,21 +219,23 @@ class SingleFlight:
         dead: list[str] = []  # flights followed here whose leaders died
         while True:
             token = new_token()
+            sent = time.monotonic()
             with _translated("redis.SingleFlight.do"):
                 r = self._s["SF_JOIN"](
-                    keys=[keys.lease, keys.epoch, *map(keys.result, dead)],
-                    args=[token, self._lease_ms, new_token()],
+                    keys=[keys.lease, keys.epoch, keys.done, *map(keys.result, dead)],
+                    args=[token, self._lease_ms],
                 )
             epoch = decode(r[2])
             if r[0] == 2:
                 with self._count_lock:
                     self._followed += 1
+                    self._shared_late += not dead
                 return load_outcome(self._serializer, bytes(r[1]))
             if r[0] == 1:
                 with self._count_lock:
                     self._led += 1
                     self._takeovers += bool(dead)
-                return self._lead(k, keys, token, fn, args, dead)
+                return self._lead(k, keys, token, int(r[3]), sent, fn, args, dead)
             leader = decode(r[1])
             data = self._follow(k, keys, leader, epoch)
             if data is not None:
@@ -198,6 +249,8 @@ class SingleFlight:
         k: str,
         keys: SFKeys,
         token: str,
+        fence: int,
+        sent: float,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         dead: list[str],
@@ -205,15 +258,30 @@ class SingleFlight:
         lease_ms = self._lease_ms
         renew = self._s["SF_RENEW"]
         every, _ = intervals(lease_ms)
-        renewer = rt.Renewer(
-            every,
-            lambda: renew(keys=[keys.lease], args=[token, lease_ms]),
-            f"corral-redis-lease-{k}",
+        # The leadership's Context: a child of the local flight's (cancelled when every
+        # caller here left), cancelled with LeaseLost when the lease is gone.
+        lease = new_lease(
+            SingleFlightBase.current_context(), lease_ms, sent, fence, self._lease_lost
         )
+
+        def tick() -> bool:
+            lease.arm()
+            sent = time.monotonic()
+            ok = bool(renew(keys=[keys.lease], args=[token, lease_ms]))
+            if ok:
+                lease.renewed(sent)
+            else:
+                lease.lose(f"SingleFlight key {k!r}: the renewal found the lease not ours")
+            return ok
+
+        renewer = rt.Renewer(every, tick, f"corral-redis-lease-{k}")
+        flight, fenced = CURRENT_FLIGHT.set(lease), CURRENT_FENCE.set(fence)
         try:
             try:
-                value = rt.call(fn, args)
+                value = rt.call(fn, args, lease)
             finally:
+                CURRENT_FLIGHT.reset(flight)
+                CURRENT_FENCE.reset(fenced)
                 renewer.stop()
         except Exception as exc:
             error: Exception | None = exc
@@ -221,26 +289,52 @@ class SingleFlight:
         except BaseException:
             # Cancelled (every local caller left) or interrupted: nobody here wants the
             # value; free the key now so a follower elsewhere takes over without waiting.
-            with contextlib.suppress(*IO_ERRORS):
-                ch = keys.channel(token)
-                self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED])
+            lease.end()
+            self._abandon(keys, token)
             raise
         else:
             error = None
+        if lease.lost():
+            # Whatever fn made after its lease was gone is not reported as the shared
+            # result: the followers take over (the key is freed if it is still ours).
+            self._abandon(keys, token)
+            raise lost_leader(k) from error
         try:
             outcome = dump_outcome(self._serializer, value, error)
         except Exception as exc:  # the value cannot be serialized: followers get told so
             outcome = dump_outcome(self._serializer, None, RemoteError(repr(exc)))
-        with _translated("redis.SingleFlight.do"):
-            ok = self._s["SF_FINISH"](
-                keys=[keys.lease, keys.result(token), *map(keys.result, dead)],
-                args=[token, outcome, 2 * lease_ms, keys.channel(token)],
-            )
+        share_ms = self._share_ms
+        if share_ms and len(outcome) > self._share_max:
+            share_ms = 0  # too big to keep: late arrivals run the call again
+            with self._count_lock:
+                self._not_kept += 1
+        try:
+            with _translated("redis.SingleFlight.do"):
+                ok = self._s["SF_FINISH"](
+                    keys=[keys.lease, keys.result(token), keys.done, *map(keys.result, dead)],
+                    args=[token, outcome, 2 * lease_ms, keys.channel(token), share_ms],
+                )
+        except BaseException:
+            lease.end()
+            self._abandon(keys, token)  # cancelled before the finish ran, perhaps
+            raise
         if not ok:
+            lease.lose(f"SingleFlight key {k!r}: the finish found the lease not ours")
             raise lost_leader(k) from error
+        lease.end()
         if error is not None:
             raise error
         return value
+
+    def _abandon(self, keys: SFKeys, token: str) -> None:
+        with contextlib.suppress(*IO_ERRORS):
+            ch = keys.channel(token)
+            rt.settle(self._s["SF_ABANDON"](keys=[keys.lease], args=[token, ch, ABANDONED]))
+
+    def _lease_lost(self, error: LeaseLost) -> None:
+        self._lost.add()
+        if self._on_lost is not None:
+            self._on_lost(error)
 
     def _follow(self, k: str, keys: SFKeys, token: str, epoch: str) -> bytes | None:
         """Wait for the flight ``token``: its outcome, or None if its leader is gone."""
@@ -262,7 +356,7 @@ class SingleFlight:
                         raise state_lost(k)
                     if r[0] == 0:
                         return None
-                    msg = _next_message(pubsub, check_every, guard)
+                    msg = next_message(pubsub, check_every, guard)
                     if msg is not None and msg.get("type") == "message":
                         data = bytes(msg["data"])
                         return None if data == ABANDONED else data
@@ -272,233 +366,3 @@ class SingleFlight:
 
     def __repr__(self) -> str:
         return f"<corral.threads.redis.SingleFlight namespace={self._ns!r}>"
-
-
-class Permit:
-    """Permits held from a ``corral.threads.redis.Semaphore``; ``with`` releases them."""
-
-    __slots__ = ("_n", "_sem", "_token")
-
-    def __init__(self, sem: Semaphore, token: str, n: int) -> None:
-        self._sem = sem
-        self._token = token
-        self._n = n
-
-    @property
-    def n(self) -> int:
-        """How many permits."""
-        return self._n
-
-    def release(self) -> None:
-        """Give the permits back; ``LeaseLost`` if their lease ran out first."""
-        self._sem._release(self._token, self._n)
-
-    def __enter__(self) -> Permit:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
-
-
-class Semaphore:
-    """Semaphore(client, name, size, *, lease=10.0): Go's weighted semaphore shared by every
-    process using ``name`` on one Redis; strictly FIFO across processes.
-
-    ``with sem.acquire(n):`` holds ``n`` of the ``size`` permits. Requests are served in
-    arrival order, and a large one at the head holds back smaller ones behind it, so it is
-    never starved. Held permits are under a lease renewed three times per ``lease`` seconds
-    by this process: if the process dies, its permits come back when the lease runs out. An
-    acquire that times out (``timeout=``), is cancelled or whose ``ctx`` is done leaves the
-    queue at once (or, if granted meanwhile, gives the permits straight back). The fast
-    path (permits free, nobody queued) is one script call, one round trip.
-
-    Every process must pass the same ``size`` for a name (``SizeConflict`` otherwise); the
-    keys disappear when nothing is held or queued.
-
-    >>> import corral.threads.redis, redis
-    >>> def main(url):  # doctest: +SKIP
-    ...     with redis.Redis.from_url(url) as client:
-    ...         sem = corral.threads.redis.Semaphore(client, "db-connections", 8)
-    ...         with sem.acquire(2):
-    ...             ...  # at most 8 permits held across every process
-    """
-
-    __slots__ = (
-        "_acquired",
-        "_client",
-        "_held",
-        "_k",
-        "_lease_ms",
-        "_lock",
-        "_lost",
-        "_lost_count",
-        "_renewal",
-        "_s",
-        "_size",
-        "_waiting",
-    )
-
-    def __init__(self, client: Any, name: str, size: int, *, lease: float = 10.0) -> None:
-        what = "redis.Semaphore"
-        check_client(client, what, binary=False)
-        self._size = check_semaphore(size, what)
-        self._k = SemKeys(check_namespace(name, what, "name"))
-        self._lease_ms = check_lease(lease, what)
-        self._client = client
-        self._s = {
-            name: client.register_script(getattr(scripts, name))
-            for name in ("SEM_ACQUIRE", "SEM_TOUCH", "SEM_RELEASE", "SEM_STATE")
-        }
-        self._lock = rt.Lock()
-        self._held: dict[str, int] = {}
-        self._lost: set[str] = set()
-        # Renewals run only while this object holds permits; nothing is left running after.
-        every, _ = intervals(self._lease_ms)
-        self._renewal = rt.Ticker(
-            every, self._renew, lambda: bool(self._held), "corral-redis-semaphore"
-        )
-        self._waiting = self._acquired = self._lost_count = 0
-
-    @property
-    def size(self) -> int:
-        """The number of permits every process using this name shares."""
-        return self._size
-
-    def acquire(
-        self, n: int = 1, *, timeout: float | None = None, ctx: Context | None = None
-    ) -> Permit:
-        """Acquire ``n`` permits in FIFO order (across processes).
-
-        It blocks until they are granted and returns a :class:`Permit`; ``with`` releases it.
-        ``ValueError`` if ``n`` exceeds the size; ``DeadlineExceeded`` after ``timeout``;
-        ``Cancelled`` when ``ctx`` is done."""
-        n = check_weight(n, self._size, "redis.Semaphore.acquire")
-        if timeout is not None:
-            _check_timeout(timeout)
-        return rt.acquiring(self._acquire, n, timeout, ctx)
-
-    def release(self, n: int = 1) -> None:
-        """Release one held :class:`Permit` of ``n`` permits taken through this object."""
-        with self._lock:
-            token = next((t for t, w in self._held.items() if w == n), None)
-        if token is None:
-            raise ValueError(f"redis.Semaphore.release: no permit of n={n} is held here")
-        self._release(token, n)
-
-    def statistics(self) -> RedisSemaphoreStatistics:
-        """This process's :class:`RedisSemaphoreStatistics` (no I/O)."""
-        with self._lock:
-            held = sum(self._held.values())
-            return RedisSemaphoreStatistics(
-                self._size, held, self._waiting, self._acquired, self._lost_count
-            )
-
-    def server_statistics(self) -> SemaphoreStatistics:
-        """Every process's view, from Redis: size, held, waiting, waiting_weight."""
-        with _translated("redis.Semaphore.server_statistics"):
-            r = self._s["SEM_STATE"](keys=self._k.keys, args=[])
-        return SemaphoreStatistics(int(r[0]) or self._size, int(r[1]), int(r[2]), int(r[3]))
-
-    # -- the work ------------------------------------------------------------------------
-
-    def _acquire(self, n: int, timeout: float | None, ctx: Context | None) -> Permit:
-        what = "redis.Semaphore.acquire"
-        if ctx is not None:
-            check_ctx(ctx, what)
-        token = new_token()
-        k = self._k
-        try:  # (not _translated: a generator-based context manager costs on the fast path)
-            r = self._s["SEM_ACQUIRE"](keys=k.keys, args=[token, n, self._size, self._lease_ms])
-        except IO_ERRORS as exc:
-            raise unavailable(what, exc) from exc
-        if r[0] == -1:
-            raise size_conflict(what, self._size, r[1])
-        if r[0] == 0:
-            with self._lock:
-                self._waiting += 1
-            try:
-                self._wait(token, n, rt.Guard(timeout, ctx, what))
-            except BaseException:
-                # Leave no trace: out of the queue, or, granted meanwhile, permits given back.
-                with contextlib.suppress(*IO_ERRORS):
-                    self._s["SEM_RELEASE"](keys=k.keys, args=[token])
-                raise
-            finally:
-                with self._lock:
-                    self._waiting -= 1
-        with self._lock:
-            self._acquired += 1
-            self._held[token] = n
-        self._renewal.poke()
-        return Permit(self, token, n)
-
-    def _wait(self, token: str, n: int, guard: rt.Guard) -> None:
-        _, check_every = intervals(self._lease_ms)
-        k = self._k
-        pubsub = self._client.pubsub()
-        try:
-            with _translated("redis.Semaphore.acquire"):
-                pubsub.subscribe(k.channel)
-                while True:
-                    # Subscribed, then checked: a grant published in between shows here; the
-                    # check also renews this waiter's lease and expires dead holders.
-                    r = self._s["SEM_TOUCH"](keys=k.keys, args=[token])
-                    if r[0] == 1:
-                        return
-                    if r[0] == 0:
-                        # This waiter's queue lease ran out (the process stalled longer than
-                        # the lease) or Redis lost its state: it held nothing, so it simply
-                        # queues again, at the back.
-                        r = self._s["SEM_ACQUIRE"](
-                            keys=k.keys,
-                            args=[token, n, self._size, self._lease_ms],
-                        )
-                        if r[0] == -1:
-                            raise size_conflict("redis.Semaphore.acquire", self._size, r[1])
-                        if r[0] == 1:
-                            return
-                        continue
-                    msg = _next_message(pubsub, check_every, guard)
-                    if granted_in(msg, token):
-                        return
-        finally:
-            with contextlib.suppress(*IO_ERRORS):
-                pubsub.close()
-
-    def _renew(self) -> None:
-        """Renew the lease of every permit held here (the Ticker's tick)."""
-        with self._lock:
-            tokens = list(self._held)
-        if not tokens:
-            return
-        try:
-            r = self._s["SEM_TOUCH"](keys=self._k.keys, args=tokens)
-        except IO_ERRORS:
-            return  # a blip: the leases may still be running; the release will tell
-        with self._lock:
-            held = self._held
-            self._lost.update(t for t, st in zip(tokens, r, strict=True) if st != 1 and t in held)
-
-    def _release(self, token: str, n: int) -> None:
-        with self._lock:
-            if self._held.pop(token, None) is None:
-                raise ValueError("redis.Semaphore.release: these permits were already released")
-        self._renewal.idle()
-        try:
-            r = self._s["SEM_RELEASE"](keys=self._k.keys, args=[token])
-        except IO_ERRORS as exc:
-            raise unavailable("redis.Semaphore.release", exc) from exc
-        with self._lock:
-            lost = r != 1 or token in self._lost
-            self._lost.discard(token)
-            if lost:
-                self._lost_count += 1
-        if lost:
-            raise lost_holder(n)
-
-    def __repr__(self) -> str:
-        with self._lock:
-            held = sum(self._held.values())
-        return f"<corral.threads.redis.Semaphore size={self._size} held_here={held}>"

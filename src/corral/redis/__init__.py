@@ -7,17 +7,21 @@
   leases, so a dead holder's permits come back when its lease runs out.
 
 Errors: :class:`RedisUnavailable` (Redis unreachable, or it lost its state mid-call),
-:class:`LeaseLost` (this process's lease ran out while it held it), :class:`RemoteError`
+:class:`LeaseLost` (this process's lease was lost while it held it: also the cause of
+the lease's cancelled Context), :class:`RedisUnsupported` (a server too old, a cross-slot
+refusal), :class:`RemoteError`
 (another process's exception could not be carried across), :class:`SizeConflict` (a
 semaphore name used with two sizes). See docs/redis.md.
 """
 
-from .._redis.aio import Permit, Semaphore, SingleFlight
+from .._redis.aio import SingleFlight
+from .._redis.aio_semaphore import Permit, Semaphore
 from .._redis.common import (
     LeaseLost,
     RedisSemaphoreStatistics,
     RedisSingleFlightStatistics,
     RedisUnavailable,
+    RedisUnsupported,
     RemoteError,
     Serializer,
     SizeConflict,
@@ -36,6 +40,7 @@ __all__ = [
     "RedisSemaphoreStatistics",
     "RedisSingleFlightStatistics",
     "RedisUnavailable",
+    "RedisUnsupported",
     "RemoteError",
     "Semaphore",
     "Serializer",

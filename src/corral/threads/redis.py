@@ -7,13 +7,15 @@ from .._redis.common import (
     RedisSemaphoreStatistics,
     RedisSingleFlightStatistics,
     RedisUnavailable,
+    RedisUnsupported,
     RemoteError,
     Serializer,
     SizeConflict,
 )
 from .._redis.rate_common import CrossSlot, RedisRateLimitStatistics
 from .._redis.rate_threads import Grant, Limits, RateLimit
-from .._redis.threads import Permit, Semaphore, SingleFlight
+from .._redis.threads import SingleFlight
+from .._redis.threads_semaphore import Permit, Semaphore
 
 __all__ = [
     "CrossSlot",
@@ -26,6 +28,7 @@ __all__ = [
     "RedisSemaphoreStatistics",
     "RedisSingleFlightStatistics",
     "RedisUnavailable",
+    "RedisUnsupported",
     "RemoteError",
     "Semaphore",
     "Serializer",

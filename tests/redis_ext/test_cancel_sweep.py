@@ -1,0 +1,248 @@
+"""The strict cancellation rule for the Redis Semaphore.acquire and SingleFlight.do (issue 17's
+list), swept over every step: each script call of the operation, cancelled just before it
+is sent and just after its reply came back (the server ran it: the racing case).
+
+The rule: a cancelled call either had no effect and raises, or it completed and its result
+stands (the cancellation is then raised at the task's next await). For an acquire, "no
+effect" means no permit held and no queue entry left, in Redis and in the statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+import corral
+import corral.redis
+import corral.threads.redis
+
+LEASE = 2.0
+MAX_STEPS = 12
+
+
+class Sweep:
+    """Wraps an object's scripts: at script call number ``at`` (counting from 0), cancel
+    ``before`` it is sent or after its reply; ``cancel`` is what cancelling means."""
+
+    def __init__(self, scripts: dict[str, Any], at: int, before: bool, cancel: Any) -> None:
+        self.calls: list[str] = []
+        self.fired = False
+        for name, inner in list(scripts.items()):
+            scripts[name] = self._wrap(name, inner, at, before, cancel)
+
+    def _wrap(self, name: str, inner: Any, at: int, before: bool, cancel: Any) -> Any:
+        def hit() -> bool:
+            n = len(self.calls)
+            self.calls.append(name)
+            if n == at and not self.fired:
+                self.fired = True
+                return True
+            return False
+
+        async def acall(*, keys: Any, args: Any) -> Any:
+            fire = hit()
+            if fire and before:
+                cancel()
+                await asyncio.sleep(0)  # the cancellation lands here: nothing was sent
+            r = await inner(keys=keys, args=args)
+            if fire and not before:
+                cancel()  # lands at the next await: the script has run
+            return r
+
+        def tcall(*, keys: Any, args: Any) -> Any:
+            fire = hit()
+            if fire and before:
+                cancel()
+            r = inner(keys=keys, args=args)
+            if fire and not before:
+                cancel()
+            return r
+
+        return acall if isinstance(inner, _ASYNC_SCRIPT) else tcall
+
+
+try:
+    from redis.commands.core import AsyncScript as _ASYNC_SCRIPT
+except ImportError:  # pragma: no cover
+    _ASYNC_SCRIPT = type(None)  # type: ignore[misc,assignment]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("before", [True, False], ids=["before-send", "after-reply"])
+@pytest.mark.parametrize("contended", [False, True], ids=["fast", "queued"])
+async def test_async_acquire_cancelled_at_every_step(
+    redis_url: str, before: bool, contended: bool
+) -> None:
+    import redis.asyncio as ar
+
+    async with ar.Redis.from_url(redis_url) as c:
+        for at in range(MAX_STEPS):
+            name = f"cs{at}{before}{contended}"
+            other = corral.redis.Semaphore(c, name, 1, lease=LEASE)
+            sem = corral.redis.Semaphore(c, name, 1, lease=LEASE)
+            await other.server_statistics()  # start the name's epoch...
+            await c.hset("{" + name + "}:e", "t0", "0")  # ...and let its grace be over
+            blocker = await other.acquire() if contended else None
+            task: asyncio.Task[Any] | None = None
+            sweep = Sweep(sem._s, at, before, lambda: task.cancel() if task else None)  # noqa: B023
+            got: list[Any] = []
+
+            async def take(sem: corral.redis.Semaphore = sem, got: list[Any] = got) -> None:
+                got.append(await sem.acquire(timeout=10))
+                await asyncio.sleep(0)  # a cancellation owed is raised here
+
+            task = asyncio.create_task(take())
+            if blocker is not None:
+                while not await _queued(other):
+                    if task.done():
+                        break
+                    await asyncio.sleep(0.005)
+                await blocker.release()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            st = await other.server_statistics()
+            if got:  # completed: the permit stands, held until released
+                assert (st.held, st.waiting) == (1, 0), (at, sweep.calls)
+                assert sem.statistics().held == 1
+                await got[0].release()
+            else:
+                assert (st.held, st.waiting) == (0, 0), (at, sweep.calls)
+                assert sem.statistics().held == sem.statistics().waiting == 0
+            if not sweep.fired:
+                assert got, sweep.calls
+                break  # every step was swept
+        else:
+            pytest.fail("more steps than MAX_STEPS")
+
+
+async def _queued(sem: corral.redis.Semaphore) -> bool:
+    return (await sem.server_statistics()).waiting == 1
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("before", [True, False], ids=["before-send", "after-reply"])
+def test_threads_acquire_ctx_cancelled_at_every_step(client: Any, before: bool) -> None:
+    for at in range(MAX_STEPS):
+        name = f"ct{at}{before}"
+        other = corral.threads.redis.Semaphore(client, name, 1, lease=LEASE)
+        sem = corral.threads.redis.Semaphore(client, name, 1, lease=LEASE)
+        other.server_statistics()
+        client.hset("{" + name + "}:e", "t0", "0")
+        blocker = other.acquire()
+        ctx = corral.with_cancel(corral.background())
+        sweep = Sweep(sem._s, at, before, ctx.cancel)
+        got: list[Any] = []
+        errors: list[BaseException] = []
+
+        def take(
+            ctx: corral.Context = ctx,
+            sem: corral.threads.redis.Semaphore = sem,
+            got: list[Any] = got,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            try:
+                got.append(sem.acquire(timeout=10, ctx=ctx))
+            except corral.Cancelled as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=take)
+        t.start()
+        while other.server_statistics().waiting != 1 and t.is_alive():
+            ctx.wait_blocking(0.005)
+        blocker.release()
+        t.join(20)
+        assert not t.is_alive()
+        st = other.server_statistics()
+        if got:
+            assert (st.held, st.waiting) == (1, 0), (at, sweep.calls)
+            got[0].release()
+        else:
+            assert [type(e) for e in errors] == [corral.Cancelled]
+            assert (st.held, st.waiting) == (0, 0), (at, sweep.calls)
+            assert sem.statistics().held == sem.statistics().waiting == 0
+        if not sweep.fired:
+            break
+    else:
+        pytest.fail("more steps than MAX_STEPS")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("before", [True, False], ids=["before-send", "after-reply"])
+async def test_async_do_cancelled_at_every_step(redis_url: str, before: bool) -> None:
+    import redis.asyncio as ar
+
+    async with ar.Redis.from_url(redis_url) as c:
+        for at in range(MAX_STEPS):
+            ns = f"cd{at}{before}"
+            sf = corral.redis.SingleFlight(c, namespace=ns, lease=LEASE)
+            task: asyncio.Task[Any] | None = None
+            sweep = Sweep(sf._s, at, before, lambda: task.cancel() if task else None)  # noqa: B023
+            got: list[Any] = []
+
+            async def work() -> str:
+                await asyncio.sleep(0.01)
+                return "v"
+
+            async def call(sf: corral.redis.SingleFlight = sf, got: list[Any] = got) -> None:
+                got.append(await sf.do("k", work))
+                await asyncio.sleep(0)
+
+            task = asyncio.create_task(call())
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            assert got in ([], ["v"])
+            # No trace: once the flight's cleanup ended (a flight every caller left gives
+            # its lease up in the background), the key is free, not stuck on a cancelled
+            # leader until its lease runs out.
+            for _ in range(500):
+                if not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+                    break
+                await asyncio.sleep(0.01)
+            assert sf.statistics().in_flight == 0
+            assert await c.keys("{" + ns + "}:sf:*:lease") == [], sweep.calls
+            fresh = corral.redis.SingleFlight(c, namespace=ns, lease=LEASE)
+            assert await fresh.do("k", work) == "v"
+            if not sweep.fired:
+                break
+        else:
+            pytest.fail("more steps than MAX_STEPS")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("before", [True, False], ids=["before-send", "after-reply"])
+def test_threads_do_ctx_cancelled_at_every_step(client: Any, before: bool) -> None:
+    from .conftest import wait_for
+
+    for at in range(MAX_STEPS):
+        ns = f"ctd{at}{before}"
+        sf = corral.threads.redis.SingleFlight(client, namespace=ns, lease=LEASE)
+        ctx = corral.with_cancel(corral.background())
+        sweep = Sweep(sf._s, at, before, ctx.cancel)
+        out: list[Any] = []
+
+        def work() -> str:
+            corral.threads.redis.SingleFlight.current_context().wait_blocking(0.01)
+            return "v"
+
+        try:
+            out.append(sf.do("k", work, ctx=ctx))
+        except corral.Cancelled as exc:
+            out.append(exc)
+        assert out == ["v"] or isinstance(out[0], corral.Cancelled)
+        # No trace once the flight ended: the key is free, the next call runs.
+        wait_for(lambda sf=sf: sf.statistics().in_flight == 0)
+        # (sooner than the lease would expire by itself)
+        wait_for(lambda ns=ns: client.keys("{" + ns + "}:sf:*:lease") == [], timeout=LEASE / 2)
+        fresh = corral.threads.redis.SingleFlight(client, namespace=ns, lease=LEASE)
+        assert fresh.do("k", work) == "v"
+        if not sweep.fired:
+            break
+    else:
+        pytest.fail("more steps than MAX_STEPS")

@@ -1,0 +1,149 @@
+"""corral.redis on a real 3-master Redis Cluster (loopback ports), both flavours.
+
+Every key of a primitive shares the hash tag ``{name}``, so each script touches one slot.
+This file starts its own small cluster (a module fixture) to check the scripts; the shared
+cluster fixture of conftest.py, when it lands, can replace it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import corral.redis
+import corral.threads.redis
+
+from .conftest import REDIS_SERVER, _unavailable
+
+REDIS_CLI = shutil.which("redis-cli")
+CREATE = ["--cluster-replicas", "0", "--cluster-yes"]
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        p = random.randrange(20000, 40000)
+        try:
+            for q in (p, p + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", q))
+        except OSError:
+            continue
+        return p
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@pytest.fixture(scope="module")
+def cluster_url() -> Iterator[str]:
+    pytest.importorskip("redis")
+    if REDIS_SERVER is None or REDIS_CLI is None:
+        _unavailable("redis-server and redis-cli are needed for a cluster")
+    assert REDIS_SERVER is not None
+    d = tempfile.mkdtemp(prefix="corral-cluster-")
+    ports = [_cluster_port() for _ in range(3)]
+    procs = []
+    try:
+        for p in ports:
+            args = ["--bind", "127.0.0.1", "--port", str(p), "--dir", d, "--save", ""]
+            args += ["--appendonly", "no", "--cluster-enabled", "yes", "--loglevel", "warning"]
+            args += ["--cluster-config-file", f"nodes-{p}.conf"]
+            procs.append(subprocess.Popen([REDIS_SERVER, *args], stdout=subprocess.DEVNULL))
+        for p in ports:
+            _wait(lambda p=p: _cli(p, "PING") == "PONG")
+        out = subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *CREATE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        for p in ports:
+            _wait(lambda p=p: "cluster_state:ok" in _cli(p, "CLUSTER", "INFO"))
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _cli(port: int, *args: str) -> str:
+    assert REDIS_CLI is not None
+    out = subprocess.run(
+        [REDIS_CLI, "-p", str(port), *args], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip()
+
+
+def _wait(cond: Any, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "the cluster did not come up"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(90)
+def test_threads_semaphore_and_singleflight_on_a_cluster(cluster_url: str) -> None:
+    from redis.cluster import RedisCluster
+
+    c = RedisCluster.from_url(cluster_url)
+    try:
+        names = [f"cl{i}" for i in range(6)]  # spread over the three masters' slots
+        for name in names:
+            a = corral.threads.redis.Semaphore(c, name, 2, lease=0.5)
+            b = corral.threads.redis.Semaphore(c, name, 2, lease=0.5)
+            got: list[int] = []
+            with a.acquire(2) as p:
+                t = threading.Thread(
+                    target=lambda b=b, got=got: got.append(b.acquire(1, timeout=10).n)
+                )
+                t.start()
+                _wait(lambda a=a: a.server_statistics().waiting == 1)
+                assert got == []
+            t.join(10)
+            assert got == [1]
+            b.release(1)
+            assert p.fence > 0
+        sf = corral.threads.redis.SingleFlight(c, namespace="clsf", lease=1, share_for=1)
+        assert sf.do("k", lambda: "v") == "v"
+        assert sf.do("k", lambda: "again") == "v"  # the kept outcome (share_for)
+        assert sf.statistics().shared_late == 1
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(90)
+async def test_async_semaphore_and_singleflight_on_a_cluster(cluster_url: str) -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    c = RedisCluster.from_url(cluster_url)
+    try:
+        for name in [f"acl{i}" for i in range(6)]:
+            sem = corral.redis.Semaphore(c, name, 3, lease=0.5)
+            async with sem.acquire(2) as p:
+                assert not p.ctx.cancelled
+            assert (await sem.server_statistics()).held == 0
+        sf = corral.redis.SingleFlight(c, namespace="aclsf", lease=1)
+        calls: list[int] = []
+
+        async def load() -> str:
+            calls.append(1)
+            await asyncio.sleep(0.05)
+            return "v"
+
+        assert await asyncio.gather(*(sf.do("k", load) for _ in range(10))) == ["v"] * 10
+        assert calls == [1]
+    finally:
+        await c.aclose()
