@@ -256,7 +256,9 @@ def test_cancel_sweep_sees_a_planted_charge(redis_url: str) -> None:
             await rl.acquire()
             before = await _Schedule.read(ac, "pl")
             keys = [rl._k.epoch, *rl._k.keys()]
-            args = ["planted", "", "e", rl._lease_us, 0, rl._k.prefix, 0]
+            # (the report moves the second unit 5 ms ahead: granted as of then, within the
+            # horizon, as a real acquire's would be)
+            args = ["planted", "", "e", rl._lease_us, 100_000, rl._k.prefix, 0]
             r = await rl._s["RL_ACQUIRE"](
                 keys=keys, args=[*args, rl._k.interval_us, 2, 1, "earlier", 5000]
             )
