@@ -3,7 +3,8 @@
 Two limiter objects on one name stand for two processes (each keeps its own counts);
 tests/redis_ext/test_ratelimit_fleet.py uses real processes. "Charged nothing" is read from
 Redis: a limiter slow enough (one unit per 1,000 s) that the clock does not move its
-``available()`` during a test.
+``available()`` during a test, or, for a fast limiter, its stored schedule (``_Schedule``:
+``tat``, the late-return shift total and the grant records, which the clock does not move).
 """
 
 from __future__ import annotations
