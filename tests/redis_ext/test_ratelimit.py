@@ -281,6 +281,63 @@ def test_cancel_sweep_sees_a_planted_charge(redis_url: str) -> None:
     asyncio.run(main())
 
 
+def test_async_cancelled_call_keeps_the_late_report_it_carried(redis_url: str) -> None:
+    """A late-return report rides on the next acquire's script call. That acquire cancelled
+    before its call reached Redis must not lose it (the schedule would then never move back
+    for the late return); the next call carries it, and the same report sent twice moves the
+    schedule once."""
+
+    async def main() -> None:
+        async with await _aclient(redis_url) as ac:
+            rl = corral.redis.RateLimit(ac, "lr", 1000, burst=10)
+            rl._late = -0.01  # every return counts as 10 ms late: each one leaves a report
+            await rl.acquire()
+            ((_, (tok, need)),) = rl._reports.items()
+            real, reached, gate = rl._s["RL_ACQUIRE"], asyncio.Event(), asyncio.Event()
+
+            async def held(**kw: Any) -> Any:
+                reached.set()
+                await gate.wait()  # the call has not reached Redis (a connect, a pool wait)
+                return await real(**kw)
+
+            rl._s["RL_ACQUIRE"] = held
+            task = asyncio.create_task(_awaited(rl.acquire()))
+            await reached.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            rl._s["RL_ACQUIRE"] = real
+            await rl.acquire()  # carries the report
+            assert float(await ac.get("corral:{lr}:rl:lr:s")) == need
+            # Sent again (as by a call cancelled after Redis ran it): nothing moves.
+            args = ["again", "", "e", rl._lease_us, 0, rl._k.prefix, 1]
+            keys = [rl._k.epoch, *rl._k.keys()]
+            await real(keys=keys, args=[*args, rl._k.interval_us, 10, 1, tok, need])
+            assert float(await ac.get("corral:{lr}:rl:lr:s")) == need
+
+    asyncio.run(main())
+
+
+def test_threads_failed_call_keeps_the_late_report_it_carried(client: Any) -> None:
+    import redis
+
+    rl = corral.threads.redis.RateLimit(client, "lt", 1000, burst=10)
+    rl._late = -0.01  # every return counts as 10 ms late: each one leaves a report
+    rl.acquire()
+    ((_, (_, need)),) = rl._reports.items()
+    real = rl._s["RL_ACQUIRE"]
+
+    def broken(**kw: Any) -> Any:
+        raise redis.ConnectionError("the call did not reach Redis")
+
+    rl._s["RL_ACQUIRE"] = broken
+    with pytest.raises(corral.threads.redis.RedisUnavailable):
+        rl.acquire()
+    rl._s["RL_ACQUIRE"] = real
+    rl.acquire()  # carries the report
+    assert float(client.get("corral:{lt}:rl:lt:s")) == need
+
+
 def test_async_cancel_while_queued_and_as_head(redis_url: str) -> None:
     asyncio.run(_queued_and_head(redis_url))
 
