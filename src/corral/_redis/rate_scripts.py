@@ -26,7 +26,8 @@ one script touches one Cluster slot) and a limiter name ``n``:
   the waiter ``BLPOP``s it (a message that waits to be read: no race between "subscribe"
   and "check", and no second round trip to learn a grant);
 * ``ns:{g}:g:<token>`` — a grant's record (its instant, each limiter's ``tat`` after it,
-  then each limiter's shift total then), kept until
+  then each limiter's shift total then; once its late report is applied, the totals less
+  that report's shift, so a report sent twice moves the schedule once), kept until
   the grant's instant plus a lease: a caller cancelled after the script granted it leaves
   with ``RL_LEAVE``, which refunds the grant if nothing was taken after it;
 * ``ns:{g}:epoch`` hash — ``id``, made once and never expired, and ``rec``: the instant a
@@ -82,19 +83,28 @@ end
 -- their total, and each grant's record the total then): a run of late callers after one
 -- stall moves the schedule once, not once each.
 local function late(pre, tok, need, tat_keys, total_keys)
-  local g = redis.call('GET', pre .. 'g:' .. tok)
+  local gk = pre .. 'g:' .. tok
+  local g = redis.call('GET', gk)
   local rec = {}
   if g then for v in string.gmatch(g, '%S+') do rec[#rec + 1] = v end end
   local n = #tat_keys
+  local out = {rec[1]}
   for i = 1, n do
     local total = tonumber(redis.call('GET', total_keys[i]) or '0')
     local add = need - (total - tonumber(rec[1 + n + i] or total))
     if add > 0 then
       local v = redis.call('GET', tat_keys[i])
       if v then set_tat(tat_keys[i], tonumber(v) + add) end
-      redis.call('SET', total_keys[i], fmt(total + add), 'PX', 3600000)
+      total = total + add
+      redis.call('SET', total_keys[i], fmt(total), 'PX', 3600000)
     end
+    out[1 + i] = rec[1 + i]
+    out[1 + n + i] = fmt(total - need)
   end
+  -- Applied: the record's shift totals now say ``need`` was shifted since the grant, so the
+  -- same report sent again (by a caller that could not learn whether its call ran: it was
+  -- cancelled, or the reply was lost) moves nothing.
+  if g and #rec >= 1 + n then redis.call('SET', gk, table.concat(out, ' '), 'KEEPTTL') end
 end
 """
 

@@ -123,10 +123,13 @@ def _acquire(
     guard: rt.Guard | None = None
     queued = False
     mode = 0  # a first call: not queued, not granted yet (the script skips those checks)
+    # Late reports taken for a call that has not answered yet: given back if it fails (it may
+    # not have reached Redis; a report sent twice moves nothing the second time).
+    carried: list[Any] = []
     try:
         while True:
             with first._lock:
-                reports = first._reports.pop(key, [])
+                carried = first._reports.pop(key, [])
             sent = time.time()
             try:
                 r = script(
@@ -140,11 +143,12 @@ def _acquire(
                         first._k.prefix,
                         mode,
                         *tail,
-                        *reports,
+                        *carried,
                     ],
                 )
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
+            carried = []
             clock.sample(sent, time.time(), r[3])
             mode = 2
             epoch = decode(r[2])
@@ -189,6 +193,9 @@ def _acquire(
                 first._reports.setdefault(key, []).extend((token, need))
                 first._late_count += 1
     except BaseException:
+        if carried:
+            with first._lock:
+                first._reports.setdefault(key, []).extend(carried)
         # Leave no trace: out of the queue; a grant made meanwhile is refunded.
         with contextlib.suppress(*IO_ERRORS):
             first._s["RL_LEAVE"](

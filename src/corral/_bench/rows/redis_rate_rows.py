@@ -20,11 +20,12 @@ They share ``redis_rows``' server (its own ``redis-server`` on a free port, or
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..harness import Env, Stopwatch, Timing, check
@@ -52,16 +53,21 @@ def _impl(
 
 
 # --- one limiter per implementation (threads, blocking clients) -------------------------------
+# Each is a context manager that yields the acquire and, at exit, stops whatever the limiter
+# started: PyrateLimiter's runs a leak thread until it is closed (a run must not leave it to
+# outlive the row: the test's leak check counts it).
 
 
-def _corral(client: Any, name: str, rate: float) -> Callable[[], Any]:
+@contextlib.contextmanager
+def _corral(client: Any, name: str, rate: float) -> Iterator[Callable[[], Any]]:
     import corral.threads.redis
 
     rl = corral.threads.redis.RateLimit(client, name, rate, namespace=_P)
-    return rl.acquire
+    yield rl.acquire
 
 
-def _limits_hit(url: str, name: str, rate: float, *, wait: bool) -> Callable[[], Any]:
+@contextlib.contextmanager
+def _limits_hit(url: str, name: str, rate: float, *, wait: bool) -> Iterator[Callable[[], Any]]:
     from limits import RateLimitItemPerSecond, storage, strategies
 
     st = storage.RedisStorage(url)  # (the URL given: a spawned worker has no _url() state)
@@ -72,17 +78,15 @@ def _limits_hit(url: str, name: str, rate: float, *, wait: bool) -> Callable[[],
         ok: bool = window.hit(item, f"{_P}:{name}")
         return ok
 
-    if not wait:
-        return hit
-
     def acquire() -> None:
         while not hit():  # `limits` cannot wait: the usual recipe polls
             time.sleep(0.001)
 
-    return acquire
+    yield acquire if wait else hit
 
 
-def _pyrate(client: Any, name: str, rate: float, *, wait: bool) -> Callable[[], Any]:
+@contextlib.contextmanager
+def _pyrate(client: Any, name: str, rate: float, *, wait: bool) -> Iterator[Callable[[], Any]]:
     from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
 
     bucket = RedisBucket.init([Rate(int(rate), Duration.SECOND)], client, f"{_P}:{name}")
@@ -91,19 +95,13 @@ def _pyrate(client: Any, name: str, rate: float, *, wait: bool) -> Callable[[], 
     def acquire() -> bool:
         return bool(limiter.try_acquire("x", blocking=wait))
 
-    # PyrateLimiter leaks its buckets from a daemon thread of its own ("Leaker"): the row
-    # closes the limiter when done (_close), so no thread of a peer outlives its run.
-    acquire.close = limiter.close  # type: ignore[attr-defined]
-    return acquire
+    try:
+        yield acquire
+    finally:
+        limiter.close()  # stops (and joins) its leak thread
 
 
-def _close(acquire: Callable[[], Any]) -> None:
-    close = getattr(acquire, "close", None)
-    if close is not None:
-        close()
-
-
-_MAKERS: dict[str, Callable[..., Callable[[], Any]]] = {
+_MAKERS: dict[str, Callable[..., contextlib.AbstractContextManager[Callable[[], Any]]]] = {
     "corral": lambda c, url, n, r, wait: _corral(c, n, r),
     "limits": lambda c, url, n, r, wait: _limits_hit(url, n, r, wait=wait),
     "pyrate": lambda c, url, n, r, wait: _pyrate(c, n, r, wait=wait),
@@ -114,17 +112,16 @@ def _uncontended(kind: str) -> Callable[[Env, int], Timing]:
     def run(env: Env, n: int) -> Timing:
         import redis
 
-        with redis.Redis.from_url(_url()) as client:
-            acquire = _MAKERS[kind](client, _url(), f"u:{_uid()}", HUGE, False)
+        with (
+            redis.Redis.from_url(_url()) as client,
+            _MAKERS[kind](client, _url(), f"u:{_uid()}", HUGE, False) as acquire,
+        ):
             acquire()  # script loaded, connection made, clock calibrated
-            try:
-                ok = 0
-                sw = Stopwatch()
-                for _ in range(n):
-                    ok += acquire() is not False
-                t = sw.stop()
-            finally:
-                _close(acquire)
+            ok = 0
+            sw = Stopwatch()
+            for _ in range(n):
+                ok += acquire() is not False
+            t = sw.stop()
             check(ok == n, f"{ok} of {n} acquires granted")
             return t
 
@@ -156,14 +153,15 @@ def _fleet_worker(kind: str, url: str, name: str, share: int, log: str, go: str)
     import redis
 
     fd = os.open(log, os.O_WRONLY | os.O_APPEND)
-    with redis.Redis.from_url(url, socket_timeout=120) as client:
-        acquire = _MAKERS[kind](client, url, name, RATE, True)
+    with (
+        redis.Redis.from_url(url, socket_timeout=120) as client,
+        _MAKERS[kind](client, url, name, RATE, True) as acquire,
+    ):
         client.rpush(f"{go}:ready", 1)
         client.blpop([go], timeout=120)
         for _ in range(share):
             acquire()
             os.write(fd, f"{time.time():.6f}\n".encode())
-        _close(acquire)
     os.close(fd)
 
 
