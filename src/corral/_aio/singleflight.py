@@ -31,7 +31,7 @@ from .._core.singleflight import (
 )
 from .._core.waiter import AsyncWaiter, Waiter
 from .._threads.singleflight import start_thread
-from .wait import park
+from .wait import owed, park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.singleflight import SingleFlight as ThreadSingleFlight
@@ -167,7 +167,10 @@ class SingleFlight(SingleFlightBase[K, V]):
         """
         # Every wait goes through park(), the one place that says what a cancellation
         # racing the delivery means (issue 17: a hand-inlined copy here once forgot to
-        # record the owed cancellation, and swallowed it).
+        # record the owed cancellation, and swallowed it). A cancellation still owed from
+        # the task's previous operation is raised here, before joining (see wait.py).
+        if owed:
+            pay_owed()
         w = self._join(
             key, fn, args, timeout, ctx, "SingleFlight.do", AsyncWaiter(_get_running_loop())
         )
@@ -210,6 +213,8 @@ class SingleFlight(SingleFlightBase[K, V]):
     ) -> FlightResult[Any]:
         """:meth:`do`, also telling whether the result was shared with other callers
         (Go's third return value): ``value, shared = await sf.do_shared(key, fn)``."""
+        if owed:
+            pay_owed()
         waiter = AsyncWaiter(_get_running_loop())
         w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do_shared", waiter)
         await park(w, timeout, ctx)
