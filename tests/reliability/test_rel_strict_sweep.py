@@ -473,6 +473,57 @@ def test_threads_a_ctx_cancelled_operation_had_no_effect_or_its_result_stands() 
         )
     )
 
+    clock = ct.ManualClock()
+    rl = corral.threads.RateLimit(1, per=1.0, burst=1, clock=clock)
+    granted = [0]
+
+    def rate_setup() -> None:
+        clock.advance(1.0)
+        rl.acquire()  # spends the burst: the next acquire waits for the clock
+        granted[0] = rl.statistics().granted
+
+    rows.append(
+        (
+            "RateLimit.acquire",
+            _thread_race(
+                setup=rate_setup,
+                op=lambda ctx: rl.acquire(ctx=ctx),
+                kick=lambda: clock.advance(1.0),
+                undo=lambda: granted.__setitem__(0, granted[0] + 1),
+                no_effect=lambda: rl.statistics().granted == granted[0],
+                parked=lambda: rl.statistics().waiting == 1,
+            ),
+        )
+    )
+
+    lsem = corral.threads.Semaphore(1)
+    limits = corral.threads.Limits(rl, lsem)
+
+    def limits_setup() -> None:
+        clock.advance(1.0)
+        lsem.acquire()  # held: the joint acquire waits for it
+        granted[0] = rl.statistics().granted
+
+    def limits_undo() -> None:
+        granted[0] += 1
+        lsem.release()
+
+    rows.append(
+        (
+            "Limits.acquire",
+            _thread_race(
+                setup=limits_setup,
+                op=lambda ctx: limits.acquire(ctx=ctx),
+                kick=lsem.release,
+                undo=limits_undo,
+                no_effect=lambda: (
+                    rl.statistics().granted == granted[0] and lsem.statistics().held == 0
+                ),
+                parked=lambda: lsem.statistics().waiting == 1,
+            ),
+        )
+    )
+
     sf: corral.threads.SingleFlight[str, int] = corral.threads.SingleFlight()
     gate = [threading.Event()]
 
