@@ -12,6 +12,7 @@ Copies covered:
 
 * ``corral._aio.semaphore._granted``: inline of ``corral._aio.wait.park``;
 * ``corral._aio.semaphore.Semaphore.acquire``: inline of ``SemaphoreState.try_acquire``;
+* ``corral._aio.semaphore._Acquire.__await__``: inline of ``SemaphoreState.acquire``;
 * ``corral._shells.SemaphoreBase.release``: inline of ``SemaphoreState.release``;
 * ``corral._aio.ratelimit.RateLimit.acquire``: inline of ``RateLimitState.try_take_locked``.
 """

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Semaphore"]
 
+_get_running_loop = asyncio.get_running_loop
+
 _DONE: Any = iter(())  # an exhausted iterator: awaiting it completes at once, in C
 
 
@@ -100,12 +102,23 @@ class _Acquire(MustAwait):
     def __await__(self) -> Generator[Any, None, None]:
         self._used = True
         if self._ctx is None and not owed:
+            # inline of corral._core.semaphore.SemaphoreState.acquire: one lock
+            # acquisition takes the permits or queues the waiter (a contended acquire
+            # parks every time: two calls fewer per park).
             st = self._st
             n = self._n
-            w = st.acquire(n, new_waiter)
-            if w is None:
-                return _DONE  # type: ignore[no-any-return]
-            assert isinstance(w, AsyncWaiter)
+            lock = st.lock
+            lock.acquire()
+            try:
+                if st.size - st.cur >= n and not st.waiters:
+                    st.cur += n
+                    return _DONE  # type: ignore[no-any-return]
+                w = AsyncWaiter(_get_running_loop())
+                w.item = n  # queued as its own entry, as SemaphoreState.acquire does
+                w.owner = st
+                st.waiters.append(w)
+            finally:
+                lock.release()
             if self._timeout is None:
                 return _granted(w, st, n)
             return park(w, self._timeout, None, partial(_give_back, st, n)).__await__()
