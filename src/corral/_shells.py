@@ -146,10 +146,11 @@ class SemaphoreBase(views.Flavoured):
         st = self._st
         if n.__class__ is not int or not 0 <= n <= st.size:
             check_weight(n, st.size, "Semaphore.release")  # raises the right error
-        # SemaphoreState.release, inlined (a third of an uncontended acquire+release pair
-        # is call overhead): one lock acquisition gives the permits back and grants the
-        # queued acquires they satisfy. Releasing more than is held falls through to the
-        # state method, which raises under its own lock.
+        # inline of corral._core.semaphore.SemaphoreState.release (a third of an
+        # uncontended acquire+release pair is call overhead): one lock acquisition gives
+        # the permits back and grants the queued acquires they satisfy. Releasing more
+        # than is held falls through to the state method, which raises under its own
+        # lock. Checked against the original by tests/reliability/test_rel_inlines.py.
         lock = st.lock
         lock.acquire()
         try:

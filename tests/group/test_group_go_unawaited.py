@@ -270,3 +270,21 @@ async def test_go_cancelled_after_its_task_was_started_for_it_keeps_the_task_run
         assert not g.try_go(fetch, log, "no room")
     assert log == ["handed"]
     assert g.statistics().running == 0
+
+
+async def test_using_a_waiting_go_without_await_as_a_task_names_go_and_await() -> None:
+    """Issue 17: ``t = g.go(fn)`` under a full limit, then ``t.result()`` ended in
+    "'generator' object has no attribute 'result'", naming neither ``go`` nor ``await``."""
+    gate = asyncio.Event()
+    log: list[str] = []
+    with pytest.raises(AttributeError) as info:
+        async with corral.Group(limit=1) as g:
+            g.go(hold, gate)  # takes the one slot
+            task = g.go(work, log, "late")  # must wait: does nothing until awaited
+            try:
+                task.result()  # type: ignore[attr-defined]
+            finally:
+                gate.set()
+    message = str(info.value)
+    assert "go(work)" in message, message
+    assert "await g.go(" in message, message

@@ -40,9 +40,9 @@ from .group_go import (
     HANDED,
     GoWaiter,
     Unawaited,
+    WaitingGo,
     fn_name,
     give_back,
-    go_when_awaited,
     started,
 )
 from .wait import drop_withdrawn_cancel, park
@@ -241,7 +241,7 @@ class Group(GroupBase):
             return started(self._spawn(fn, args, sem, is_async, loop, "Group.go"))
         token = Unawaited(fn, is_async)
         self._unawaited[token] = None
-        return go_when_awaited(self, token, args)
+        return WaitingGo(self, token, args)
 
     async def _go_waiting(
         self, fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...]

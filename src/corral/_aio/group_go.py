@@ -1,9 +1,9 @@
 """``corral.Group.go``'s awaitables and its waiter for a slot (split from ``group.py``).
 
 ``go()`` is a plain method: it starts the task at the call when it can and returns
-:func:`started`; when the task must wait for a slot it returns :func:`go_when_awaited`,
-which does nothing until awaited. Both are generator-based awaitables rather than
-``async def`` coroutines: see each one's docstring for why.
+:func:`started`; when the task must wait for a slot it returns a :class:`WaitingGo`,
+which does nothing until awaited. Neither is an ``async def`` coroutine: see each one's
+docstring for why.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ __all__ = [
     "HANDED",
     "GoWaiter",
     "Unawaited",
+    "WaitingGo",
     "fn_name",
     "give_back",
-    "go_when_awaited",
     "started",
 ]
 
@@ -85,16 +85,35 @@ class Unawaited:
         self.is_async = is_async  # checked at the call
 
 
-@types.coroutine
-def go_when_awaited(
-    group: Group, token: Unawaited, args: tuple[Any, ...]
-) -> Generator[Any, None, asyncio.Task[Any]]:
-    """What ``go()`` returns when the task must wait for a slot: nothing happens until it
-    is awaited; then it waits in line (cancellably) and starts the task.
+class WaitingGo:
+    """What ``go()`` returns when the task must wait for a slot: :func:`go_when_awaited`
+    behind an object, so that using it as the task (``t = g.go(fn); t.result()``, the
+    ``await`` forgotten) fails with a message naming ``go()`` and ``await`` rather than
+    "'generator' object has no attribute 'result'" (issue 17). Only this path pays for
+    the object: it waits for a slot anyway."""
 
-    Generator-based like :func:`started`, so one never awaited emits no "never awaited"
-    warning from wherever it happens to be collected: the group reports it instead, as a
-    ``GroupError`` naming the function when it finishes (see ``_report_unawaited``).
-    """
-    group._unawaited.pop(token, None)  # gone if the group finished: _go_waiting refuses
-    return (yield from group._go_waiting(token.fn, token.is_async, args).__await__())
+    __slots__ = ("_args", "_group", "_token")
+
+    def __init__(self, group: Group, token: Unawaited, args: tuple[Any, ...]) -> None:
+        self._group = group
+        self._token = token
+        self._args = args
+
+    def __await__(self) -> Generator[Any, None, asyncio.Task[Any]]:
+        """Nothing happens until awaited; then it waits in line (cancellably) and starts
+        the task. One never awaited is reported by the group, as a ``GroupError`` naming
+        the function when it finishes (see ``Group._report_unawaited``)."""
+        group = self._group
+        token = self._token
+        group._unawaited.pop(token, None)  # gone if the group finished: _go_waiting refuses
+        return (yield from group._go_waiting(token.fn, token.is_async, self._args).__await__())
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"Group.go({fn_name(self._token.fn)}) returned an awaitable, not the task, so it "
+            f"has no attribute {name!r}: write `task = await g.go(fn, ...)`. This go() had "
+            "to wait for a free slot under the limit, which happens when it is awaited"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Group.go({fn_name(self._token.fn)}) waiting for a slot: await it>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Awaitable, Generator, Mapping
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from .._core.context import Context, _check_timeout
 from .._core.joint import joint_acquire
 from .._core.ratelimit import EPS, RateLimitState, check_cost
+from .._core.semaphore import SemaphoreState
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .channel import new_waiter
-from .wait import owed, park, pay_owed
+from .wait import MustAwait, owed, park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.ratelimit import Limits as ThreadLimits
@@ -44,42 +45,44 @@ async def _acquire(
     st.land(c)  # charged as of now, the instant this task resumes (see _core/ratelimit.py)
 
 
-class _Acquire:
-    """``await rl.acquire(c)`` or ``async with rl.acquire(c):`` (nothing to give back).
+class _Taken:
+    """What ``acquire()`` returns when it took the cost at the call: awaiting it completes
+    at once; ``async with`` is allowed (a rate limit's cost is spent, not held)."""
 
-    Immutable, so the limit hands out one shared ``acquire(1)`` object (as Semaphore does).
-    """
+    __slots__ = ()
 
-    __slots__ = ("_c", "_cost_time", "_ctx", "_slack", "_st", "_timeout")
+    def __await__(self) -> Generator[Any, None, None]:
+        return _DONE  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> None:
+        pass
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+
+_TAKEN = _Taken()
+
+
+class _Acquire(MustAwait):
+    """``await rl.acquire(c)`` or ``async with rl.acquire(c):`` when the call could not
+    take the cost at once: it waits when awaited. One per call, so that one dropped
+    without ``await`` / ``async with`` warns (``MustAwait``): it took nothing."""
+
+    __slots__ = ("_c", "_ctx", "_st", "_timeout")
+    _what = "RateLimit.acquire"
 
     def __init__(self, st: RateLimitState, c: float, timeout: float | None, ctx: Context | None):
         self._st = st
         self._c = c
         self._timeout = timeout
         self._ctx = ctx
-        # The GCRA test "now + EPS >= tat + (c - burst) * T", rearranged so the fast path
-        # does one comparison: tat <= now + slack.
-        self._cost_time = c * st.interval
-        self._slack = (st.burst - c) * st.interval + EPS
+        self._used = False
 
     def __await__(self) -> Generator[Any, None, None]:
-        if self._ctx is None and not owed:
-            # inline of corral._core.ratelimit.RateLimitState.try_acquire: an uncontended
-            # acquire builds no coroutine and makes no method call but the clock's. (Any
-            # grant still pending sends it the slow way, which decides exactly.)
-            st = self._st
-            lock = st.lock
-            lock.acquire()
-            try:
-                if not st.waiters and not st.pending:
-                    now = st.now()
-                    tat = st.tat
-                    if tat <= now + self._slack:
-                        st.tat = (tat if tat > now else now) + self._cost_time
-                        st.granted += self._c
-                        return _DONE  # type: ignore[no-any-return]
-            finally:
-                lock.release()
+        self._used = True
         return _acquire(self._st, self._c, self._timeout, self._ctx).__await__()
 
     async def __aenter__(self) -> None:
@@ -115,33 +118,57 @@ class RateLimit(RateLimitBase):
     False
     """
 
-    __slots__ = ("_acquire1",)
+    __slots__ = ()
     _flavour = "aio"
-    _acquire1: _Acquire
 
     def acquire(
         self, cost: float = 1, *, timeout: float | None = None, ctx: Context | None = None
-    ) -> _Acquire:
+    ) -> _Taken | _Acquire:
         """Wait (FIFO) until ``cost`` conforms, then take it; ``await`` or ``async with``.
 
         ``ValueError`` at once if ``cost`` exceeds the burst. ``DeadlineExceeded`` after
         ``timeout``; ``Cancelled`` if ``ctx`` is done. A cancelled or timed-out acquire
-        costs nothing.
+        costs nothing. A cost that conforms now is taken at the call, so a forgotten
+        ``await`` still counts; one that must wait does so when awaited, and one never
+        awaited nor entered warns (``RuntimeWarning``), as a coroutine never awaited does.
         """
-        if cost == 1 and timeout is None and ctx is None and cost.__class__ is int:
-            try:
-                return self._acquire1
-            except AttributeError:
-                if self._st.burst >= 1:
-                    acq = self._acquire1 = _Acquire(self._st, 1, None, None)
-                    return acq
         st = self._st
-        c = check_cost(cost, st.burst, "RateLimit.acquire")
+        if cost == 1 and cost.__class__ is int and st.burst >= 1:
+            c: float = 1
+        else:
+            c = check_cost(cost, st.burst, "RateLimit.acquire")
         if timeout is not None:
             _check_timeout(timeout)
-        if ctx is not None and not isinstance(ctx, Context):
+        if ctx is None:
+            if not owed:
+                # inline of corral._core.ratelimit.RateLimitState._try_take_locked: the
+                # GCRA test "now + EPS >= tat + (c - burst) * T", taken at the call. (A
+                # grant still pending sends it the slow way, which decides exactly.)
+                lock = st.lock
+                lock.acquire()
+                try:
+                    if not st.waiters and not st.pending:
+                        now = st.now()
+                        tat = st.tat
+                        interval = st.interval
+                        if tat <= now + (st.burst - c) * interval + EPS:
+                            st.tat = (tat if tat > now else now) + c * interval
+                            st.granted += c
+                            return _TAKEN
+                finally:
+                    lock.release()
+        elif not isinstance(ctx, Context):
             raise TypeError(f"RateLimit.acquire: ctx must be a corral Context, got {ctx!r}")
         return _Acquire(st, c, timeout, ctx)
+
+    def __aenter__(self) -> Awaitable[None]:
+        """``async with rl:`` takes a cost of 1 (as ``async with rl.acquire():``)."""
+        return self.acquire()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass  # a rate limit's cost is spent, not held
 
     def as_threads(self) -> ThreadRateLimit:
         """The same rate limit as a ``corral.threads.RateLimit``."""
@@ -163,18 +190,22 @@ async def _joint(parts: list[tuple[Any, Any]], timeout: float | None, ctx: Conte
     return grant
 
 
-class _LimitsAcquire:
-    """``await limits.acquire(...)`` (a :class:`Grant`) or ``async with ... as grant``."""
+class _LimitsAcquire(MustAwait):
+    """``await limits.acquire(...)`` (a :class:`Grant`) or ``async with ... as grant``;
+    one dropped without either warns (``MustAwait``): it took nothing."""
 
     __slots__ = ("_ctx", "_grant", "_parts", "_timeout")
+    _what = "Limits.acquire"
 
     def __init__(self, parts: list[tuple[Any, Any]], timeout: float | None, ctx: Context | None):
         self._parts = parts
         self._timeout = timeout
         self._ctx = ctx
         self._grant: Grant | None = None
+        self._used = False
 
     def __await__(self) -> Generator[Any, None, Grant]:
+        self._used = True
         return _joint(self._parts, self._timeout, self._ctx).__await__()
 
     async def __aenter__(self) -> Grant:
@@ -230,6 +261,19 @@ class Limits(LimitsBase):
         if ctx is not None and not isinstance(ctx, Context):
             raise TypeError(f"Limits.acquire: ctx must be a corral Context, got {ctx!r}")
         return _LimitsAcquire(parts, timeout, ctx)
+
+    async def __aenter__(self) -> None:
+        """``async with limits:`` takes a cost of 1 from every limiter (one permit of each
+        semaphore), given back on exit: ``acquire(...)`` is the form with costs and a
+        :class:`Grant` to adjust."""
+        await _joint(self._parts(None, "Limits"), None, None)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for st, _ in self._parts(None, "Limits"):
+            if isinstance(st, SemaphoreState):
+                st.release(1)
 
     def as_threads(self) -> ThreadLimits:
         """The same limits for threads (``corral.threads.Limits``)."""

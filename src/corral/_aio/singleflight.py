@@ -32,7 +32,7 @@ from .._core.singleflight import (
 from .._core.waiter import AsyncWaiter, Waiter
 from .._threads.singleflight import start_thread
 from .callgraph import CALL_GRAPH, await_flight, flight_started
-from .wait import _recancel, park
+from .wait import owed, park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.singleflight import SingleFlight as ThreadSingleFlight
@@ -43,7 +43,6 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 Ts = TypeVarTuple("Ts")
 
-_CANCELLED = asyncio.CancelledError()
 _get_running_loop = asyncio.get_running_loop
 # Flight tasks are referenced here while they run: the event loop keeps only weak
 # references to tasks, and nobody else holds this one.
@@ -95,19 +94,6 @@ async def _drive(st: SingleFlightState, f: Flight, coro: Coroutine[Any, Any, Any
             raise
     else:
         st.finish(f, value, None)
-
-
-def _leave(w: AsyncWaiter) -> bool:
-    """The waiting task was cancelled: True if it left (re-raise); False if the result
-    was already handed to it, which it then returns, the cancellation being delivered
-    again at its next await (``_aio.wait.park``'s rule, inlined for ``do``)."""
-    if w.abort(_CANCELLED, wake=False) or w.error is not None:
-        w.unlink()
-        return True
-    task = asyncio.current_task()
-    assert task is not None
-    w.loop.call_soon(_recancel, task, task.cancelling())
-    return False
 
 
 def _deliver(w: AsyncWaiter, out: asyncio.Future[Any], _: asyncio.Future[None]) -> None:
@@ -182,21 +168,18 @@ class SingleFlight(SingleFlightBase[K, V]):
         An exception from ``fn`` is raised as a copy of its own in each caller (same type,
         args and attributes; the traceback starts where ``fn`` failed).
         """
-        # do_shared's body, inlined: do() is the hot path (one coroutine, no park()
-        # frame when there is no timeout or ctx).
+        # Every wait goes through park(), the one place that says what a cancellation
+        # racing the delivery means (issue 17: a hand-inlined copy here once forgot to
+        # record the owed cancellation, and swallowed it). A cancellation still owed from
+        # the task's previous operation is raised here, before joining (see wait.py).
+        if owed:
+            pay_owed()
         w = self._join(
             key, fn, args, timeout, ctx, "SingleFlight.do", AsyncWaiter(_get_running_loop())
         )
         if CALL_GRAPH:  # 3.14+
             await_flight(w)
-        if timeout is None and ctx is None:
-            try:
-                await w.fut
-            except asyncio.CancelledError:
-                if _leave(w):
-                    raise
-        else:
-            await park(w, timeout, ctx)
+        await park(w, timeout, ctx)
         value, error, _ = w.value
         if error is not None:
             raise fresh_copy(error)
@@ -235,6 +218,8 @@ class SingleFlight(SingleFlightBase[K, V]):
     ) -> FlightResult[Any]:
         """:meth:`do`, also telling whether the result was shared with other callers
         (Go's third return value): ``value, shared = await sf.do_shared(key, fn)``."""
+        if owed:
+            pay_owed()
         waiter = AsyncWaiter(_get_running_loop())
         w = self._join(key, fn, args, timeout, ctx, "SingleFlight.do_shared", waiter)
         if CALL_GRAPH:  # 3.14+

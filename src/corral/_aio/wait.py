@@ -21,6 +21,7 @@ always has an item ready would never suspend and never see its cancellation.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -32,7 +33,14 @@ if TYPE_CHECKING:
     from .._core.context import CancelContext, Context
     from .._core.waiter import AsyncWaiter, Waiter
 
-__all__ = ["cancelled_while_parked", "drop_withdrawn_cancel", "owed", "park", "pay_owed"]
+__all__ = [
+    "MustAwait",
+    "cancelled_while_parked",
+    "drop_withdrawn_cancel",
+    "owed",
+    "park",
+    "pay_owed",
+]
 
 _TASK_CANCELLED = asyncio.CancelledError()
 
@@ -129,3 +137,29 @@ async def park(
     if err is not None:
         w.unlink()
         raise err
+
+
+class MustAwait:
+    """Base of the objects an asyncio call returns to be awaited or entered (``acquire``):
+    one dropped unused warns, as a coroutine never awaited does.
+
+    Those objects are not coroutines (a coroutine would cost a frame on every uncontended
+    acquire, and could not be an ``async with`` context manager too), so Python's "never
+    awaited" warning does not cover them: without this, ``sem.acquire()`` missing its
+    ``await`` took no permit and said nothing (issue 17). A subclass sets ``_used = False``
+    in ``__init__`` and ``True`` in ``__await__``; ``_what`` names the call.
+    """
+
+    __slots__ = ("_used",)
+    _what = "acquire"
+    _used: bool
+
+    def __del__(self) -> None:
+        if not self._used:
+            warnings.warn(
+                f"{self._what}() was never awaited nor entered, so it did nothing: "
+                "write `await` (or `async with`) before the call",
+                RuntimeWarning,
+                stacklevel=1,
+                source=self,
+            )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .._core.context import Context, _check_timeout
 from .._core.joint import joint_acquire
 from .._core.ratelimit import check_cost
+from .._core.semaphore import SemaphoreState
 from .._core.waiter import ThreadWaiter, Waiter
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .wait import park
@@ -74,6 +75,15 @@ class RateLimit(RateLimitBase):
             st.land(c)  # charged as of now, the instant this thread returns
         return _TAKEN
 
+    def __enter__(self) -> None:
+        """``with rl:`` takes a cost of 1 (as ``with rl.acquire():``)."""
+        self.acquire(1)
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass  # a rate limit's cost is spent, not held
+
     def as_async(self) -> AsyncRateLimit:
         """The same rate limit as a ``corral.RateLimit``."""
         view: AsyncRateLimit = self._family["aio"]._view(self._st)
@@ -114,6 +124,18 @@ class Limits(LimitsBase):
             park(w, timeout, ctx, lambda _: grant._undo())
             grant._land()
         return grant
+
+    def __enter__(self) -> None:
+        """``with limits:`` takes a cost of 1 from every limiter (one permit of each
+        semaphore), given back on exit."""
+        self.acquire()
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for st, _ in self._parts(None, "Limits"):
+            if isinstance(st, SemaphoreState):
+                st.release(1)
 
     def as_async(self) -> AsyncLimits:
         """The same limits for asyncio tasks (``corral.Limits``)."""

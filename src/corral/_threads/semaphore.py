@@ -43,6 +43,8 @@ class Semaphore(SemaphoreBase):
     >>> with sem.acquire(4):
     ...     print(sem.statistics().held)
     4
+
+    ``with sem:`` takes one permit, as ``threading.Semaphore`` does.
     """
 
     __slots__ = ()
@@ -70,6 +72,15 @@ class Semaphore(SemaphoreBase):
 
             park(w, timeout, ctx, undo)
         return Held(st, n)
+
+    def __enter__(self) -> None:
+        """``with sem:`` acquires 1 permit (as ``with sem.acquire():``)."""
+        self.acquire(1)
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._st.release(1)
 
     def as_async(self) -> AsyncSemaphore:
         """The same semaphore as a ``corral.Semaphore``."""
