@@ -447,11 +447,31 @@ def _check_timeout(timeout: float | None, name: str = "timeout") -> None:
         raise ValueError(f"{name} must be >= 0, got {timeout!r}")
 
 
+def check_ctx_arg(ctx: object, what: str, *, optional: bool = False) -> Context | None:
+    """The one check of a ``ctx=`` argument: a corral Context (or, if ``optional``, None).
+
+    Every entry point that takes a ctx calls this (or :func:`check_ctx`, which adds the
+    fail-fast test), so the message is the same everywhere: ``"<what>: ctx must be a
+    corral Context[ or None], got <type>"``.
+    """
+    if isinstance(ctx, Context):
+        return ctx
+    if ctx is None and optional:
+        return None
+    alt = " or None" if optional else ""
+    raise TypeError(f"{what}: ctx must be a corral Context{alt}, got {type(ctx).__name__}")
+
+
 def check_ctx(ctx: object, what: str) -> None:
-    """Reject a non-Context; fail fast if the Context is already done (as Go does)."""
-    if not isinstance(ctx, Context):
-        raise TypeError(f"{what}: ctx must be a corral Context, got {type(ctx).__name__}")
-    ctx.raise_if_cancelled()
+    """Reject a non-Context; fail fast if the Context is already done (as Go does).
+
+    For a blocking operation's ``ctx=``: a call bound to a done Context raises
+    ``Cancelled`` before it has any effect, even when it could complete at once.
+    """
+    if isinstance(ctx, Context):
+        ctx.raise_if_cancelled()
+    else:
+        check_ctx_arg(ctx, what)  # not a Context: raises, with the one message
 
 
 def _check_parent(parent: object, fn: str) -> Context:

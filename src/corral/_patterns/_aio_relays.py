@@ -18,7 +18,7 @@ from collections.abc import AsyncIterable, Iterable
 from typing import Any, Literal, TypeVar
 
 from .._core.channel import CLOSED
-from .._core.context import CancelContext, Context, background, with_cancel
+from .._core.context import CancelContext, Context, background, check_ctx_arg, with_cancel
 from .._errors import ChannelClosed, CorralError, EndOfChannel
 from .._shells import ChannelBase
 from . import _rt_aio as rt
@@ -116,12 +116,6 @@ class RelayChannel(rt.Channel[T]):
         return r  # type: ignore[no-any-return]
 
 
-def _check_relay_ctx(ctx: object, what: str) -> Context:
-    if not isinstance(ctx, Context):
-        raise TypeError(f"{what}: ctx must be a corral Context, got {type(ctx).__name__}")
-    return ctx
-
-
 def _relay_failed(ctx: Context, exc: BaseException) -> bool:
     """Whether ``exc`` is a real failure (not the relay's ctx being done)."""
     return ctx.err is None or not rt.is_cancellation(exc)
@@ -177,7 +171,7 @@ def or_done(
     [0, 1, 2]
     """
     what = "or_done"
-    _check_relay_ctx(ctx, what)
+    check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     src = Pull(channel, what, "channel")
     out: RelayChannel[T] = RelayChannel(buffer, ctx)
@@ -267,7 +261,7 @@ def tee(
     ([0, 1, 2], [0, 1, 2])
     """
     what = "tee"
-    _check_relay_ctx(ctx, what)
+    check_ctx_arg(ctx, what)
     check_int(n, what, "n", 1)
     if policy not in _TEE_POLICIES:
         raise ValueError(f"tee: policy must be one of {_TEE_POLICIES}, got {policy!r}")
@@ -364,7 +358,7 @@ def fan_in(
     what = "fan_in"
     if ctx is None:
         ctx = background()
-    _check_relay_ctx(ctx, what)
+    check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     pulls = [Pull(x, what, "inputs") for x in inputs]
     out: RelayChannel[T] = RelayChannel(buffer, ctx)  # the caller's ctx, not the inner one

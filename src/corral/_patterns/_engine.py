@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.channel import ChannelState, check_capacity
 from .._core.context import CancelContext, background, with_cancel
+from .._core.group import is_async_callable
 from .._core.semaphore import SemaphoreState
 from .._shells import ChannelBase
-from ._plan import FlowPlan, is_async_callable
+from ._plan import FlowPlan
 from ._rate import rate_limited
 from ._stage_run import IterSource, StageRun, WorkerRecord, no_coroutines
 from ._stats import PipelineStatistics
