@@ -512,7 +512,14 @@ def _derive(parent: Context, deadline: float | None, cause: BaseException | None
             child._expire()
         else:
             child._cause = cause
-            child._timer = _timer.schedule(deadline, child._expire)
+            try:
+                child._timer = _timer.schedule(deadline, child._expire)
+            except BaseException:  # no timer thread (ThreadStartError): no child either
+                if pg is not None:
+                    with _tree:
+                        pg._children.discard(child)
+                        child._registered_in = None
+                raise
     return child
 
 

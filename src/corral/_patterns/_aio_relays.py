@@ -367,6 +367,12 @@ def fan_in(
         return out
     inner = with_cancel(ctx)
     merge = _Merge(inner, len(pulls), out)
-    for p in pulls:
-        rt.spawn(_fan_in_body, (inner, p, merge), what)
+    for i, p in enumerate(pulls):
+        try:
+            rt.spawn(_fan_in_body, (inner, p, merge), what)
+        except BaseException:  # no relay could start (ThreadStartError): undo the others
+            inner.cancel()  # the relays started stop at their next step
+            for _ in pulls[i:]:
+                merge.exit()  # and the ones never started are counted out
+            raise
     return out

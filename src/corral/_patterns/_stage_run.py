@@ -23,6 +23,12 @@ from ._stats import StageStatistics
 
 _log = logging.getLogger("corral")
 
+#: The worker loops' inlined channel fast paths (``# inline of ...`` in ``_aio_workers`` and
+#: ``_aio_flow``) are taken when this is true. tests/inlines turn it off to run the same
+#: generated pipelines through the originals (``ChannelState.recv`` / ``send``) and compare.
+#: Read once when a worker starts, never per item.
+INLINE_FAST_PATHS = True
+
 
 # -- the engine -------------------------------------------------------------------------------
 
