@@ -231,10 +231,9 @@ class AsyncWaiter(Waiter):
         return True
 
     def _wake(self) -> bool:
+        # The one asyncio wake-up (``complete`` above is its marked inline).
         if running_here(self.loop):
-            fut = self.fut
-            if not fut.done():
-                fut.set_result(None)
+            _resolve(self.fut)
             return True
         try:
             self.loop.call_soon_threadsafe(_resolve, self.fut)
