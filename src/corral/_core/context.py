@@ -25,6 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
@@ -32,7 +33,7 @@ from .._errors import Cancelled, DeadlineExceeded
 from . import timer as _timer
 from . import views
 from .cancelling import drop_withdrawn_cancel
-from .waiter import AsyncWaiter, ThreadWaiter
+from .waiter import AsyncWaiter, ThreadWaiter, Waiter
 
 if TYPE_CHECKING:
     from .._aio.channel import Channel
@@ -352,6 +353,15 @@ class CancelContext(Context):
             self._callbacks[handle] = fn
             return handle
 
+    def _abort_on_cancel(self, w: Waiter) -> int | None:
+        """Abort the parked ``w`` with this context's error when it is cancelled (now, if
+        it is done already): how every blocking operation's ``ctx=`` ends its wait, in both
+        flavours. Returns the handle to :meth:`_remove_callback` once the wait is over."""
+        handle = self._on_cancel(partial(_abort_waiter, w, self))
+        if handle is None:
+            _abort_waiter(w, self)
+        return handle
+
     def _remove_callback(self, handle: int) -> None:
         with _tree:
             if self._callbacks is not None:
@@ -436,6 +446,10 @@ class _CancelScope:
             if ours and et is None and self._task.cancelling() == 0:
                 # The block finished before our cancel landed: withdraw it for good.
                 await drop_withdrawn_cancel(self._task)
+
+
+def _abort_waiter(w: Waiter, g: CancelContext) -> None:
+    w.abort(g._fresh_error())
 
 
 def _check_timeout(timeout: float | None, name: str = "timeout") -> None:
