@@ -22,7 +22,7 @@ from .._core.context import CancelContext, Context, background, check_ctx_arg, w
 from .._errors import ChannelClosed, CorralError, EndOfChannel
 from .._shells import ChannelBase
 from . import _rt_aio as rt
-from ._aio_workers import InputEnded, Pull
+from ._aio_workers import InputEnded, Pull, is_failure
 from ._plan import check_int
 from ._stage_run import offer_dropping
 
@@ -116,11 +116,6 @@ class RelayChannel(rt.Channel[T]):
         return r  # type: ignore[no-any-return]
 
 
-def _relay_failed(ctx: Context, exc: BaseException) -> bool:
-    """Whether ``exc`` is a real failure (not the relay's ctx being done)."""
-    return ctx.err is None or not rt.is_cancellation(exc)
-
-
 async def _or_done_body(ctx: Context, src: Pull, out: RelayChannel[Any]) -> None:
     pctx = rt.park_ctx(ctx)
     try:
@@ -132,7 +127,7 @@ async def _or_done_body(ctx: Context, src: Pull, out: RelayChannel[Any]) -> None
     except (InputEnded, ChannelClosed):
         pass
     except BaseException as exc:
-        if _relay_failed(ctx, exc):
+        if is_failure(ctx, exc):
             out._failure = exc
             if rt.must_reraise(exc):
                 raise
@@ -215,7 +210,7 @@ async def _tee_body(
     except InputEnded:
         pass
     except BaseException as exc:
-        if _relay_failed(ctx, exc):
+        if is_failure(ctx, exc):
             for o in outs:
                 o._failure = exc
             if rt.must_reraise(exc):
@@ -323,7 +318,7 @@ async def _fan_in_body(ctx: Context, src: Pull, merge: _Merge) -> None:
     except (InputEnded, ChannelClosed):
         pass
     except BaseException as exc:
-        if _relay_failed(ctx, exc):
+        if is_failure(ctx, exc):
             merge.fail(exc)
             if rt.must_reraise(exc):
                 raise

@@ -27,7 +27,7 @@ from ._engine import FlowRun
 from ._plan import COLLECT, RAISE, SKIP, SKIPPED, Outcome
 from ._stage_run import StageRun, WorkerRecord, log_skipped
 
-__all__ = ["InputEnded", "Pull", "feed", "work"]
+__all__ = ["InputEnded", "Pull", "feed", "is_failure", "work"]
 
 _perf = time.perf_counter
 
@@ -172,7 +172,7 @@ async def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
                             break
                 n_out += 1
     except BaseException as exc:
-        if ctx.err is None or not rt.is_cancellation(exc):
+        if is_failure(ctx, exc):
             run.fail(exc)
             if rt.must_reraise(exc):
                 raise
@@ -214,7 +214,7 @@ async def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: Worke
                 await _send(chan, item, pctx)
                 rec.n_out += 1
     except BaseException as exc:
-        if ctx.err is None or not rt.is_cancellation(exc):
+        if is_failure(ctx, exc):
             run.fail(exc)
             if rt.must_reraise(exc):
                 raise
@@ -222,6 +222,12 @@ async def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: Worke
         chan.close()
         rec.t_end = _perf()
         await src.close_early()
+
+
+def is_failure(ctx: Context, exc: BaseException) -> bool:
+    """Whether ``exc`` ending a worker, feeder or relay is a real failure to record, not
+    the run's (or relay's) own ``ctx`` being done: the one rule for all of them."""
+    return ctx.err is None or not rt.is_cancellation(exc)
 
 
 async def _acquire(gate: SemaphoreState, pctx: Context | None, rec: WorkerRecord) -> None:

@@ -29,7 +29,7 @@ from ._engine import FlowRun
 from ._plan import COLLECT, RAISE, SKIP, SKIPPED, Outcome
 from ._stage_run import StageRun, WorkerRecord, log_skipped
 
-__all__ = ["InputEnded", "Pull", "feed", "work"]
+__all__ = ["InputEnded", "Pull", "feed", "is_failure", "work"]
 
 _perf = time.perf_counter
 
@@ -174,7 +174,7 @@ def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
                             break
                 n_out += 1
     except BaseException as exc:
-        if ctx.err is None or not rt.is_cancellation(exc):
+        if is_failure(ctx, exc):
             run.fail(exc)
             if rt.must_reraise(exc):
                 raise
@@ -216,7 +216,7 @@ def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: WorkerRecor
                 _send(chan, item, pctx)
                 rec.n_out += 1
     except BaseException as exc:
-        if ctx.err is None or not rt.is_cancellation(exc):
+        if is_failure(ctx, exc):
             run.fail(exc)
             if rt.must_reraise(exc):
                 raise
@@ -224,6 +224,12 @@ def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: WorkerRecor
         chan.close()
         rec.t_end = _perf()
         src.close_early()
+
+
+def is_failure(ctx: Context, exc: BaseException) -> bool:
+    """Whether ``exc`` ending a worker, feeder or relay is a real failure to record, not
+    the run's (or relay's) own ``ctx`` being done: the one rule for all of them."""
+    return ctx.err is None or not rt.is_cancellation(exc)
 
 
 def _acquire(gate: SemaphoreState, pctx: Context | None, rec: WorkerRecord) -> None:
