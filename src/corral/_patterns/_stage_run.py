@@ -192,16 +192,9 @@ class IterSource:
         if lock is not None:
             lock.acquire()
         try:
-            if self.exhausted:
+            item = self._recv_plain(make_waiter)  # the one rule; this adds lock and number
+            if item is CLOSED:
                 return CLOSED
-            try:
-                item = self._next()
-            except StopIteration:
-                self.exhausted = True
-                return CLOSED
-            except BaseException:
-                self.exhausted = True
-                raise
             if self._ordered:
                 seq = self._seq
                 self._seq = seq + 1
