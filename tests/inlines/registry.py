@@ -35,6 +35,7 @@ class Inline:
 
 _CHANNEL = "test_channel_inlines.py::"
 _WORKERS = "test_worker_inlines.py::"
+_WAITER = "test_waiter_inlines.py::"
 _CHANNEL_AIO = _CHANNEL + "test_the_asyncio_channel_matches_the_original_rules"
 # The worker loops' copies, end to end: the same generated pipelines with the fast paths
 # switched off (corral._patterns._stage_run.INLINE_FAST_PATHS) give the same results.
@@ -60,6 +61,14 @@ INLINES: dict[str, Inline] = {
         ),
         checks=(_CHANNEL_AIO, _WORKER_CHECK),
     ),
+    "corral._core.channel.ChannelState.send_locked": Inline(
+        copies=("corral._core.channel.ChannelState.send",),
+        checks=(_CHANNEL + "test_the_state_fast_paths_match_the_locked_rules",),
+    ),
+    "corral._core.channel.ChannelState.recv_locked": Inline(
+        copies=("corral._core.channel.ChannelState.recv",),
+        checks=(_CHANNEL + "test_the_state_fast_paths_match_the_locked_rules",),
+    ),
     "corral._aio.wait.park": Inline(
         copies=(
             "corral._aio.channel.Channel.send",
@@ -67,5 +76,13 @@ INLINES: dict[str, Inline] = {
             "corral._aio.channel.Channel.__anext__",
         ),
         checks=(_CHANNEL_AIO,),
+    ),
+    "corral._core.waiter.Waiter.complete": Inline(
+        copies=("corral._core.waiter.AsyncWaiter.complete",),
+        checks=(_WAITER + "test_async_waiter_complete_matches_waiter_complete",),
+    ),
+    "corral._core.waiter.Waiter.__init__": Inline(
+        copies=("corral._core.waiter.AsyncWaiter.__init__",),
+        checks=(_WAITER + "test_async_waiter_init_matches_waiter_init",),
     ),
 }

@@ -9,6 +9,9 @@
   equal: every operation's outcome (result, error, cancellation, an owed cancellation
   re-delivered after a completed operation) and the channel's state after every step
   (buffer contents, statistics, the items of queued senders).
+* ``ChannelState.send`` / ``recv`` inline the buffered case of ``send_locked`` /
+  ``recv_locked``: the same sequences against ``send_or_park_locked`` /
+  ``recv_or_park_locked`` called under the lock.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ import pytest
 import corral
 from corral._aio.channel import new_waiter
 from corral._aio.wait import owed, park, pay_owed
-from corral._core.channel import CLOSED, ChannelState
-from corral._core.waiter import AsyncWaiter
+from corral._core.channel import CLOSED, EMPTY, ChannelState
+from corral._core.waiter import AsyncWaiter, ThreadWaiter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -163,3 +166,69 @@ def test_the_asyncio_channel_matches_the_original_rules(block: int) -> None:
         copy = asyncio.run(_drive(Copy, cap, ops))
         original = asyncio.run(_drive(Original, cap, ops))
         assert copy == original, f"seed {seed}: capacity {cap}, ops {ops}"
+
+
+def _state_ops(
+    st: ChannelState[Any], op: tuple[Any, ...], fast: bool, parked: list[ThreadWaiter]
+) -> Any:
+    kind = op[0]
+
+    def make() -> ThreadWaiter:
+        w = ThreadWaiter()
+        parked.append(w)
+        return w
+
+    try:
+        if kind == "send":
+            if fast:
+                r = st.send(op[1], make)
+            else:
+                with st.lock:
+                    r = st.send_or_park_locked(op[1], make)
+            return "parked" if r is not None else None
+        if kind == "recv":
+            if fast:
+                r = st.recv(make)
+            else:
+                with st.lock:
+                    r = st.recv_or_park_locked(make)
+            return "parked" if isinstance(r, ThreadWaiter) else r
+        if kind == "abort":
+            live = [w for w in parked if not w.done]
+            if live:
+                w = live[op[1] % len(live)]
+                w.abort(corral.Cancelled(), wake=False)
+                w.unlink()
+            return None
+        st.close()
+        return None
+    except corral.ChannelClosed:
+        return "ChannelClosed"
+
+
+def test_the_state_fast_paths_match_the_locked_rules() -> None:
+    for seed in range(400):
+        rng = random.Random(seed)
+        cap = rng.choice([0, 1, 2, 3])
+        ops: list[tuple[Any, ...]] = []
+        for i in range(STEPS):
+            k = rng.random()
+            if k < 0.45:
+                ops.append(("send", i))
+            elif k < 0.85:
+                ops.append(("recv",))
+            elif k < 0.97:
+                ops.append(("abort", rng.randrange(1 << 16)))
+            else:
+                ops.append(("close",))
+        traces = []
+        for fast in (True, False):
+            st: ChannelState[int] = ChannelState(cap)
+            parked: list[ThreadWaiter] = []
+            trace = []
+            for op in ops:
+                r = _state_ops(st, op, fast, parked)
+                trace.append((r if r is not EMPTY else "EMPTY", _state(st)))
+            trace.append([(w.done, w.value if w.value is not CLOSED else "CLOSED") for w in parked])
+            traces.append(trace)
+        assert traces[0] == traces[1], f"seed {seed}: capacity {cap}, ops {ops}"

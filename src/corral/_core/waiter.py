@@ -184,14 +184,54 @@ class AsyncWaiter(Waiter):
     __slots__ = ("fut", "loop")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
-        # Waiter.__init__ and Waiter.complete are not inlined here: an A/B in one run
-        # (chan.async.cap0, sem.contended) showed no gain beyond the run's spread.
-        super().__init__()
+        # inline of corral._core.waiter.Waiter.__init__: this runs once per blocking operation.
+        self._claim = threading.Lock()
+        self.done = False
+        self.index = 0
+        self.value = None
+        self.error = None
+        self.entries = ()
+        self.item = None
+        self.owner = None
         self.loop = loop
         self.fut: asyncio.Future[None] = loop.create_future()
 
+    def complete(self, index: int, value: Any) -> bool:
+        # inline of corral._core.waiter.Waiter.complete (with _wake and running_here): this
+        # runs once per wake-up of a task.
+        claim = self._claim
+        claim.acquire()
+        if self.done:
+            claim.release()
+            return False
+        self.done = True
+        self.index = index
+        self.value = value
+        claim.release()
+        if len(self.entries) == 1:
+            self.entries = ()  # see Waiter.complete
+        loop = self.loop
+        if LOOP_THREAD_ID:  # (running_here, as in _wake)
+            try:
+                here = loop._thread_id == _get_ident()  # type: ignore[attr-defined]
+            except AttributeError:
+                here = _get_running_loop() is loop
+        else:
+            here = _get_running_loop() is loop
+        if here:
+            fut = self.fut
+            if not fut.done():
+                fut.set_result(None)
+            return True
+        try:
+            self.loop.call_soon_threadsafe(_resolve, self.fut)
+        except RuntimeError:  # the loop is closed: nobody will read value, take it back
+            self.value = None
+            return False
+        return True
+
     def _wake(self) -> bool:
-        # The one asyncio wake-up, for Waiter.complete and abort alike.
+        # The one asyncio wake-up (``complete`` above is its marked inline).
         if running_here(self.loop):
             _resolve(self.fut)
             return True
