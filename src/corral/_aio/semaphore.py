@@ -8,7 +8,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._core.context import Context, _check_timeout
+from .._core.context import Context, _check_timeout, check_ctx_arg
 from .._core.semaphore import SemaphoreState, check_weight
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import SemaphoreBase, check_ctx
@@ -41,14 +41,14 @@ async def _acquire(st: SemaphoreState, n: int, timeout: float | None, ctx: Conte
         await park(w, timeout, ctx, partial(_give_back, st, n))
 
 
-# inline of corral._aio.wait.park
 def _granted(w: AsyncWaiter, st: SemaphoreState, n: int) -> Generator[Any, None, None]:
     """Wait until the queued ``w`` is granted its ``n`` permits (or raise, holding none):
     ``park()`` without a timeout or ctx, inlined as a generator. ``_Acquire.__await__``
     returns it as it is, where a coroutine would need a wrapper object from its
     ``__await__()`` and a hop through it on every resume (a contended acquire parks every
-    time). tests/core/test_inlines_semaphore.py drives it and ``park()`` through the same
+    time). tests/reliability/test_rel_inlines.py drives it and ``park()`` through the same
     operation sequences, cancellations and timeouts included."""
+    # inline of corral._aio.wait.park
     try:
         yield from w.fut
     except asyncio.CancelledError:
@@ -190,8 +190,8 @@ class Semaphore(SemaphoreBase):
         if ctx is None:
             if not owed and st.try_acquire(n):  # free permits are taken at the call
                 return _Granted(st, n)
-        elif not isinstance(ctx, Context):
-            raise TypeError(f"Semaphore.acquire: ctx must be a corral Context, got {ctx!r}")
+        else:
+            check_ctx_arg(ctx, "Semaphore.acquire")
         return _Acquire(st, n, timeout, ctx)
 
     def __aenter__(self) -> Awaitable[None]:
