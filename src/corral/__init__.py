@@ -35,6 +35,7 @@ from ._errors import CorralError as CorralError
 from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import EndOfChannel as EndOfChannel
 from ._errors import GroupError as GroupError
+from ._errors import ThreadStartError as ThreadStartError
 from ._errors import WouldBlock as WouldBlock
 from ._patterns._aio_flow import Flow as Flow
 from ._patterns._aio_flow import fan_out as fan_out
@@ -98,6 +99,7 @@ __all__ = [
     "SingleFlightStatistics",
     "Stage",
     "StageStatistics",
+    "ThreadStartError",
     "WouldBlock",
     "background",
     "fan_in",

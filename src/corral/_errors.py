@@ -8,6 +8,8 @@
     ├── WouldBlock           a ``*_nowait`` / ``try_*`` operation could not complete at once
     ├── GroupError           a Group was misused: ``go`` after it finished, ``set_limit``
     │                        while workers run, entering it twice
+    ├── ThreadStartError     corral could not start a thread a call needed (also a
+    │                        ``RuntimeError``, what CPython raises there); the call had no effect
     └── Cancelled            a Context was cancelled; ``cause`` says why
         └── DeadlineExceeded a deadline or ``timeout=`` passed (also a ``TimeoutError``)
 
@@ -25,6 +27,7 @@ __all__ = [
     "DeadlineExceeded",
     "EndOfChannel",
     "GroupError",
+    "ThreadStartError",
     "WouldBlock",
 ]
 
@@ -51,6 +54,15 @@ class GroupError(CorralError):
     ``go``/``try_go``/``set_limit`` after the group finished (``wait()`` returned or its
     ``with`` block exited), ``set_limit`` while workers run or wait for a slot, entering one
     group twice, or using an asyncio group from another event loop.
+    """
+
+
+class ThreadStartError(CorralError, RuntimeError):
+    """corral could not start a thread that a call needed (``can't start new thread``).
+
+    Raised by the call that wanted the thread (``Group.go``, ``fan_out``, ``fan_in``, a
+    singleflight call, a deadline, ...), with CPython's error as ``__cause__``. That call
+    had no effect: nothing it prepared for the thread is left running or queued.
     """
 
 

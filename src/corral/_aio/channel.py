@@ -58,8 +58,8 @@ class Channel(ChannelBase[T]):
             check_ctx(ctx, "Channel.send")
         if timeout is not None:
             _check_timeout(timeout)
-        # ChannelState.send, inlined: its buffered fast path (a method call is a sixth of
-        # this operation's cost), else its rule under the same lock acquisition.
+        # inline of corral._core.channel.ChannelState.send: its buffered fast path (a method
+        # call is a sixth of this operation's cost), else its rule under the same lock.
         lock = st.lock
         lock.acquire()
         try:
@@ -73,7 +73,7 @@ class Channel(ChannelBase[T]):
             return
         assert isinstance(w, AsyncWaiter)
         if timeout is None and ctx is None:
-            try:  # park() inlined for the plain case
+            try:  # inline of corral._aio.wait.park (no timeout, no ctx)
                 await w.fut
             except asyncio.CancelledError:
                 if cancelled_while_parked(w):
@@ -95,7 +95,7 @@ class Channel(ChannelBase[T]):
             check_ctx(ctx, "Channel.recv")
         if timeout is not None:
             _check_timeout(timeout)
-        # ChannelState.recv, inlined (see send).
+        # inline of corral._core.channel.ChannelState.recv (see send)
         lock = st.lock
         lock.acquire()
         try:
@@ -107,7 +107,7 @@ class Channel(ChannelBase[T]):
             lock.release()
         if r.__class__ is AsyncWaiter:
             if timeout is None and ctx is None:
-                try:  # park() inlined for the plain case
+                try:  # inline of corral._aio.wait.park (no timeout, no ctx)
                     await r.fut
                 except asyncio.CancelledError:
                     if cancelled_while_parked(r):
@@ -130,13 +130,13 @@ class Channel(ChannelBase[T]):
         lock.acquire()
         try:
             buf = st.buf
-            if buf and not st.sendq:
-                return buf.popleft()  # the fast path, as in recv
+            if buf and not st.sendq:  # inline of corral._core.channel.ChannelState.recv
+                return buf.popleft()
             r: Any = st.recv_or_park_locked(new_waiter)
         finally:
             lock.release()
         if r.__class__ is AsyncWaiter:
-            try:
+            try:  # inline of corral._aio.wait.park (no timeout, no ctx)
                 await r.fut
             except asyncio.CancelledError:
                 if cancelled_while_parked(r):

@@ -7,7 +7,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._core.context import Context, _check_timeout
+from .._core.context import Context, _check_timeout, check_ctx_arg
 from .._core.joint import joint_acquire
 from .._core.ratelimit import EPS, RateLimitState, check_cost
 from .._core.waiter import AsyncWaiter, Waiter
@@ -133,8 +133,8 @@ class RateLimit(RateLimitBase):
         c = check_cost(cost, st.burst, "RateLimit.acquire")
         if timeout is not None:
             _check_timeout(timeout)
-        if ctx is not None and not isinstance(ctx, Context):
-            raise TypeError(f"RateLimit.acquire: ctx must be a corral Context, got {ctx!r}")
+        if ctx is not None:
+            check_ctx_arg(ctx, "RateLimit.acquire")
         return _Acquire(st, c, timeout, ctx)
 
     def as_threads(self) -> ThreadRateLimit:
@@ -220,8 +220,8 @@ class Limits(LimitsBase):
         parts = self._parts(costs, "Limits.acquire")
         if timeout is not None:
             _check_timeout(timeout)
-        if ctx is not None and not isinstance(ctx, Context):
-            raise TypeError(f"Limits.acquire: ctx must be a corral Context, got {ctx!r}")
+        if ctx is not None:
+            check_ctx_arg(ctx, "Limits.acquire")
         return _LimitsAcquire(parts, timeout, ctx)
 
     def as_threads(self) -> ThreadLimits:

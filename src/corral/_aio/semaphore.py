@@ -8,7 +8,7 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._core.context import Context, _check_timeout
+from .._core.context import Context, _check_timeout, check_ctx_arg
 from .._core.semaphore import SemaphoreState, check_weight
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import SemaphoreBase, check_ctx
@@ -135,8 +135,8 @@ class Semaphore(SemaphoreBase):
         n = check_weight(n, self._st.size, "Semaphore.acquire")
         if timeout is not None:
             _check_timeout(timeout)
-        if ctx is not None and not isinstance(ctx, Context):
-            raise TypeError(f"Semaphore.acquire: ctx must be a corral Context, got {ctx!r}")
+        if ctx is not None:
+            check_ctx_arg(ctx, "Semaphore.acquire")
         return _Acquire(self._st, n, timeout, ctx)
 
     def as_threads(self) -> ThreadSemaphore:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING
 
 from .._core.cancelling import drop_withdrawn_cancel
 from .._errors import DeadlineExceeded
 
 if TYPE_CHECKING:
-    from .._core.context import CancelContext, Context
+    from .._core.context import Context
     from .._core.waiter import AsyncWaiter, Waiter
 
 __all__ = ["cancelled_while_parked", "drop_withdrawn_cancel", "owed", "park", "pay_owed"]
@@ -39,10 +38,6 @@ _TASK_CANCELLED = asyncio.CancelledError()
 
 def _abort_deadline(w: Waiter, timeout: float) -> None:
     w.abort(DeadlineExceeded(f"operation timed out after {timeout} s"))
-
-
-def _abort_ctx(w: Waiter, g: CancelContext) -> None:
-    w.abort(g._fresh_error())
 
 
 # Tasks owed a cancellation that arrived after their operation had completed, with their
@@ -111,9 +106,7 @@ async def park(
     if timeout is not None:
         timer = loop.call_later(timeout, _abort_deadline, w, timeout)
     if ctx is not None and (g := ctx._governor) is not None:
-        handle = g._on_cancel(partial(_abort_ctx, w, g))
-        if handle is None:
-            _abort_ctx(w, g)
+        handle = g._abort_on_cancel(w)
     try:
         await w.fut
     except asyncio.CancelledError:

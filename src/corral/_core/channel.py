@@ -164,7 +164,7 @@ class ChannelState(Generic[T]):
         lock.acquire()
         try:
             if not self.recvq and len(self.buf) < self.cap and not self.closed:
-                self.buf.append(item)  # the common buffered case, inlined
+                self.buf.append(item)  # inline of corral._core.channel.ChannelState.send_locked
                 return None
             return self.send_or_park_locked(item, make_waiter)
         finally:
@@ -188,7 +188,7 @@ class ChannelState(Generic[T]):
         try:
             buf = self.buf
             if buf and not self.sendq:
-                return buf.popleft()  # the common buffered case, inlined
+                return buf.popleft()  # inline of corral._core.channel.ChannelState.recv_locked
             return self.recv_or_park_locked(make_waiter)
         finally:
             lock.release()

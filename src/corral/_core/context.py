@@ -25,6 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
@@ -32,7 +33,7 @@ from .._errors import Cancelled, DeadlineExceeded
 from . import timer as _timer
 from . import views
 from .cancelling import drop_withdrawn_cancel
-from .waiter import AsyncWaiter, ThreadWaiter
+from .waiter import AsyncWaiter, ThreadWaiter, Waiter
 
 if TYPE_CHECKING:
     from .._aio.channel import Channel
@@ -352,6 +353,15 @@ class CancelContext(Context):
             self._callbacks[handle] = fn
             return handle
 
+    def _abort_on_cancel(self, w: Waiter) -> int | None:
+        """Abort the parked ``w`` with this context's error when it is cancelled (now, if
+        it is done already): how every blocking operation's ``ctx=`` ends its wait, in both
+        flavours. Returns the handle to :meth:`_remove_callback` once the wait is over."""
+        handle = self._on_cancel(partial(_abort_waiter, w, self))
+        if handle is None:
+            _abort_waiter(w, self)
+        return handle
+
     def _remove_callback(self, handle: int) -> None:
         with _tree:
             if self._callbacks is not None:
@@ -438,6 +448,10 @@ class _CancelScope:
                 await drop_withdrawn_cancel(self._task)
 
 
+def _abort_waiter(w: Waiter, g: CancelContext) -> None:
+    w.abort(g._fresh_error())
+
+
 def _check_timeout(timeout: float | None, name: str = "timeout") -> None:
     if timeout is None:
         return
@@ -447,11 +461,31 @@ def _check_timeout(timeout: float | None, name: str = "timeout") -> None:
         raise ValueError(f"{name} must be >= 0, got {timeout!r}")
 
 
+def check_ctx_arg(ctx: object, what: str, *, optional: bool = False) -> Context | None:
+    """The one check of a ``ctx=`` argument: a corral Context (or, if ``optional``, None).
+
+    Every entry point that takes a ctx calls this (or :func:`check_ctx`, which adds the
+    fail-fast test), so the message is the same everywhere: ``"<what>: ctx must be a
+    corral Context[ or None], got <type>"``.
+    """
+    if isinstance(ctx, Context):
+        return ctx
+    if ctx is None and optional:
+        return None
+    alt = " or None" if optional else ""
+    raise TypeError(f"{what}: ctx must be a corral Context{alt}, got {type(ctx).__name__}")
+
+
 def check_ctx(ctx: object, what: str) -> None:
-    """Reject a non-Context; fail fast if the Context is already done (as Go does)."""
-    if not isinstance(ctx, Context):
-        raise TypeError(f"{what}: ctx must be a corral Context, got {type(ctx).__name__}")
-    ctx.raise_if_cancelled()
+    """Reject a non-Context; fail fast if the Context is already done (as Go does).
+
+    For a blocking operation's ``ctx=``: a call bound to a done Context raises
+    ``Cancelled`` before it has any effect, even when it could complete at once.
+    """
+    if isinstance(ctx, Context):
+        ctx.raise_if_cancelled()
+    else:
+        check_ctx_arg(ctx, what)  # not a Context: raises, with the one message
 
 
 def _check_parent(parent: object, fn: str) -> Context:
@@ -492,7 +526,14 @@ def _derive(parent: Context, deadline: float | None, cause: BaseException | None
             child._expire()
         else:
             child._cause = cause
-            child._timer = _timer.schedule(deadline, child._expire)
+            try:
+                child._timer = _timer.schedule(deadline, child._expire)
+            except BaseException:  # no timer thread (ThreadStartError): no child either
+                if pg is not None:
+                    with _tree:
+                        pg._children.discard(child)
+                        child._registered_in = None
+                raise
     return child
 
 

@@ -39,7 +39,7 @@ from typing import Literal, NoReturn
 
 from .._errors import Cancelled, GroupError
 from . import tracking
-from .context import CancelContext, Context, with_cancel
+from .context import CancelContext, Context, check_ctx_arg, with_cancel
 from .semaphore import SemaphoreState
 from .waiter import Entry, Waiter
 
@@ -85,13 +85,10 @@ def check_limit(limit: object, what: str) -> int | None:
 def check_group_args(ctx: object, limit: object, errors: object) -> tuple[Context, int | None]:
     from .context import background
 
-    if ctx is None:
-        ctx = background()
-    elif not isinstance(ctx, Context):
-        raise TypeError(f"Group: ctx must be a corral Context or None, got {type(ctx).__name__}")
+    checked = check_ctx_arg(ctx, "Group", optional=True)
     if errors not in ("first", "all"):
         raise ValueError(f"Group: errors must be 'first' or 'all', got {errors!r}")
-    return ctx, check_limit(limit, "Group")
+    return background() if checked is None else checked, check_limit(limit, "Group")
 
 
 def _on_ctx_done(ref: weakref.ReferenceType[GroupState]) -> None:

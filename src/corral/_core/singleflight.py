@@ -51,6 +51,7 @@ from .context import (
     _check_timeout,
     background,
     check_ctx,
+    check_ctx_arg,
     with_cancel,
 )
 from .group import check_fn
@@ -386,10 +387,7 @@ class SingleFlightBase(views.Flavoured, Generic[K, V]):
     _family = views.family("singleflight")
 
     def __init__(self, ctx: Context | None = None) -> None:
-        if ctx is not None and not isinstance(ctx, Context):
-            raise TypeError(
-                f"SingleFlight: ctx must be a corral Context or None, got {type(ctx).__name__}"
-            )
+        check_ctx_arg(ctx, "SingleFlight", optional=True)
         self._st = SingleFlightState(ctx)
         views.register(self._st, self._flavour, self)
 

@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from .threads import start_thread
+
 __all__ = ["Timer", "cancel", "schedule", "wait_idle"]
 
 _log = logging.getLogger("corral")
@@ -48,14 +50,17 @@ def schedule(when: float, callback: Callable[[], None]) -> Timer:
     """Run ``callback`` on the timer thread at ``time.monotonic() >= when``."""
     global _live, _thread
     timer = Timer(when, callback)
+    entry = (when, next(_seq), timer)
     with _cond:
-        heapq.heappush(_heap, (when, next(_seq), timer))
-        _live += 1
         if _thread is None:
-            _thread = threading.Thread(target=_run, name="corral-timer", daemon=True)
-            _thread.start()
+            # An infrastructure thread: an empty context, whoever schedules first (its
+            # callbacks, after_func ones included, must not see that caller's contextvars).
+            # Started before the entry is pushed: if it cannot start, nothing was scheduled.
+            _thread = start_thread(_run, name="corral-timer", what="a deadline", context=None)
         else:
             _cond.notify()
+        heapq.heappush(_heap, entry)
+        _live += 1
     return timer
 
 

@@ -184,7 +184,7 @@ class AsyncWaiter(Waiter):
     __slots__ = ("fut", "loop")
 
     def __init__(self, loop: AbstractEventLoop) -> None:
-        # Waiter.__init__ inlined: this runs once per blocking operation.
+        # inline of corral._core.waiter.Waiter.__init__: this runs once per blocking operation.
         self._claim = threading.Lock()
         self.done = False
         self.index = 0
@@ -197,7 +197,8 @@ class AsyncWaiter(Waiter):
         self.fut: asyncio.Future[None] = loop.create_future()
 
     def complete(self, index: int, value: Any) -> bool:
-        # Waiter.complete with _wake inlined: this runs once per wake-up of a task.
+        # inline of corral._core.waiter.Waiter.complete (with _wake and running_here): this
+        # runs once per wake-up of a task.
         claim = self._claim
         claim.acquire()
         if self.done:
@@ -210,7 +211,7 @@ class AsyncWaiter(Waiter):
         if len(self.entries) == 1:
             self.entries = ()  # see Waiter.complete
         loop = self.loop
-        if LOOP_THREAD_ID:  # running_here(loop), inlined
+        if LOOP_THREAD_ID:  # (running_here, as in _wake)
             try:
                 here = loop._thread_id == _get_ident()  # type: ignore[attr-defined]
             except AttributeError:
@@ -230,10 +231,9 @@ class AsyncWaiter(Waiter):
         return True
 
     def _wake(self) -> bool:
+        # The one asyncio wake-up (``complete`` above is its marked inline).
         if running_here(self.loop):
-            fut = self.fut
-            if not fut.done():
-                fut.set_result(None)
+            _resolve(self.fut)
             return True
         try:
             self.loop.call_soon_threadsafe(_resolve, self.fut)

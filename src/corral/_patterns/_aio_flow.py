@@ -22,6 +22,7 @@ from .._core.context import Context
 from .._errors import Cancelled
 from .._shells import ChannelBase, LimitsBase, RateLimitBase
 from . import _rt_aio as rt
+from . import _stage_run
 from ._engine import FlowRun
 from ._plan import (
     MISSING,
@@ -66,6 +67,7 @@ class Flow(Generic[R]):
     """
 
     __slots__ = (
+        "_buf",
         "_done",
         "_next_seq",
         "_pending",
@@ -85,6 +87,7 @@ class Flow(Generic[R]):
         self._done = False
         self._raised = False
         self._stopped = False
+        self._buf: Any = ()
 
     def __repr__(self) -> str:
         run = self._run
@@ -96,7 +99,14 @@ class Flow(Generic[R]):
             raise RuntimeError(f"{self._plan.what}: already started (make a new one per run)")
         run = FlowRun(self._plan, rt.FLAVOUR, rt.current_loop(), worker_bodies())
         self._run = run
-        run.start()
+        try:
+            run.start()
+        except BaseException:  # e.g. ThreadStartError: stop and wait for what did start
+            await self.aclose()
+            raise
+        # The output's buffer, for the inlined receive below; an empty tuple sends every
+        # item through ChannelState.recv instead (tests/inlines compare the two).
+        self._buf = run.out.buf if _stage_run.INLINE_FAST_PATHS else ()
         if self._plan.progress:
             self._progress = ProgressDriver(self._plan.progress, run)
         return self
@@ -129,7 +139,7 @@ class Flow(Generic[R]):
         if rt.owed:  # as every corral operation does (see corral._aio.wait)
             rt.pay_owed()
         st = run.out
-        buf = st.buf
+        buf = self._buf
         lock = run.out_lock  # None: only this loop touches the output (no lock needed)
         while True:
             if run.error is not None:
@@ -143,7 +153,7 @@ class Flow(Generic[R]):
                     if v is SKIPPED:
                         continue
                     return self._deliver(v)
-            # ChannelState.recv's fast path, inlined (see ``work``)
+            # inline of corral._core.channel.ChannelState.recv (optionally lockless, see work)
             if lock is None:
                 if buf and not st.sendq:
                     r = buf.popleft()
@@ -217,7 +227,7 @@ class Flow(Generic[R]):
         run.stop()
         await rt.wait_closed(run.finished)
         if run.needs_blocking_cleanup:
-            await rt.blocking(run.finalize)
+            await rt.blocking(run.finalize, self._plan.what)
         else:
             run.finalize()
         if self._progress is not None:

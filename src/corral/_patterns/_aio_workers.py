@@ -22,11 +22,12 @@ from .._core.semaphore import SemaphoreState
 from .._errors import ChannelClosed
 from .._shells import ChannelBase
 from . import _rt_aio as rt
+from . import _stage_run
 from ._engine import FlowRun
 from ._plan import COLLECT, RAISE, SKIP, SKIPPED, Outcome
 from ._stage_run import StageRun, WorkerRecord, log_skipped
 
-__all__ = ["InputEnded", "Pull", "feed", "work"]
+__all__ = ["InputEnded", "Pull", "feed", "is_failure", "work"]
 
 _perf = time.perf_counter
 
@@ -67,6 +68,8 @@ async def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
         ibuf, isendq = src.buf, src.sendq
     else:  # an IterSource
         ilock, ibuf, isendq = None, None, None
+    if not _stage_run.INLINE_FAST_PATHS:  # tests/inlines: every item through the originals
+        ibuf, ocap = None, 0
     call = sp.call
     policy = sp.policy
     collect = policy == COLLECT
@@ -85,6 +88,7 @@ async def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
                 if gate is not None:  # ordered mode: a window slot before taking an item
                     await _acquire(gate, pctx, rec)
                 if ibuf is not None:
+                    # inline of corral._core.channel.ChannelState.recv (optionally lockless)
                     if ilock is not None:
                         ilock.acquire()
                     if ibuf and not isendq:
@@ -143,6 +147,7 @@ async def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
                             v = Outcome(item, v, None)
                 if ordered:
                     v = (seq, v)
+                # inline of corral._core.channel.ChannelState.send (optionally lockless)
                 if olock is not None:
                     olock.acquire()
                 if not orecvq and len(obuf) < ocap and not dst.closed:
@@ -167,7 +172,7 @@ async def work(run: FlowRun, sp: StageRun, rec: WorkerRecord) -> None:
                             break
                 n_out += 1
     except BaseException as exc:
-        if ctx.err is None or not rt.is_cancellation(exc):
+        if is_failure(ctx, exc):
             run.fail(exc)
             if rt.must_reraise(exc):
                 raise
@@ -209,7 +214,7 @@ async def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: Worke
                 await _send(chan, item, pctx)
                 rec.n_out += 1
     except BaseException as exc:
-        if ctx.err is None or not rt.is_cancellation(exc):
+        if is_failure(ctx, exc):
             run.fail(exc)
             if rt.must_reraise(exc):
                 raise
@@ -217,6 +222,12 @@ async def feed(run: FlowRun, source: object, chan: ChannelState[Any], rec: Worke
         chan.close()
         rec.t_end = _perf()
         await src.close_early()
+
+
+def is_failure(ctx: Context, exc: BaseException) -> bool:
+    """Whether ``exc`` ending a worker, feeder or relay is a real failure to record, not
+    the run's (or relay's) own ``ctx`` being done: the one rule for all of them."""
+    return ctx.err is None or not rt.is_cancellation(exc)
 
 
 async def _acquire(gate: SemaphoreState, pctx: Context | None, rec: WorkerRecord) -> None:

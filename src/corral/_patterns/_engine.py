@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.channel import ChannelState, check_capacity
 from .._core.context import CancelContext, background, with_cancel
+from .._core.group import is_async_callable
 from .._core.semaphore import SemaphoreState
+from .._core.threads import start_thread
 from .._shells import ChannelBase
-from ._plan import FlowPlan, is_async_callable, process_start_method
+from ._plan import FlowPlan, process_start_method
 from ._rate import rate_limited
 from ._stage_run import IterSource, StageRun, WorkerRecord, no_coroutines
 from ._stats import PipelineStatistics
@@ -65,13 +67,16 @@ class WorkerBodies:
 class LoopThread:
     """A private event loop in its own thread, for task workers of the thread flavour."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, what: str) -> None:
         import asyncio
 
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self.thread.start()
+        try:  # infrastructure: an empty context (each task gets its caller's, see _spawn)
+            self.thread = start_thread(self._main, name=name, what=what, context=None)
+        except BaseException:
+            self.loop.close()
+            raise
         self._ready.wait()
 
     def _main(self) -> None:
@@ -323,35 +328,35 @@ class FlowRun:
         """Start one worker. Its exit is counted outside its body (``worker_exit``): a task
         cancelled before its first step never runs its body's ``finally``."""
         exit_args = (sp, rec, chan)
+        # Every worker runs in a copy of the context of the caller that started the run
+        # (taken here, in its thread): a thread worker explicitly, a task worker by
+        # create_task (on the caller's loop, or on the private loop, whose thread's own
+        # context is empty).
+        cv = contextvars.copy_context()
+        what = self.plan.what
         if kind == "thread":
-            cv = contextvars.copy_context()  # contextvars reach thread workers too
-            t = threading.Thread(
-                target=self._thread_main,
-                args=(cv, body, args, exit_args),
-                name=f"corral-{name}",
-                daemon=True,
+            t = start_thread(
+                self._thread_main, body, args, exit_args, name=name, what=what, context=cv
             )
-            self.threads.append(t)
-            t.start()
+            self.threads.append(t)  # only once started: joining an unstarted thread raises
             return
         loop = self.loop
         if loop is None:
             if self.loop_thread is None:
-                self.loop_thread = LoopThread("corral-flow-loop")
+                self.loop_thread = LoopThread("corral-flow-loop", what)
             lt = self.loop_thread
-            lt.loop.call_soon_threadsafe(self._create_task, lt.loop, body, args, exit_args)
+            lt.loop.call_soon_threadsafe(self._create_task, lt.loop, body, args, exit_args, cv)
         else:
-            self._create_task(loop, body, args, exit_args)
+            self._create_task(loop, body, args, exit_args, cv)
 
     def _thread_main(
         self,
-        cv: contextvars.Context,
         body: Callable[..., Any],
         args: tuple[Any, ...],
         exit_args: tuple[Any, WorkerRecord, Any],
     ) -> None:
         try:
-            cv.run(body, *args)
+            body(*args)
         finally:
             self.worker_exit(*exit_args)
 
@@ -361,8 +366,9 @@ class FlowRun:
         body: Callable[..., Any],
         args: tuple[Any, ...],
         exit_args: tuple[Any, WorkerRecord, Any],
+        cv: contextvars.Context,
     ) -> None:
-        task = loop.create_task(body(*args))
+        task = loop.create_task(body(*args), context=cv)
         self.tasks.add(task)
 
         def done(t: asyncio.Task[None]) -> None:

@@ -19,7 +19,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeAlias, TypeVar
 
-from .._core.context import Context
+from .._core.channel import _Sentinel
+from .._core.context import Context, check_ctx_arg
+from .._core.group import check_fn, is_async_callable
 from .._shells import ChannelBase
 from ._rate import check_rate
 from ._stats import ProgressSpec, check_progress
@@ -62,16 +64,6 @@ def default_buffer(workers: int) -> int:
     function, 4.1 us per item with 16 slots, 2.0 with 100, 0.7 with 1,024).
     """
     return max(DEFAULT_BUFFER, workers)
-
-
-class _Sentinel:
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
 
 
 #: Stands for an item dropped by ``errors="skip"`` in ordered mode, so the reorder
@@ -150,14 +142,6 @@ class Stage:
         return getattr(self.fn, "__name__", None) or f"stage{index + 1}"
 
 
-def is_async_callable(fn: object) -> bool:
-    """A coroutine function, a partial of one, or an object whose ``__call__`` is one."""
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - we want the attribute, not callable()
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
 def _name_arg(what: str, arg: str) -> str:
     return f"{what}: {arg}"
 
@@ -168,11 +152,6 @@ def check_int(value: object, what: str, arg: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{_name_arg(what, arg)} must be >= {minimum}, got {value}")
     return value
-
-
-def check_fn(fn: object, what: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{what}: fn must be callable, got {type(fn).__name__}")
 
 
 def fn_label(fn: object) -> str:
@@ -266,12 +245,6 @@ def check_interpreter_fn(fn: object, what: str) -> None:
             f"{what}: fn={fn_label(fn)} cannot be sent to another interpreter "
             f"({type(exc).__name__}: {exc}). Use a module-level function, or run_in='thread'."
         ) from exc
-
-
-def check_ctx_arg(ctx: object, what: str) -> Context | None:
-    if ctx is not None and not isinstance(ctx, Context):
-        raise TypeError(f"{what}: ctx must be a corral Context or None, got {type(ctx).__name__}")
-    return ctx
 
 
 def stage(
@@ -369,8 +342,8 @@ def check_errors(errors: object, what: str) -> None:
 def as_stage(x: object, index: int) -> Stage:
     if isinstance(x, Stage):
         return x
-    if callable(x):
-        return stage(x)
+    if callable(x) or inspect.iscoroutine(x):
+        return stage(x)  # type: ignore[arg-type]  # check_fn names a coroutine object passed by mistake
     raise TypeError(
         f"pipeline: stage {index + 1} must be a corral.stage(...) or a callable, "
         f"got {type(x).__name__}"
@@ -452,7 +425,7 @@ def plan_fan_out(
         check_int(buffer, what, "buffer", 0)
     check_errors(errors, what)
     check_run_in(run_in, executor, fn, what)
-    check_ctx_arg(ctx, what)
+    check_ctx_arg(ctx, what, optional=True)
     check_progress(progress, what)
     check_rate(rate, cost, what)
     total = _total(items)
@@ -479,7 +452,7 @@ def plan_pipeline(
     if not stages:
         raise ValueError("pipeline: needs at least one stage")
     sts = tuple(as_stage(s, i) for i, s in enumerate(stages))
-    check_ctx_arg(ctx, what)
+    check_ctx_arg(ctx, what, optional=True)
     check_progress(progress, what)
     window = _check_window(ordered=ordered, window=window, what=what, default=_bound(sts))
     return FlowPlan(what, source, sts, ordered, window, ctx, progress, _total(source))

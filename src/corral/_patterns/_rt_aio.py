@@ -9,7 +9,6 @@ else is written once.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -21,6 +20,7 @@ from collections.abc import (
 )
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
+from contextvars import copy_context
 from typing import Any
 
 from .._aio.channel import Channel as Channel
@@ -31,8 +31,9 @@ from .._aio.wait import park as park
 from .._aio.wait import pay_owed as pay_owed
 from .._core.channel import CLOSED, ChannelState
 from .._core.context import Context
+from .._core.threads import start_thread
 from .._core.waiter import AsyncWaiter
-from .._errors import Cancelled
+from .._errors import Cancelled, ThreadStartError
 
 __all__ = [
     "FLAVOUR",
@@ -104,7 +105,7 @@ async def wait_closed(st: ChannelState[Any]) -> None:
         raise cancelled
 
 
-async def blocking(fn: Callable[[], object]) -> None:
+async def blocking(fn: Callable[[], object], what: str) -> None:
     """Run a blocking cleanup ``fn`` in a helper thread; wait for it (uninterruptibly)."""
     done: ChannelState[Any] = ChannelState(0)
     box: list[BaseException] = []
@@ -117,10 +118,14 @@ async def blocking(fn: Callable[[], object]) -> None:
         finally:
             done.close()
 
-    t = threading.Thread(target=target, name="corral-cleanup", daemon=True)
-    t.start()
+    try:  # the caller's cleanup, in a copy of its contextvars (as the thread flavour's)
+        t = start_thread(target, name="corral-cleanup", what=what, context=copy_context())
+    except ThreadStartError:
+        target()  # no thread to spare: clean up here, blocking the loop, rather than leak
+        t = None
     await wait_closed(done)
-    t.join()
+    if t is not None:
+        t.join()
     if box:
         raise box[0]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
@@ -19,6 +18,7 @@ from typing import Any
 
 from .._core.channel import CLOSED, ChannelState
 from .._core.context import Context
+from .._core.threads import start_thread
 from .._core.waiter import ThreadWaiter
 from .._errors import Cancelled
 from .._threads.channel import Channel as Channel
@@ -90,7 +90,7 @@ def wait_closed(st: ChannelState[Any]) -> None:
     park(r, None, None)
 
 
-def blocking(fn: Callable[[], object]) -> None:
+def blocking(fn: Callable[[], object], what: str) -> None:
     fn()
 
 
@@ -122,10 +122,11 @@ def spawn(fn: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
     """Start a relay worker (or_done, tee, fan_in) as a daemon thread.
 
     Daemon, so a relay that a program forgot about (its ctx never cancelled, its output
-    never drained or closed) cannot keep the interpreter from exiting.
+    never drained or closed) cannot keep the interpreter from exiting. It reads the
+    caller's channel or iterable, so it runs in a copy of the caller's contextvars, as
+    the asyncio flavour's relay task does.
     """
-    cv = contextvars.copy_context()
-    threading.Thread(target=cv.run, args=(fn, *args), name=f"corral-{name}", daemon=True).start()
+    start_thread(fn, *args, name=name, what=name, context=contextvars.copy_context())
 
 
 def iterate(

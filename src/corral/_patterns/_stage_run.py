@@ -23,6 +23,12 @@ from ._stats import StageStatistics
 
 _log = logging.getLogger("corral")
 
+#: The worker loops' inlined channel fast paths (``# inline of ...`` in ``_aio_workers`` and
+#: ``_aio_flow``) are taken when this is true. tests/inlines turn it off to run the same
+#: generated pipelines through the originals (``ChannelState.recv`` / ``send``) and compare.
+#: Read once when a worker starts, never per item.
+INLINE_FAST_PATHS = True
+
 
 # -- the engine -------------------------------------------------------------------------------
 
@@ -186,16 +192,9 @@ class IterSource:
         if lock is not None:
             lock.acquire()
         try:
-            if self.exhausted:
+            item = self._recv_plain(make_waiter)  # the one rule; this adds lock and number
+            if item is CLOSED:
                 return CLOSED
-            try:
-                item = self._next()
-            except StopIteration:
-                self.exhausted = True
-                return CLOSED
-            except BaseException:
-                self.exhausted = True
-                raise
             if self._ordered:
                 seq = self._seq
                 self._seq = seq + 1

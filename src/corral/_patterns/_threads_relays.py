@@ -20,13 +20,13 @@ from collections.abc import AsyncIterable, Iterable
 from typing import Any, Literal, TypeVar
 
 from .._core.channel import CLOSED
-from .._core.context import CancelContext, Context, background, with_cancel
+from .._core.context import CancelContext, Context, background, check_ctx_arg, with_cancel
 from .._errors import ChannelClosed, CorralError, EndOfChannel
 from .._shells import ChannelBase
 from . import _rt_threads as rt
 from ._plan import check_int
 from ._stage_run import offer_dropping
-from ._threads_workers import InputEnded, Pull
+from ._threads_workers import InputEnded, Pull, is_failure
 
 __all__ = ["RelayChannel", "fan_in", "or_done", "tee"]
 
@@ -120,17 +120,6 @@ class RelayChannel(rt.Channel[T]):
         return r  # type: ignore[no-any-return]
 
 
-def _check_relay_ctx(ctx: object, what: str) -> Context:
-    if not isinstance(ctx, Context):
-        raise TypeError(f"{what}: ctx must be a corral Context, got {type(ctx).__name__}")
-    return ctx
-
-
-def _relay_failed(ctx: Context, exc: BaseException) -> bool:
-    """Whether ``exc`` is a real failure (not the relay's ctx being done)."""
-    return ctx.err is None or not rt.is_cancellation(exc)
-
-
 def _or_done_body(ctx: Context, src: Pull, out: RelayChannel[Any]) -> None:
     pctx = rt.park_ctx(ctx)
     try:
@@ -142,7 +131,7 @@ def _or_done_body(ctx: Context, src: Pull, out: RelayChannel[Any]) -> None:
     except (InputEnded, ChannelClosed):
         pass
     except BaseException as exc:
-        if _relay_failed(ctx, exc):
+        if is_failure(ctx, exc):
             out._failure = exc
             if rt.must_reraise(exc):
                 raise
@@ -181,7 +170,7 @@ def or_done(
     [0, 1, 2]
     """
     what = "or_done"
-    _check_relay_ctx(ctx, what)
+    check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     src = Pull(channel, what, "channel")
     out: RelayChannel[T] = RelayChannel(buffer, ctx)
@@ -223,7 +212,7 @@ def _tee_body(ctx: Context, src: Pull, outs: tuple[RelayChannel[Any], ...], poli
     except InputEnded:
         pass
     except BaseException as exc:
-        if _relay_failed(ctx, exc):
+        if is_failure(ctx, exc):
             for o in outs:
                 o._failure = exc
             if rt.must_reraise(exc):
@@ -269,7 +258,7 @@ def tee(
     ([0, 1, 2], [0, 1, 2])
     """
     what = "tee"
-    _check_relay_ctx(ctx, what)
+    check_ctx_arg(ctx, what)
     check_int(n, what, "n", 1)
     if policy not in _TEE_POLICIES:
         raise ValueError(f"tee: policy must be one of {_TEE_POLICIES}, got {policy!r}")
@@ -331,7 +320,7 @@ def _fan_in_body(ctx: Context, src: Pull, merge: _Merge) -> None:
     except (InputEnded, ChannelClosed):
         pass
     except BaseException as exc:
-        if _relay_failed(ctx, exc):
+        if is_failure(ctx, exc):
             merge.fail(exc)
             if rt.must_reraise(exc):
                 raise
@@ -366,7 +355,7 @@ def fan_in(
     what = "fan_in"
     if ctx is None:
         ctx = background()
-    _check_relay_ctx(ctx, what)
+    check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     pulls = [Pull(x, what, "inputs") for x in inputs]
     out: RelayChannel[T] = RelayChannel(buffer, ctx)  # the caller's ctx, not the inner one
@@ -375,6 +364,12 @@ def fan_in(
         return out
     inner = with_cancel(ctx)
     merge = _Merge(inner, len(pulls), out)
-    for p in pulls:
-        rt.spawn(_fan_in_body, (inner, p, merge), what)
+    for i, p in enumerate(pulls):
+        try:
+            rt.spawn(_fan_in_body, (inner, p, merge), what)
+        except BaseException:  # no relay could start (ThreadStartError): undo the others
+            inner.cancel()  # the relays started stop at their next step
+            for _ in pulls[i:]:
+                merge.exit()  # and the ones never started are counted out
+            raise
     return out

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from .._core.context import Context
 from .._core.singleflight import SingleFlightBase
+from .._core.threads import start_thread
 from .common import IO_ERRORS, Bound
 
 __all__ = ["Guard", "Lock", "Renewer", "Ticker", "acquiring", "call", "flight_context"]
@@ -56,8 +57,7 @@ class Renewer:
                 except IO_ERRORS:
                     continue
 
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
+        self._thread = start_thread(run, name=name, what=name, context=None)
 
     def stop(self) -> None:
         """Stop the thread and wait until it has ended."""
@@ -88,8 +88,9 @@ class Ticker:
         """Something is held now (``busy()`` is true): make sure the thread runs."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+                self._thread = start_thread(
+                    self._run, name=self._name, what=self._name, context=None
+                )
 
     def idle(self) -> None:
         """Something was released: the thread notices by itself within ``_LINGER``."""

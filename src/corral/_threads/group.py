@@ -21,6 +21,7 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 
 from .._core.group import GroupState, check_fn, raise_preserving_context
 from .._core.semaphore import SemaphoreState
+from .._core.threads import start_thread
 from .._core.waiter import ThreadWaiter, Waiter
 from .._errors import Cancelled, GroupError
 from .._shells import GroupBase
@@ -99,20 +100,19 @@ class WorkerPool:
             self._woken += 1
             self._idle.pop().wake.release()
             return
-        t = threading.Thread(
-            target=self._run,
-            args=(_Worker(),),
-            name=f"{self._name}-{len(self._threads)}",
-            daemon=True,
-        )
-        self._threads.append(t)
         self._woken += 1
-        try:
-            t.start()
+        try:  # a pool thread is infrastructure (context=None); each job runs in its own copy
+            t = start_thread(
+                self._run,
+                _Worker(),
+                name=f"{self._name}-{len(self._threads)}",
+                what="Group.go",
+                context=None,
+            )
         except BaseException:
             self._woken -= 1
-            self._threads.remove(t)
             raise
+        self._threads.append(t)
 
     def _run(self, w: _Worker) -> None:
         lock = self._lock

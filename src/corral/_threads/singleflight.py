@@ -15,7 +15,6 @@ import asyncio
 import contextvars
 import inspect
 import itertools
-import threading
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from concurrent.futures import Future
 from functools import partial
@@ -34,6 +33,7 @@ from .._core.singleflight import (
     resolve_future,
     result_of,
 )
+from .._core.threads import start_thread as new_thread
 from .._core.waiter import ThreadWaiter, Waiter
 from .wait import park
 
@@ -55,14 +55,18 @@ def start_thread(st: SingleFlightState, f: Flight, fn: Callable[..., Any], args:
     cv = contextvars.copy_context()
     assert f.ctx is not None
     cv.run(CURRENT_FLIGHT.set, f.ctx)
-    t = threading.Thread(
-        target=_run_flight,
-        args=(st, f, cv, fn, args),
-        name=f"corral-singleflight-{next(_names)}",
-        daemon=True,  # an abandoned call that ignores its Context must not block exit
-    )
     try:
-        t.start()
+        new_thread(
+            _run_flight,
+            st,
+            f,
+            cv,
+            fn,
+            args,
+            name=f"corral-singleflight-{next(_names)}",
+            what="SingleFlight.do",
+            context=None,
+        )
     except BaseException as exc:  # no thread could be started: every waiter learns it
         st.finish(f, None, exc)
 

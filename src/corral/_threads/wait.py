@@ -11,20 +11,15 @@ same way as a task cancellation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING
 
 from .._errors import DeadlineExceeded
 
 if TYPE_CHECKING:
-    from .._core.context import CancelContext, Context
+    from .._core.context import Context
     from .._core.waiter import ThreadWaiter, Waiter
 
 __all__ = ["park"]
-
-
-def _abort_ctx(w: Waiter, g: CancelContext) -> None:
-    w.abort(g._fresh_error())
 
 
 def park(
@@ -37,9 +32,7 @@ def park(
     g = None
     handle = None
     if ctx is not None and (g := ctx._governor) is not None:
-        handle = g._on_cancel(partial(_abort_ctx, w, g))
-        if handle is None:
-            _abort_ctx(w, g)
+        handle = g._abort_on_cancel(w)
     try:
         parked = w.park(timeout)
     except BaseException as exc:  # KeyboardInterrupt raised into the wait

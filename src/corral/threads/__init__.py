@@ -26,6 +26,7 @@ from .._errors import CorralError as CorralError
 from .._errors import DeadlineExceeded as DeadlineExceeded
 from .._errors import EndOfChannel as EndOfChannel
 from .._errors import GroupError as GroupError
+from .._errors import ThreadStartError as ThreadStartError
 from .._errors import WouldBlock as WouldBlock
 from .._patterns._plan import Outcome as Outcome
 from .._patterns._plan import Stage as Stage
@@ -82,6 +83,7 @@ __all__ = [
     "SingleFlightStatistics",
     "Stage",
     "StageStatistics",
+    "ThreadStartError",
     "WouldBlock",
     "background",
     "fan_in",
