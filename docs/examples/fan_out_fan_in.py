@@ -83,16 +83,18 @@ async def merge_two_queues() -> list[str]:
         us.send(order)
     eu.close()
     us.close()
-    return [order async for order in corral.fan_in(eu, us)]
+    async with corral.fan_in(eu, us) as merged:
+        return [order async for order in merged]
 
 
 skipped: list[str] = []
 
 
 def keep_skipped(record: logging.LogRecord) -> bool:
-    # errors="skip" logs each failed item as a warning on the "corral" logger.
-    exc = record.exc_info[1] if record.exc_info else None
-    skipped.append(str(exc))
+    # errors="skip" logs each failed item as one warning line on the "corral" logger, whose
+    # last argument is the error (the traceback follows at the debug level).
+    if record.levelno == logging.WARNING and isinstance(record.args, tuple):
+        skipped.append(str(record.args[-1]))
     return False  # kept for printing below, in a stable order
 
 

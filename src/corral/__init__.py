@@ -40,6 +40,7 @@ from ._errors import WouldBlock as WouldBlock
 from ._patterns._aio_flow import Flow as Flow
 from ._patterns._aio_flow import fan_out as fan_out
 from ._patterns._aio_flow import pipeline as pipeline
+from ._patterns._aio_relays import Relay as Relay
 from ._patterns._aio_relays import RelayChannel as RelayChannel
 from ._patterns._aio_relays import fan_in as fan_in
 from ._patterns._aio_relays import or_done as or_done
@@ -90,6 +91,7 @@ __all__ = [
     "RateLimit",
     "RateLimitStatistics",
     "RecvCase",
+    "Relay",
     "RelayChannel",
     "Selected",
     "Semaphore",

@@ -105,8 +105,8 @@ def _ctx_calls() -> list[Any]:
         ("fan_out", lambda: corral.fan_out(abs, [1], ctx=bad)),
         ("fan_out", lambda: corral.threads.fan_out(abs, [1], ctx=bad)),
         ("pipeline", lambda: corral.pipeline([1], abs, ctx=bad)),
-        ("or_done", lambda: corral.or_done(bad, corral.Channel(1))),
-        ("tee", lambda: corral.threads.tee(bad, corral.threads.Channel(1))),
+        ("or_done", lambda: corral.or_done(corral.Channel(1), ctx=bad)),
+        ("tee", lambda: corral.threads.tee(corral.threads.Channel(1), ctx=bad)),
         ("fan_in", lambda: corral.fan_in([1], ctx=bad)),
     ]
 

@@ -366,11 +366,9 @@ async def _relay_injection(sched: Schedule, kind: str, position: int) -> None:
             yield base + i
 
     if kind == "tee":
-        outs = corral.tee(
-            corral.background(), source(0), 2, policy=sched.rng.choice(("lockstep", "buffer"))
-        )
+        relay: Any = corral.tee(source(0), 2, policy=sched.rng.choice(("lockstep", "buffer")))
     else:
-        outs = (corral.fan_in(source(0), source(100)),)
+        relay = corral.fan_in(source(0), source(100))
 
     async def consume(o: Any) -> tuple[list[int], BaseException | None]:
         got: list[int] = []
@@ -381,7 +379,9 @@ async def _relay_injection(sched: Schedule, kind: str, position: int) -> None:
             return got, exc
         return got, None
 
-    results = await asyncio.gather(*[consume(o) for o in outs])
+    async with relay as opened:
+        outs = opened if kind == "tee" else (opened,)
+        results = await asyncio.gather(*[consume(o) for o in outs])
     for got, exc in results:
         assert exc is not None, f"{kind}: the error never came out (got {got})"
         assert _is_delivered(exc, planted), repr(exc)

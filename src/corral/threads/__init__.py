@@ -37,6 +37,7 @@ from .._patterns._stats import StageStatistics as StageStatistics
 from .._patterns._threads_flow import Flow as Flow
 from .._patterns._threads_flow import fan_out as fan_out
 from .._patterns._threads_flow import pipeline as pipeline
+from .._patterns._threads_relays import Relay as Relay
 from .._patterns._threads_relays import RelayChannel as RelayChannel
 from .._patterns._threads_relays import fan_in as fan_in
 from .._patterns._threads_relays import or_done as or_done
@@ -74,6 +75,7 @@ __all__ = [
     "RateLimit",
     "RateLimitStatistics",
     "RecvCase",
+    "Relay",
     "RelayChannel",
     "Selected",
     "Semaphore",
