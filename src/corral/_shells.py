@@ -189,13 +189,13 @@ class GroupBase:
 
     def __init__(
         self,
-        ctx: Context | None = None,
         *,
+        ctx: Context | None = None,
         limit: int | None = None,
-        errors: Literal["first", "all"] = "first",
+        report: Literal["first", "all"] = "first",
     ) -> None:
-        parent, lim = check_group_args(ctx, limit, errors)
-        self._st = GroupState(parent, lim, errors)
+        parent, lim = check_group_args(ctx, limit, report)
+        self._st = GroupState(parent, lim, report)
         self._entered = False
         self._init_flavour()
 

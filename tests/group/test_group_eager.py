@@ -193,6 +193,6 @@ async def test_a_cancellation_during_a_first_step_reaches_that_worker(factory: s
             raise
 
     with pytest.raises(corral.Cancelled):
-        async with corral.Group(parent) as g:
+        async with corral.Group(ctx=parent) as g:
             await g.go(cancels_then_waits)
     assert stopped.is_set()

@@ -66,7 +66,7 @@ def group_op(how: str, limit: int | None) -> Callable[[Schedule], Awaitable[None
                 await asyncio.sleep(0)
 
         async def parent() -> None:
-            async with corral.Group(ctx if how == "ctx" else None, limit=limit) as g:
+            async with corral.Group(ctx=ctx if how == "ctx" else None, limit=limit) as g:
                 workers.extend([await g.go(worker) for _ in range(3)])
 
         async def producer() -> None:
@@ -222,7 +222,7 @@ async def _group_injection(sched: Schedule, worker: int, at_step: int, errors: s
 
     caught: list[BaseException] = []
     try:
-        async with corral.Group(errors=errors) as g:  # type: ignore[arg-type]
+        async with corral.Group(report=errors) as g:  # type: ignore[arg-type]
             for i in range(4):
                 await g.go(work, i)
     except BaseException as exc:

@@ -94,8 +94,8 @@ LIBRARY_MISUSE: list[Row] = [
     ("group-limit-negative", lambda: A.Group(limit=-1), ValueError, r"\blimit\b"),
     ("group-limit-str", lambda: A.Group(limit="2"), TypeError, r"\blimit\b"),
     ("group-limit-bool-threads", lambda: T.Group(limit=True), TypeError, r"\blimit\b"),
-    ("group-ctx", lambda: A.Group("ctx"), TypeError, r"\bctx\b"),
-    ("group-errors", lambda: T.Group(errors="some"), ValueError, r"\berrors\b"),
+    ("group-ctx", lambda: A.Group(ctx="ctx"), TypeError, r"\bctx\b"),
+    ("group-report", lambda: T.Group(report="some"), ValueError, r"\breport\b"),
     ("group-go-not-callable", lambda: _in_group(lambda g: g.go(5)), TypeError, r"\bfn\b"),
     ("group-go-not-callable-threads", lambda: T.Group().go(5), TypeError, r"\bfn\b"),
     (
@@ -131,7 +131,7 @@ LIBRARY_MISUSE: list[Row] = [
     ),
     ("group-entered-twice", _enter_twice, corral.GroupError, r"entered only once"),
     # SingleFlight
-    ("singleflight-ctx", lambda: A.SingleFlight("x"), TypeError, r"\bctx\b"),
+    ("singleflight-ctx", lambda: A.SingleFlight(ctx="x"), TypeError, r"\bctx\b"),
     ("singleflight-key", lambda: A.SingleFlight().do([], _f0), TypeError, r"\bkey\b"),
     ("singleflight-key-threads", lambda: T.SingleFlight().do({}, _g0), TypeError, r"\bkey\b"),
     (

@@ -227,7 +227,7 @@ def test_contextvars_of_the_starting_caller_reach_fn(world: World) -> None:
 
 def test_parent_context_cancels_calls(world: World) -> None:
     parent = corral.with_cancel(corral.background())
-    world.sf = corral.SingleFlight(parent)
+    world.sf = corral.SingleFlight(ctx=parent)
     world.tsf = world.sf.as_threads()
     cancelled = threading.Event()
     never = corral.with_cancel(corral.background())

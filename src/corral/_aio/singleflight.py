@@ -117,7 +117,7 @@ def _deliver(w: AsyncWaiter, out: asyncio.Future[Any], _: asyncio.Future[None]) 
 
 
 class SingleFlight(SingleFlightBase[K, V]):
-    """SingleFlight(ctx=None): Go's singleflight for asyncio; flights are children of ``ctx``.
+    """SingleFlight(*, ctx=None): Go's singleflight for asyncio; flights are children of ``ctx``.
 
     ``await sf.do(key, fn, *args)`` calls ``fn(*args)`` once for all the callers that ask
     for ``key`` while that call runs, and returns its value to each (or raises, in each,

@@ -386,7 +386,7 @@ class SingleFlightBase(views.Flavoured, Generic[K, V]):
     _flavour: str = ""
     _family = views.family("singleflight")
 
-    def __init__(self, ctx: Context | None = None) -> None:
+    def __init__(self, *, ctx: Context | None = None) -> None:
         check_ctx_arg(ctx, "SingleFlight", optional=True)
         self._st = SingleFlightState(ctx)
         views.register(self._st, self._flavour, self)

@@ -59,7 +59,7 @@ class RelayChannel(rt.Channel[T]):
 
     __slots__ = ("_ctx", "_dropped", "_failure", "_failure_raised")
 
-    def __init__(self, capacity: float = 0, ctx: Context | None = None) -> None:
+    def __init__(self, capacity: float = 0, *, ctx: Context | None = None) -> None:
         super().__init__(capacity)
         self._ctx = ctx
         self._failure: BaseException | None = None
@@ -148,6 +148,7 @@ class Relay(Generic[R]):
     def __init__(
         self,
         what: str,
+        *,
         ctx: Context,
         outs: tuple[RelayChannel[Any], ...],
         value: R,
@@ -303,8 +304,8 @@ def or_done(
     check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     src = Pull(channel, what, "channel")
-    out: RelayChannel[T] = RelayChannel(buffer, ctx)
-    return Relay(what, ctx, (out,), out, _or_done_body, [(src, out)])
+    out: RelayChannel[T] = RelayChannel(buffer, ctx=ctx)
+    return Relay(what, ctx=ctx, outs=(out,), value=out, body=_or_done_body, args=[(src, out)])
 
 
 TeePolicy = Literal["lockstep", "buffer", "drop"]
@@ -403,8 +404,8 @@ def tee(
     else:
         size = 16 if buffer is None else check_int(buffer, what, "buffer", 1)
     src = Pull(channel, what, "channel")
-    outs: tuple[RelayChannel[T], ...] = tuple(RelayChannel(size, ctx) for _ in range(n))
-    return Relay(what, ctx, outs, outs, _tee_body, [(src, outs, policy)])
+    outs: tuple[RelayChannel[T], ...] = tuple(RelayChannel(size, ctx=ctx) for _ in range(n))
+    return Relay(what, ctx=ctx, outs=outs, value=outs, body=_tee_body, args=[(src, outs, policy)])
 
 
 def _fan_in_body(ctx: Context, run: _Run, src: Pull) -> None:
@@ -458,5 +459,6 @@ def fan_in(
     check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     pulls = [Pull(x, what, "inputs") for x in inputs]
-    out: RelayChannel[T] = RelayChannel(buffer, ctx)  # the caller's ctx, not the inner one
-    return Relay(what, ctx, (out,), out, _fan_in_body, [(p,) for p in pulls])
+    out: RelayChannel[T] = RelayChannel(buffer, ctx=ctx)  # the caller's ctx, not the inner one
+    args = [(p,) for p in pulls]
+    return Relay(what, ctx=ctx, outs=(out,), value=out, body=_fan_in_body, args=args)

@@ -112,7 +112,7 @@ class _FutureWaiter(Waiter):
 
 
 class SingleFlight(SingleFlightBase[K, V]):
-    """SingleFlight(ctx=None): Go's singleflight for threads; flights are children of ``ctx``.
+    """SingleFlight(*, ctx=None): Go's singleflight for threads; flights are children of ``ctx``.
 
     ``sf.do(key, fn, *args)`` calls ``fn(*args)`` once for all the callers that ask for
     ``key`` while that call runs, and returns its value to each (or raises, in each, its
