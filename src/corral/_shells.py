@@ -424,7 +424,7 @@ class Grant:
 
 
 class LimitsBase(views.Flavoured):
-    __slots__ = ("_limiters", "_states")
+    __slots__ = ("_limiters", "_states", "_twin")
     _flavour: str = ""
     _family = views.family("limits")
     _public_name = "Limits"
@@ -440,6 +440,17 @@ class LimitsBase(views.Flavoured):
             states.append(st)
         self._limiters = limiters
         self._states = states
+        self._twin: LimitsBase | None = None  # the other flavour's view, made once
+
+    def _view_as(self, flavour: str) -> Any:
+        """The one other-flavour view (``as_threads()`` / ``as_async()``), as every ``as_*``:
+        made on first use, then the same object both ways (a cycle the GC collects)."""
+        twin = self._twin
+        if twin is None:
+            twin = self._family[flavour](*self._limiters)
+            twin._twin = self
+            self._twin = twin
+        return twin
 
     @property
     def limiters(self) -> tuple[Limiter, ...]:

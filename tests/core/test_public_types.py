@@ -63,3 +63,34 @@ def test_thread_calls_return_importable_types() -> None:
     grant: T.LimitsAcquire = T.Limits(T.RateLimit(1000, burst=5)).acquire()
     assert isinstance(grant, T.LimitsAcquire)
     grant.release()
+
+
+# -- the smaller surprises of issue 20 ------------------------------------------------------
+
+
+def test_limits_as_threads_is_the_one_live_view_as_every_as_star() -> None:
+    rl = corral.RateLimit(1000, burst=5)
+    lim = corral.Limits(rl)
+    view = lim.as_threads()
+    assert isinstance(view, corral.threads.Limits)
+    assert lim.as_threads() is view  # was a new object per call
+    assert view.as_async() is lim
+    tlim = corral.threads.Limits(corral.threads.RateLimit(10))
+    assert tlim.as_async() is tlim.as_async()
+    assert tlim.as_async().as_threads() is tlim
+
+
+def test_channel_views_are_typed_as_the_other_flavours_channel() -> None:
+    # Was `Any`: an editor could not help with `ch.as_threads().send(...)`.
+    assert corral.Channel.as_threads.__annotations__["return"] == "ThreadChannel[T]"
+    assert corral.threads.Channel.as_async.__annotations__["return"] == "AsyncChannel[T]"
+    ch: corral.Channel[int] = corral.Channel(1)
+    assert isinstance(ch.as_threads(), corral.threads.Channel)
+    assert isinstance(ch.as_threads().as_async(), corral.Channel)
+
+
+def test_dask_task_cancelled_is_a_corral_error_and_still_a_runtime_error() -> None:
+    import corral.dask
+
+    assert issubclass(corral.dask.DaskTaskCancelled, corral.CorralError)
+    assert issubclass(corral.dask.DaskTaskCancelled, RuntimeError)

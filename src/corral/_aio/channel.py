@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.channel import CLOSED
 from .._core.context import Context, _check_timeout
@@ -11,6 +11,9 @@ from .._core.waiter import AsyncWaiter
 from .._errors import ChannelClosed, EndOfChannel
 from .._shells import ChannelBase, check_ctx
 from .wait import cancelled_while_parked, owed, park, pay_owed
+
+if TYPE_CHECKING:
+    from .._threads.channel import Channel as ThreadChannel
 
 __all__ = ["Channel", "new_waiter"]
 
@@ -146,6 +149,7 @@ class Channel(ChannelBase[T]):
             raise StopAsyncIteration
         return r  # type: ignore[no-any-return]
 
-    def as_threads(self) -> Any:
+    def as_threads(self) -> ThreadChannel[T]:
         """The same channel as a ``corral.threads.Channel`` (blocking calls)."""
-        return self._family["threads"]._view(self._st)
+        view: ThreadChannel[T] = self._family["threads"]._view(self._st)
+        return view

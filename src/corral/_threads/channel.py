@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.channel import CLOSED
 from .._core.context import Context, _check_timeout
@@ -11,6 +11,9 @@ from .._core.waiter import ThreadWaiter
 from .._errors import ChannelClosed, EndOfChannel
 from .._shells import ChannelBase, check_ctx
 from .wait import park
+
+if TYPE_CHECKING:
+    from .._aio.channel import Channel as AsyncChannel
 
 __all__ = ["Channel"]
 
@@ -72,6 +75,7 @@ class Channel(ChannelBase[T]):
                 return
             yield r
 
-    def as_async(self) -> Any:
+    def as_async(self) -> AsyncChannel[T]:
         """The same channel as a ``corral.Channel`` (awaitable calls)."""
-        return self._family["aio"]._view(self._st)
+        view: AsyncChannel[T] = self._family["aio"]._view(self._st)
+        return view
