@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._core.channel import CLOSED
 from .._core.context import Context, _check_timeout
 from .._core.waiter import AsyncWaiter
-from .._errors import ChannelClosed, EndOfChannel
+from .._errors import ChannelClosed
 from .._shells import ChannelBase, check_ctx
 from .wait import cancelled_while_parked, owed, park, pay_owed
 
@@ -119,7 +119,7 @@ class Channel(ChannelBase[T]):
                 await park(r, timeout, ctx)
             r = r.value
         if r is CLOSED:
-            raise EndOfChannel("channel is closed and drained")
+            raise st.ended()
         return r  # type: ignore[no-any-return]
 
     def __aiter__(self) -> Channel[T]:
@@ -146,6 +146,8 @@ class Channel(ChannelBase[T]):
                     raise
             r = r.value
         if r is CLOSED:
+            if st.failure is not None:
+                raise st.ended()
             raise StopAsyncIteration
         return r  # type: ignore[no-any-return]
 

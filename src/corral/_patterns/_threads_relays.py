@@ -16,14 +16,13 @@ rewrite understands, and put what truly differs between the flavours in ``_rt_ai
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from typing import Any, Generic, Literal, TypeVar
 
 from .._core.channel import CLOSED, ChannelState
 from .._core.context import CancelContext, Context, background, check_ctx_arg, with_cancel
-from .._errors import ChannelClosed, CorralError, EndOfChannel
+from .._errors import ChannelClosed
 from .._shells import ChannelBase
 from . import _rt_threads as rt
 from ._plan import check_int
@@ -57,35 +56,17 @@ class RelayChannel(rt.Channel[T]):
     (['a', 'b'], 0, True)
     """
 
-    __slots__ = ("_ctx", "_dropped", "_failure", "_failure_raised")
+    __slots__ = ("_ctx", "_dropped")
 
     def __init__(self, capacity: float = 0, *, ctx: Context | None = None) -> None:
         super().__init__(capacity)
         self._ctx = ctx
-        self._failure: BaseException | None = None
-        self._failure_raised = False
         self._dropped = 0
 
     @property
     def dropped(self) -> int:
         """How many items were dropped for this output because it was full (tee "drop")."""
         return self._dropped
-
-    def _failure_error(self) -> BaseException:
-        # The first receiver gets the original; later ones a copy that points to it (one
-        # exception object raised in many tasks would splice their tracebacks).
-        err = self._failure
-        assert err is not None
-        if not self._failure_raised:
-            self._failure_raised = True
-            return err
-        try:
-            dup = copy.copy(err)
-        except Exception:
-            dup = CorralError(f"a relay input failed: {err!r}")
-        dup.__traceback__ = None
-        dup.__cause__ = err
-        return dup
 
     def _ctx_done(self) -> bool:
         ctx = self._ctx
@@ -95,14 +76,8 @@ class RelayChannel(rt.Channel[T]):
         """The next item, as :meth:`Channel.recv`; ends at once when the relay's ctx is done,
         and raises an input's error once the buffer is drained."""
         if not self._ctx_done():
-            try:
-                return super().recv(timeout=timeout, ctx=ctx)
-            except EndOfChannel:
-                if self._failure is None:
-                    raise
-        if self._failure is not None:
-            raise self._failure_error()
-        raise EndOfChannel("the relay's ctx is done")
+            return super().recv(timeout=timeout, ctx=ctx)
+        raise self._st.ended("the relay's ctx is done")
 
     def __iter__(self) -> RelayChannel[T]:
         return self
@@ -110,16 +85,17 @@ class RelayChannel(rt.Channel[T]):
     def __next__(self) -> T:
         if rt.owed:
             rt.pay_owed()
+        st = self._st
         if self._ctx_done():
             r: Any = CLOSED
         else:
-            r = self._st.recv(rt.new_waiter)
+            r = st.recv(rt.new_waiter)
             if r.__class__ is rt.Waiter:
                 rt.park(r, None, None)
                 r = r.value
         if r is CLOSED:
-            if self._failure is not None:
-                raise self._failure_error()
+            if st.failure is not None:
+                raise st.ended()
             raise StopIteration
         return r  # type: ignore[no-any-return]
 
@@ -199,8 +175,8 @@ class Relay(Generic[R]):
             o.close()  # ... and the consumers have left
         rt.wait_closed(run.done)  # waits even if cancelled meanwhile (then re-raises)
         rt.reap(run.handles)
-        err = self._outs[0]._failure if self._outs else None
-        if err is not None and exc is None and not any(o._failure_raised for o in self._outs):
+        err = self._outs[0]._st.failure if self._outs else None
+        if err is not None and exc is None and not any(o._st.failure_raised for o in self._outs):
             raise err  # no receiver got it: the block does
 
 
@@ -225,10 +201,10 @@ class _Run:
 
     def fail(self, exc: BaseException) -> None:
         with self.lock:
-            first = self.outs[0]._failure is None
+            first = self.outs[0]._st.failure is None
             if first:
                 for o in self.outs:
-                    o._failure = exc
+                    o._st.fail(exc)  # raised by receivers once drained (Channel.close's rule)
         if first:
             self.ctx.cancel(exc)  # stop the other relays now; the last one out closes
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._core.channel import CLOSED
 from .._core.context import Context, _check_timeout
 from .._core.waiter import ThreadWaiter
-from .._errors import ChannelClosed, EndOfChannel
+from .._errors import ChannelClosed
 from .._shells import ChannelBase, check_ctx
 from .wait import park
 
@@ -56,22 +56,26 @@ class Channel(ChannelBase[T]):
             check_ctx(ctx, "Channel.recv")
         if timeout is not None:
             _check_timeout(timeout)
-        r: Any = self._st.recv(ThreadWaiter)
+        st = self._st
+        r: Any = st.recv(ThreadWaiter)
         if r.__class__ is ThreadWaiter:
             park(r, timeout, ctx)
             r = r.value
         if r is CLOSED:
-            raise EndOfChannel("channel is closed and drained")
+            raise st.ended()
         return r  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[T]:
-        recv = self._st.recv
+        st = self._st
+        recv = st.recv
         while True:
             r: Any = recv(ThreadWaiter)
             if r.__class__ is ThreadWaiter:
                 park(r, None, None)
                 r = r.value
             if r is CLOSED:
+                if st.failure is not None:
+                    raise st.ended()
                 return
             yield r
 
