@@ -139,6 +139,8 @@ def _public_callables() -> list[tuple[str, Any]]:
             obj = getattr(mod, name)
             if not callable(obj):
                 continue
+            if name.endswith("Acquire"):
+                continue  # handles that acquire() makes (users never construct them)
             found.append((f"{mod.__name__}.{name}", obj))
             if isinstance(obj, type):
                 for attr, member in vars(obj).items():
