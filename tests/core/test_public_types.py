@@ -3,6 +3,8 @@ of a name in ``corral.__all__`` / ``corral.threads.__all__`` (so it can be annot
 
 from __future__ import annotations
 
+import pytest
+
 import corral
 import corral.threads
 
@@ -94,3 +96,14 @@ def test_dask_task_cancelled_is_a_corral_error_and_still_a_runtime_error() -> No
 
     assert issubclass(corral.dask.DaskTaskCancelled, corral.CorralError)
     assert issubclass(corral.dask.DaskTaskCancelled, RuntimeError)
+
+
+def test_a_context_cannot_be_built_by_hand() -> None:
+    bg = corral.background()
+    with pytest.raises(TypeError, match=r"Context: make a Context with corral.background\(\)"):
+        corral.Context(None, None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"CancelContext: make a Context with"):
+        corral.CancelContext(bg, None)
+    with corral.with_cancel(bg) as ctx:  # the ways that are meant
+        assert type(ctx) is corral.CancelContext
+        assert corral.with_value(ctx, "k", 1).value("k") == 1
