@@ -277,5 +277,5 @@ class Limits(LimitsBase):
 
     def as_threads(self) -> ThreadLimits:
         """The same limits for threads (``corral.threads.Limits``)."""
-        lim: ThreadLimits = self._family["threads"](*self._limiters)
+        lim: ThreadLimits = self._view_as("threads")
         return lim

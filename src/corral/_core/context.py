@@ -58,6 +58,11 @@ _get_running_loop = asyncio.events._get_running_loop
 _channels = views.family("channel")
 
 
+# The key the constructors below check: only this module makes Contexts (users call
+# background() and the with_* functions; a Context built by hand would skip their checks).
+_MAKE = object()
+
+
 class Context:
     """A node in a cancellation tree; see the module docs. Make one with ``background()``.
 
@@ -74,7 +79,15 @@ class Context:
 
     __slots__ = ("__weakref__", "_gov", "_parent")
 
-    def __init__(self, parent: Context | None, governor: CancelContext | None) -> None:
+    def __init__(
+        self, parent: Context | None, governor: CancelContext | None, key: object = None, /
+    ) -> None:
+        if key is not _MAKE:  # one identity test: creation stays as cheap as it was
+            raise TypeError(
+                f"{type(self).__name__}: make a Context with corral.background(), "
+                "with_cancel(), with_timeout(), with_deadline(), with_value() or "
+                "without_cancel(); its constructor is internal"
+            )
         self._parent = parent
         # The nearest cancellable context that decides this one's fate, None when nothing
         # can cancel it. A CancelContext governs itself: it answers through the
@@ -237,8 +250,8 @@ class CancelContext(Context):
         "_timer",
     )
 
-    def __init__(self, parent: Context, deadline: float | None) -> None:
-        super().__init__(parent, None)
+    def __init__(self, parent: Context, deadline: float | None, key: object = None, /) -> None:
+        super().__init__(parent, None, key)
         self._children: set[CancelContext] = set()
         self._callbacks: dict[int, Callable[[], object]] | None = {}
         self._err: Cancelled | None = None
@@ -387,7 +400,7 @@ class _ValueContext(Context):
     __slots__ = ("_key", "_value")
 
     def __init__(self, parent: Context, key: object, value: Any) -> None:
-        super().__init__(parent, parent._governor)
+        super().__init__(parent, parent._governor, _MAKE)
         self._key = key
         self._value = value
 
@@ -494,7 +507,7 @@ def _check_parent(parent: object, fn: str) -> Context:
     return parent
 
 
-_BACKGROUND = Context(None, None)
+_BACKGROUND = Context(None, None, _MAKE)
 
 
 def background() -> Context:
@@ -512,7 +525,7 @@ def _derive(
     pg = parent._governor
     if pg is not None and pg._deadline is not None:
         deadline = pg._deadline if deadline is None else min(deadline, pg._deadline)
-    child = cls(parent, deadline)
+    child = cls(parent, deadline, _MAKE)
     if pg is not None:
         perr = pg._current_err()
         with _tree:
@@ -589,4 +602,4 @@ class _DetachedContext(Context):
 def without_cancel(parent: Context) -> Context:
     """A child with ``parent``'s values that is never cancelled and has no deadline."""
     _check_parent(parent, "without_cancel")
-    return _DetachedContext(parent, None)
+    return _DetachedContext(parent, None, _MAKE)
