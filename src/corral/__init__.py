@@ -13,11 +13,11 @@ from ._aio.ratelimit import RateLimit as RateLimit
 
 # What acquire() returns, under names users can import and annotate with (the classes
 # keep their private names; corral.threads exports the same three names for its own types).
-from ._aio.ratelimit import _Acquire as RateLimitAcquire
+from ._aio.ratelimit import RateLimitAcquire as RateLimitAcquire
 from ._aio.ratelimit import _LimitsAcquire as LimitsAcquire
 from ._aio.select import select as select
 from ._aio.semaphore import Semaphore as Semaphore
-from ._aio.semaphore import _Acquire as SemaphoreAcquire
+from ._aio.semaphore import SemaphoreAcquire as SemaphoreAcquire
 from ._aio.singleflight import SingleFlight as SingleFlight
 from ._core.channel import ChannelStatistics as ChannelStatistics
 from ._core.channel import RecvCase as RecvCase

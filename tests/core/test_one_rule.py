@@ -139,7 +139,7 @@ def _public_callables() -> list[tuple[str, Any]]:
             obj = getattr(mod, name)
             if not callable(obj):
                 continue
-            if name.endswith("Acquire"):
+            if name.endswith("Acquire") or name == "Permit":
                 continue  # handles that acquire() makes (users never construct them)
             found.append((f"{mod.__name__}.{name}", obj))
             if isinstance(obj, type):

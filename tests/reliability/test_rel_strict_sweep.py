@@ -242,7 +242,7 @@ def singleflight(call: str) -> Scenario:
                 return await sf.do(k, fn, k)
             if call == "do_shared":
                 return (await sf.do_shared(k, fn, k)).value
-            return (await sf.do_chan(k, fn, k)).value
+            return (await sf.do_chan(k, fn, k).recv()).value
 
         async def follower() -> None:
             for k in range(ROUNDS):
