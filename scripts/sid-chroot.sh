@@ -21,6 +21,7 @@
 #   scripts/sid-chroot.sh              create or reuse; mount proc and /dev; print the root dir
 #   scripts/sid-chroot.sh bind DIR     also bind-mount DIR (absolute) at the same path inside,
 #                                      so a clone's paths match in and out (idempotent)
+#   scripts/sid-chroot.sh unbind DIR   undo `bind DIR` (what .ci/run does at exit)
 #   scripts/sid-chroot.sh umount       unmount everything mounted under the root (binds, /dev,
 #                                      /proc), deepest first; the tree stays for the next run
 #   scripts/sid-chroot.sh run DIR CMD...
@@ -96,6 +97,12 @@ case "${1:-setup}" in
     echo "$ROOT"
     exit 0
     ;;
+  unbind)
+    dir="${2:?usage: sid-chroot.sh unbind /absolute/dir}"
+    dir="$(cd "$dir" 2>/dev/null && pwd -P || echo "$dir")"
+    if is_mounted "$ROOT$dir"; then umount "$ROOT$dir" 2>/dev/null || umount -l "$ROOT$dir"; fi
+    exit 0
+    ;;
   umount)
     umount_all
     exit 0
@@ -111,7 +118,7 @@ case "${1:-setup}" in
       sh -c 'cd "$1" && shift && exec "$@"' sh "$dir" "$@"
     ;;
   *)
-    log "unknown command '$1' (setup, bind DIR, run DIR CMD..., umount)"
+    log "unknown command '$1' (setup, bind DIR, unbind DIR, run DIR CMD..., umount)"
     exit 2
     ;;
 esac
