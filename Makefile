@@ -42,12 +42,11 @@ PYTEST_ARGS ?=
 help:
 	@sed -n '1,13p' Makefile | sed 's/^# \{0,1\}//'
 
-# One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
-venv: $(VENV)/.stamp-$(TEST_EXTRA)
+# One stamp per set of extras, newer than pyproject.toml: a changed dependency list reinstalls.
+# The test venv's extras go in one install (one editable build, one resolve: pip is slow):
 # corral[redis]: its tests (tests/redis_ext) and bench rows need the client; redis-server is apt's.
-venv: $(VENV)/.stamp-redis
 # corral[dask]: its tests (tests/on_dask, marker `dask`) start LocalClusters; bench rows dask.*.
-venv: $(VENV)/.stamp-dask
+venv: $(VENV)/.stamp-$(TEST_EXTRA),redis,dask
 
 $(VENV)/.stamp-%: pyproject.toml
 	@set -e; \
