@@ -1,8 +1,8 @@
 # corral — developer entry points. Needs only python3 (3.11+) and make; uses uv when present.
 #
 #   make demo        run `corral demo` in a fresh .venv
-#   make check       the inner loop (~1-2 min): lint, twins, incremental mypy, pytest -n auto at
-#                    quick counts without the hammer, Redis and Dask tests
+#   make check       the inner loop: lint, twins, incremental mypy, pytest -n auto at quick
+#                    counts without the hammer, slow, Redis and Dask tests
 #   make test        the full suite CI runs: lint, twins, mypy --strict, tests, hammer tests
 #   make stress      hammer tests + reliability figures with CORRAL_STRESS=1 (more seeds)
 #   make bench       install the peers and run `corral bench`
@@ -103,12 +103,13 @@ hammer: venv
 
 test: lint typecheck pytest hammer
 
-# The inner loop, under two minutes on 2 cores: what `make test` checks minus the hammer pass,
-# the Redis and Dask servers (tests marked redis/dask) and the figure counts (CORRAL_FIGURES=0).
+# The inner loop, meant to take under two minutes on 2 cores: what `make test` checks minus the
+# hammer pass, the tests that take seconds (marked slow: process pools, bench runs), the Redis
+# and Dask servers (marked redis/dask) and the figure counts (CORRAL_FIGURES=0).
 # mypy is incremental (its cache in .mypy_cache); pytest-xdist spreads the tests over the cores,
 # each worker a process of its own (the leak check in tests/conftest.py is per process).
 check: lint typecheck
-	CORRAL_FIGURES=0 $(BIN)/pytest -q -n auto -p no:cacheprovider -m "not hammer and not dask and not redis" $(PYTEST_ARGS)
+	CORRAL_FIGURES=0 $(BIN)/pytest -q -n auto -p no:cacheprovider -m "not hammer and not slow and not dask and not redis" $(PYTEST_ARGS)
 
 # Stress: the hammer tests and every reliability figure at the larger counts.
 stress: venv
