@@ -71,13 +71,16 @@ mount_all() {
 
 umount_all() {
   # Every mount point under the root, deepest first (sort -r on the path puts a child before
-  # its parent). /proc/mounts escapes spaces as \040; CI paths have none.
-  local points
-  points="$(awk -v root="$ROOT" '$2 == root || index($2, root "/") == 1 { print $2 }' /proc/mounts | sort -r -u)"
-  [[ -z "$points" ]] && return 0
-  while read -r p; do
-    umount "$p" 2>/dev/null || umount -l "$p"
-  done <<<"$points"
+  # its parent); again while any is left, since one path can hold stacked mounts (two runs that
+  # bound it at once). /proc/mounts escapes spaces as \040; CI paths have none.
+  local points pass
+  for pass in 1 2 3 4 5; do
+    points="$(awk -v root="$ROOT" '$2 == root || index($2, root "/") == 1 { print $2 }' /proc/mounts | sort -r -u)"
+    [[ -z "$points" ]] && return 0
+    while read -r p; do
+      umount "$p" 2>/dev/null || umount -l "$p"
+    done <<<"$points"
+  done
 }
 
 ready() {
@@ -93,14 +96,22 @@ case "${1:-setup}" in
     ready || { log "bind: no chroot at $ROOT yet (run scripts/sid-chroot.sh first)"; exit 1; }
     dir="$(cd "$dir" && pwd -P)"
     mkdir -p "$ROOT$dir"
+    # Serialized: two lanes binding at once would both see it unmounted and stack two mounts.
+    exec 8>"$(dirname "$ROOT")/.bind.lock"
+    flock 8
     is_mounted "$ROOT$dir" || mount --bind "$dir" "$ROOT$dir"
+    exec 8>&-
     echo "$ROOT"
     exit 0
     ;;
   unbind)
     dir="${2:?usage: sid-chroot.sh unbind /absolute/dir}"
     dir="$(cd "$dir" 2>/dev/null && pwd -P || echo "$dir")"
-    if is_mounted "$ROOT$dir"; then umount "$ROOT$dir" 2>/dev/null || umount -l "$ROOT$dir"; fi
+    # In a loop: two lanes that bound it at the same moment stacked two mounts there.
+    for _ in 1 2 3 4 5; do
+      is_mounted "$ROOT$dir" || break
+      umount "$ROOT$dir" 2>/dev/null || umount -l "$ROOT$dir"
+    done
     exit 0
     ;;
   umount)
