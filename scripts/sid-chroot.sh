@@ -107,10 +107,11 @@ case "${1:-setup}" in
   unbind)
     dir="${2:?usage: sid-chroot.sh unbind /absolute/dir}"
     dir="$(cd "$dir" 2>/dev/null && pwd -P || echo "$dir")"
-    # In a loop: two lanes that bound it at the same moment stacked two mounts there.
+    # In a loop, in case two binds stacked. Never lazily: a run still inside (another CI run
+    # of the same clone) would lose its files mid-test; a busy mount is left, with a warning.
     for _ in 1 2 3 4 5; do
       is_mounted "$ROOT$dir" || break
-      umount "$ROOT$dir" 2>/dev/null || umount -l "$ROOT$dir"
+      umount "$ROOT$dir" 2>/dev/null || { log "unbind: $ROOT$dir is in use; left mounted"; break; }
     done
     exit 0
     ;;
