@@ -1,7 +1,9 @@
 # corral — developer entry points. Needs only python3 (3.11+) and make; uses uv when present.
 #
 #   make demo        run `corral demo` in a fresh .venv
-#   make test        lint, format check, mypy --strict, tests, then the hammer tests
+#   make check       the inner loop: lint, twins, incremental mypy, pytest -n auto at quick
+#                    counts without the hammer, slow, Redis and Dask tests
+#   make test        the full suite CI runs: lint, twins, mypy --strict, tests, hammer tests
 #   make stress      hammer tests + reliability figures with CORRAL_STRESS=1 (more seeds)
 #   make bench       install the peers and run `corral bench`
 #   make docs        build the docs site into site/ (open site/index.html)
@@ -32,17 +34,20 @@ endif
 # pytest exits 5 when it collects no test; the hammer pass may legitimately select none.
 HAMMER_OK := || test $$? -eq 5
 
-.PHONY: help venv demo test lint fmt typecheck pytest hammer bench stress docs docs-check package clean
+# Extra pytest arguments for `make pytest`/`make test`: paths, -k, -n 2 (.ci/run's 3.14 lane with
+# the context flags runs a subset this way).
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo check test lint fmt typecheck pytest hammer bench stress docs docs-check package clean
 
 help:
-	@sed -n '1,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,13p' Makefile | sed 's/^# \{0,1\}//'
 
-# One stamp per extra, newer than pyproject.toml: a changed dependency list reinstalls.
-venv: $(VENV)/.stamp-$(TEST_EXTRA)
+# One stamp per set of extras, newer than pyproject.toml: a changed dependency list reinstalls.
+# The test venv's extras go in one install (one editable build, one resolve: pip is slow):
 # corral[redis]: its tests (tests/redis_ext) and bench rows need the client; redis-server is apt's.
-venv: $(VENV)/.stamp-redis
 # corral[dask]: its tests (tests/on_dask, marker `dask`) start LocalClusters; bench rows dask.*.
-venv: $(VENV)/.stamp-dask
+venv: $(VENV)/.stamp-$(TEST_EXTRA),redis,dask
 
 $(VENV)/.stamp-%: pyproject.toml
 	@set -e; \
@@ -62,7 +67,10 @@ $(VENV)/.stamp-%: pyproject.toml
 	  uv pip install --quiet $(INSTALL_FLAGS) --python "$(BIN)/python" -e ".[$*]"; \
 	else \
 	  echo "==> $(VENV): installing .[$*] with pip for $$py"; \
-	  [ -x $(BIN)/python ] || "$$py" -m venv "$(VENV)"; \
+	  if [ ! -x $(BIN)/python ]; then \
+	    "$$py" -m venv "$(VENV)"; \
+	    $(BIN)/python -m pip install --quiet --upgrade pip; \
+	  fi; \
 	  $(BIN)/python -m pip install --quiet $(INSTALL_FLAGS) -e ".[$*]"; \
 	fi; \
 	touch $@
@@ -70,9 +78,12 @@ $(VENV)/.stamp-%: pyproject.toml
 demo: venv
 	$(BIN)/corral demo
 
+# The thread flavour of the patterns and Redis shells is generated from the asyncio one
+# (scripts/unasync_patterns.py): --check fails when a generated twin is stale.
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/unasync_patterns.py --check
 
 fmt: venv
 	$(BIN)/ruff format .
@@ -86,12 +97,20 @@ else
 endif
 
 pytest: venv
-	$(BIN)/pytest -q -m "not hammer" --durations=12
+	$(BIN)/pytest -q -m "not hammer" --durations=12 $(PYTEST_ARGS)
 
 hammer: venv
 	$(BIN)/pytest -q -m hammer $(HAMMER_OK)
 
 test: lint typecheck pytest hammer
+
+# The inner loop, meant to take under two minutes on 2 cores: what `make test` checks minus the
+# hammer pass, the tests that take seconds (marked slow: process pools, bench runs), the Redis
+# and Dask servers (marked redis/dask) and the figure counts (CORRAL_FIGURES=0).
+# mypy is incremental (its cache in .mypy_cache); pytest-xdist spreads the tests over the cores,
+# each worker a process of its own (the leak check in tests/conftest.py is per process).
+check: lint typecheck
+	CORRAL_FIGURES=0 $(BIN)/pytest -q -n auto -p no:cacheprovider -m "not hammer and not slow and not dask and not redis" $(PYTEST_ARGS)
 
 # Stress: the hammer tests and every reliability figure at the larger counts.
 stress: venv

@@ -15,12 +15,15 @@
 #   CORRAL_FT_PREFIX   install prefix       (default: $HOME/.cache/corral-python-ft/3.13t)
 #   CORRAL_FT_WORK     download/build dir   (default: $HOME/.cache/corral-python-ft/work)
 #   CORRAL_FT_JOBS     make -j              (default: nproc)
+#   CORRAL_DEBIAN_MIRROR  Debian archive    (default: the machine's apt sources)
 set -euo pipefail
 
 PREFIX="${CORRAL_FT_PREFIX:-$HOME/.cache/corral-python-ft/3.13t}"
 WORK="${CORRAL_FT_WORK:-$HOME/.cache/corral-python-ft/work}"
 JOBS="${CORRAL_FT_JOBS:-$(nproc 2>/dev/null || echo 2)}"
-MIRROR="http://deb.debian.org/debian"
+# The Debian archive this machine's apt uses (never a host name written here): see
+# scripts/debian-mirror.sh; CORRAL_DEBIAN_MIRROR overrides it.
+MIRROR="$("$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh")"
 SUITE="trixie"
 WANT_VERSION="3.13.5"
 PY="$PREFIX/bin/python3.13t"

@@ -10,16 +10,8 @@
 # <apt-dir> holds the private sources list, lists and cache; the suite's source index is
 # fetched once per apt-dir and suite per shell (a second package reuses it).
 
-debian_mirror() {  # prints the Debian archive URI of the system's apt sources
-  local uri
-  uri="$(grep -h -E '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-    awk '{for (i = 2; i <= NF; i++) print $i}' | grep -E '/debian/?$' | head -1 || true)"
-  if [[ -z "$uri" ]]; then
-    uri="$(grep -h -E '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-      sed -E 's/\[[^]]*\]//' | awk '{print $2}' | grep -E '/debian/?$' | head -1 || true)"
-  fi
-  [[ -n "$uri" ]] || { echo "no Debian mirror in /etc/apt/sources.list{,.d/*}" >&2; return 1; }
-  echo "${uri%/}"
+debian_mirror() {  # prints the Debian archive URI of the system's apt sources (one reader)
+  "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 }
 
 _DEBIAN_SOURCE_READY=""

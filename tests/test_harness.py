@@ -66,10 +66,11 @@ def test_joined_thread_is_not_a_leak() -> None:
 
 
 def _run_inner(
-    pytester: pytest.Pytester, cases: str
+    pytester: pytest.Pytester, cases: str, *args: str
 ) -> tuple[pytest.RunResult, dict[str, set[str]]]:
-    """Run ``cases`` under a copy of the real conftest; return the result and each test's
-    statuses from the ``-rA`` summary (a test that passes and errors at teardown has both)."""
+    """Run ``cases`` under a copy of the real conftest, with pytest's extra ``args``; return the
+    result and each test's statuses from the ``-rA`` summary (a test that passes and errors at
+    teardown has both)."""
     pytester.makeconftest(CONFTEST.read_text())
     pytester.makeini(
         """
@@ -79,7 +80,7 @@ def _run_inner(
         """
     )
     pytester.makepyfile(test_cases=textwrap.dedent(cases))
-    result = pytester.runpytest_subprocess("-rA", timeout=INNER_TIMEOUT)
+    result = pytester.runpytest_subprocess("-rA", *args, timeout=INNER_TIMEOUT)
     statuses: dict[str, set[str]] = {}
     for line in result.outlines:
         match = re.match(r"^(PASSED|FAILED|ERROR) test_cases\.py::(\w+)", line)
@@ -177,27 +178,27 @@ LEAK_CASES = """
 """
 
 
+LEAK_CLEAN = [
+    "test_clean_sync",
+    "test_clean_async",
+    "test_thread_finishing_within_grace_is_not_a_leak",
+    "test_thread_leaked_by_an_earlier_test_is_not_blamed_here",
+    "test_clean_after_all_that",
+]
+LEAK_LEAKY = [
+    "test_leaked_thread",
+    "test_leaked_task",
+    "test_unraisable_exception",
+    "test_cyclic_garbage_is_finalized_in_its_own_test",
+    "test_coroutine_never_awaited",
+    "test_exception_in_thread",
+    "test_task_exception_never_retrieved",
+]
+
+
 def test_leak_check_flags_each_kind_of_leak(pytester: pytest.Pytester) -> None:
     result, statuses = _run_inner(pytester, LEAK_CASES)
-    _check(
-        statuses,
-        clean=[
-            "test_clean_sync",
-            "test_clean_async",
-            "test_thread_finishing_within_grace_is_not_a_leak",
-            "test_thread_leaked_by_an_earlier_test_is_not_blamed_here",
-            "test_clean_after_all_that",
-        ],
-        leaky=[
-            "test_leaked_thread",
-            "test_leaked_task",
-            "test_unraisable_exception",
-            "test_cyclic_garbage_is_finalized_in_its_own_test",
-            "test_coroutine_never_awaited",
-            "test_exception_in_thread",
-            "test_task_exception_never_retrieved",
-        ],
-    )
+    _check(statuses, clean=LEAK_CLEAN, leaky=LEAK_LEAKY)
     # The leaked task fails the call itself; the rest are reported at teardown.
     assert statuses["test_leaked_task"] == {"FAILED"}
     result.stdout.fnmatch_lines_random(
@@ -214,6 +215,17 @@ def test_leak_check_flags_each_kind_of_leak(pytester: pytest.Pytester) -> None:
         ]
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_leak_check_flags_each_kind_of_leak_under_xdist(pytester: pytest.Pytester) -> None:
+    # `make check` runs the suite with pytest-xdist (-n auto). Each worker is a process of its
+    # own, and every thing the harness checks lives in that process (threads, the test's loop,
+    # the unraisable/thread hooks, the watched loggers), so the same verdicts must come out
+    # whichever worker runs which test.
+    pytest.importorskip("xdist")
+    result, statuses = _run_inner(pytester, LEAK_CASES, "-n", "2")
+    assert "2 workers" in result.stdout.str(), result.stdout.str()[-2000:]
+    _check(statuses, clean=LEAK_CLEAN, leaky=LEAK_LEAKY)
 
 
 # A stand-in for the hooks the library will offer (see the conftest docstring).

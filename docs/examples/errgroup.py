@@ -72,7 +72,7 @@ def services(*, stats_down: bool = False) -> tuple[Service, Service, Service]:
 async def fetch_dashboard_data(
     ctx: corral.Context, user_id: int, orders: Service, stats: Service, notif: Service
 ) -> Dashboard:
-    async with corral.Group(ctx) as g:  # g, ctx := errgroup.WithContext(ctx)
+    async with corral.Group(ctx=ctx) as g:  # g, ctx := errgroup.WithContext(ctx)
         o = await g.go(orders.get, g.ctx, user_id)
         s = await g.go(stats.get, g.ctx, user_id)
         n = await g.go(notif.get, g.ctx, user_id)
@@ -83,7 +83,7 @@ async def fetch_dashboard_data(
 def fetch_dashboard_data_threads(
     ctx: corral.Context, user_id: int, orders: Service, stats: Service, notif: Service
 ) -> Dashboard:
-    with corral.threads.Group(ctx) as g:  # the same, in threads
+    with corral.threads.Group(ctx=ctx) as g:  # the same, in threads
         o = g.go(orders.get_blocking, g.ctx, user_id)
         s = g.go(stats.get_blocking, g.ctx, user_id)
         n = g.go(notif.get_blocking, g.ctx, user_id)

@@ -83,7 +83,8 @@ async def merge_two_queues() -> list[str]:
         us.send(order)
     eu.close()
     us.close()
-    return [order async for order in corral.fan_in(eu, us)]
+    async with corral.fan_in(eu, us) as merged:
+        return [order async for order in merged]
 
 
 skipped: list[str] = []

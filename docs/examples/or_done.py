@@ -21,7 +21,7 @@ Go::
         return out
     }
 
-"Read from a channel but respect context cancellation": ``or_done(ctx, ch)`` returns a
+"Read from a channel but respect context cancellation": ``or_done(ch, ctx=ctx)`` returns a
 channel that carries ``ch``'s values and is closed as soon as ``ctx`` is done, so a
 ``for`` loop over it can never hang on a quiet producer. A relay worker (a task here, a
 thread in ``corral.threads``) does what the goroutine does; it ends with ``ch``, with
@@ -59,10 +59,11 @@ async def read_until_enough() -> None:
 
     got = []
     with corral.with_cancel(corral.background()) as ctx:
-        async for value in corral.or_done(ctx, readings):  # a thread's channel, read by a task
-            got.append(value)
-            if len(got) == 5:
-                ctx.cancel()  # e.g. the request was cancelled: the loop just ends
+        async with corral.or_done(readings, ctx=ctx) as values:  # a thread's channel, a task
+            async for value in values:
+                got.append(value)
+                if len(got) == 5:
+                    ctx.cancel()  # e.g. the request was cancelled: the loop just ends
     print(f"asyncio: read {got}, then ctx was done: {type(ctx.err).__name__}")
 
     stop.set()
@@ -71,8 +72,11 @@ async def read_until_enough() -> None:
 
 def read_with_deadline() -> None:
     quiet: corral.threads.Channel[int] = corral.threads.Channel()  # nobody ever sends
-    with corral.with_timeout(corral.background(), 0.05) as ctx:
-        got = list(corral.threads.or_done(ctx, quiet))  # would block forever without ctx
+    with (
+        corral.with_timeout(corral.background(), 0.05) as ctx,
+        corral.threads.or_done(quiet, ctx=ctx) as values,
+    ):
+        got = list(values)  # would block forever without ctx
     print(f"threads: read {got} from a quiet channel; ctx: {type(ctx.err).__name__}")
 
 

@@ -76,7 +76,7 @@ async def process_with_limit(ctx: corral.Context, items: list[int], tracker: Tra
         async with sem.acquire(ctx=g.ctx):  # if err := sem.Acquire(ctx, 1); defer Release
             await process(g.ctx, item, tracker)
 
-    async with corral.Group(ctx) as g:  # g, ctx := errgroup.WithContext(ctx)
+    async with corral.Group(ctx=ctx) as g:  # g, ctx := errgroup.WithContext(ctx)
         for item in items:
             await g.go(one, item)
     # Leaving the block is g.Wait(): it raised the first error, if any.
@@ -89,7 +89,7 @@ def process_with_limit_threads(
         with tsem.acquire(ctx=g.ctx), tracker:
             time.sleep(0.01)  # a blocking query
 
-    with corral.threads.Group(ctx) as g:
+    with corral.threads.Group(ctx=ctx) as g:
         for item in items:
             g.go(one, item)
 

@@ -132,9 +132,9 @@ def threads_flavour() -> None:
         may_answer.wait()
         return User(user_id, f"user-{user_id}")
 
-    futures = [sf.do_chan("9", query, "9") for _ in range(20)]  # all join at once
+    chans = [sf.do_chan("9", query, "9") for _ in range(20)]  # all join at once
     may_answer.set()
-    results = [f.result() for f in futures]
+    results = [ch.recv() for ch in chans]  # each a channel: select works on them too
     print(f"threads: 20 requests for user 9: {queries} query, shared: {results[0].shared}")
 
 

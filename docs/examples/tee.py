@@ -47,29 +47,29 @@ import corral.threads
 
 # --8<-- [start:twin]
 async def lockstep() -> None:
-    ctx = corral.background()
-    audit, search = corral.tee(ctx, [f"event-{i}" for i in range(3)])  # two consumers
-    print(f"lockstep: audit got {await audit.recv()}")
-    try:
-        await audit.recv(timeout=0.05)
-    except corral.DeadlineExceeded:
-        print("  audit waits for event-1: search has not taken event-0 yet")
-    print(f"  search got {await search.recv()}, so audit gets {await audit.recv()}")
-    async with corral.Group() as g:  # read the rest together
-        rest_audit = await g.go(_all, audit)
-        rest_search = await g.go(_all, search)
+    events = [f"event-{i}" for i in range(3)]
+    async with corral.tee(events) as (audit, search):  # two consumers
+        print(f"lockstep: audit got {await audit.recv()}")
+        try:
+            await audit.recv(timeout=0.05)
+        except corral.DeadlineExceeded:
+            print("  audit waits for event-1: search has not taken event-0 yet")
+        print(f"  search got {await search.recv()}, so audit gets {await audit.recv()}")
+        async with corral.Group() as g:  # read the rest together
+            rest_audit = await g.go(_all, audit)
+            rest_search = await g.go(_all, search)
     print(f"  then both got the rest: {rest_audit.result()} {rest_search.result()}")
 
 
 # --8<-- [end:twin]
 async def buffered() -> None:
-    fast, slow = corral.tee(corral.background(), range(10), policy="buffer", buffer=3)
-    ahead = [await fast.recv() for _ in range(4)]  # the slow one has read nothing yet
-    print(f"buffer=3: the fast consumer ran ahead by {len(ahead)} values: {ahead}")
-    # Drain both (they still advance together beyond the buffer): nothing was lost.
-    async with corral.Group() as g:
-        rest_fast = await g.go(_all, fast)
-        rest_slow = await g.go(_all, slow)
+    async with corral.tee(range(10), policy="buffer", buffer=3) as (fast, slow):
+        ahead = [await fast.recv() for _ in range(4)]  # the slow one has read nothing yet
+        print(f"buffer=3: the fast consumer ran ahead by {len(ahead)} values: {ahead}")
+        # Drain both (they still advance together beyond the buffer): nothing was lost.
+        async with corral.Group() as g:
+            rest_fast = await g.go(_all, fast)
+            rest_slow = await g.go(_all, slow)
     print(
         f"  then: fast got {len(ahead) + len(rest_fast.result())}, slow got "
         f"{len(rest_slow.result())}"
@@ -82,9 +82,9 @@ async def _all(ch: corral.Channel[Any]) -> list[Any]:
 
 def dropping() -> None:
     # A dashboard that stalls must not stall the metrics source: drop its oldest values.
-    live, stalled = corral.threads.tee(corral.background(), range(100), policy="drop", buffer=5)
-    live_values = list(live)  # keeps up, mostly
-    stalled_values = list(stalled)  # read only after the source has ended
+    with corral.threads.tee(range(100), policy="drop", buffer=5) as (live, stalled):
+        live_values = list(live)  # keeps up, mostly
+        stalled_values = list(stalled)  # read only after the source has ended
     print(
         f"drop, buffer=5 (threads): the stalled consumer got {stalled_values}, "
         f"dropped {stalled.dropped}"

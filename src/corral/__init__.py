@@ -10,8 +10,14 @@ from ._aio.channel import Channel as Channel
 from ._aio.group import Group as Group
 from ._aio.ratelimit import Limits as Limits
 from ._aio.ratelimit import RateLimit as RateLimit
+
+# What acquire() returns, under names users can import and annotate with (the classes
+# keep their private names; corral.threads exports the same three names for its own types).
+from ._aio.ratelimit import RateLimitAcquire as RateLimitAcquire
+from ._aio.ratelimit import _LimitsAcquire as LimitsAcquire
 from ._aio.select import select as select
 from ._aio.semaphore import Semaphore as Semaphore
+from ._aio.semaphore import SemaphoreAcquire as SemaphoreAcquire
 from ._aio.singleflight import SingleFlight as SingleFlight
 from ._core.channel import ChannelStatistics as ChannelStatistics
 from ._core.channel import RecvCase as RecvCase
@@ -40,6 +46,7 @@ from ._errors import WouldBlock as WouldBlock
 from ._patterns._aio_flow import Flow as Flow
 from ._patterns._aio_flow import fan_out as fan_out
 from ._patterns._aio_flow import pipeline as pipeline
+from ._patterns._aio_relays import Relay as Relay
 from ._patterns._aio_relays import RelayChannel as RelayChannel
 from ._patterns._aio_relays import fan_in as fan_in
 from ._patterns._aio_relays import or_done as or_done
@@ -84,15 +91,19 @@ __all__ = [
     "GroupError",
     "GroupStatistics",
     "Limits",
+    "LimitsAcquire",
     "Outcome",
     "PipelineStatistics",
     "Progress",
     "RateLimit",
+    "RateLimitAcquire",
     "RateLimitStatistics",
     "RecvCase",
+    "Relay",
     "RelayChannel",
     "Selected",
     "Semaphore",
+    "SemaphoreAcquire",
     "SemaphoreStatistics",
     "SendCase",
     "SingleFlight",

@@ -29,7 +29,7 @@ from ._core.group import GroupState, GroupStatistics, check_group_args, check_li
 from ._core.joint import JointLimiter, run_joints
 from ._core.ratelimit import RateLimitState, RateLimitStatistics, check_cost, check_rate_args
 from ._core.semaphore import SemaphoreState, SemaphoreStatistics, check_size, check_weight
-from ._errors import EndOfChannel, GroupError, WouldBlock
+from ._errors import GroupError, WouldBlock
 
 __all__ = [
     "ChannelBase",
@@ -73,16 +73,33 @@ class ChannelBase(views.Flavoured, Generic[T]):
         if item is EMPTY:
             raise WouldBlock("recv_nowait: no item is ready")
         if item is CLOSED:
-            raise EndOfChannel("channel is closed and drained")
+            raise st.ended()
         return item  # type: ignore[no-any-return]
 
-    def close(self) -> bool:
+    def close(self, error: BaseException | None = None) -> bool:
         """Close the channel; ``True`` the first time, ``False`` (and no effect) after.
 
-        Buffered items are still delivered; waiting receivers get ``EndOfChannel``,
-        waiting senders ``ChannelClosed`` (their items were not sent).
+        Buffered items are still delivered; then receivers get ``EndOfChannel``, or, if
+        ``error`` is given, ``error`` (the first receiver; later ones a copy chained to it):
+        a producer that fails says so to its consumers. Waiting senders get
+        ``ChannelClosed`` (their items were not sent). ``select`` sees either end alike.
+
+        >>> import corral.threads
+        >>> ch = corral.threads.Channel(1)
+        >>> ch.send_nowait("last")
+        >>> ch.close(error=OSError("disk gone"))
+        True
+        >>> ch.recv()
+        'last'
+        >>> ch.recv()
+        Traceback (most recent call last):
+        OSError: disk gone
         """
-        return self._st.close()
+        if error is not None and not isinstance(error, BaseException):
+            raise TypeError(
+                f"Channel.close: error must be an exception, got {type(error).__name__}"
+            )
+        return self._st.close(error)
 
     @property
     def closed(self) -> bool:
@@ -190,13 +207,13 @@ class GroupBase:
 
     def __init__(
         self,
-        ctx: Context | None = None,
         *,
+        ctx: Context | None = None,
         limit: int | None = None,
-        errors: Literal["first", "all"] = "first",
+        report: Literal["first", "all"] = "first",
     ) -> None:
-        parent, lim = check_group_args(ctx, limit, errors)
-        self._st = GroupState(parent, lim, errors)
+        parent, lim = check_group_args(ctx, limit, report)
+        self._st = GroupState(parent, lim, report)
         self._entered = False
         self._init_flavour()
 
@@ -431,7 +448,7 @@ class Grant:
 
 
 class LimitsBase(views.Flavoured):
-    __slots__ = ("_limiters", "_states")
+    __slots__ = ("_limiters", "_states", "_twin")
     _flavour: str = ""
     _family = views.family("limits")
     _public_name = "Limits"
@@ -447,6 +464,17 @@ class LimitsBase(views.Flavoured):
             states.append(st)
         self._limiters = limiters
         self._states = states
+        self._twin: LimitsBase | None = None  # the other flavour's view, made once
+
+    def _view_as(self, flavour: str) -> Any:
+        """The one other-flavour view (``as_threads()`` / ``as_async()``), as every ``as_*``:
+        made on first use, then the same object both ways (a cycle the GC collects)."""
+        twin = self._twin
+        if twin is None:
+            twin = self._family[flavour](*self._limiters)
+            twin._twin = self
+            self._twin = twin
+        return twin
 
     @property
     def limiters(self) -> tuple[Limiter, ...]:

@@ -153,6 +153,10 @@ def test_select_rows() -> None:
 
 
 @pytest.mark.slow
+# Every chan and sem row, each measured with a gc.collect() around it: it ran past the suite's
+# 60 s on 2 cores at a load average of 20+ (CI on 3.15), and a timeout ends the whole pytest
+# run (timeout_method = "thread"). Like the memory rows' tests.
+@pytest.mark.timeout(240)
 def test_builtin_rows_every_impl_moves_the_items() -> None:
     # Every built-in channel/semaphore implementation whose peer is installed passes its own
     # correctness check on a tiny run.

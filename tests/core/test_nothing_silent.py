@@ -144,10 +144,10 @@ async def test_do_chan_and_a_free_go_start_at_the_call() -> None:
         ran.append("go")
 
     with warnings_as_errors() as caught:
-        fut = sf.do_chan("k", fn)
+        ch = sf.do_chan("k", fn)
         async with corral.Group() as g:
             g.go(work)
-        await fut
+        assert (await ch.recv()).value == 1
     assert caught == []
     assert sorted(ran) == ["go", "sf"]
 

@@ -9,6 +9,7 @@ drifts from the one implementation fails here.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -105,8 +106,8 @@ def _ctx_calls() -> list[Any]:
         ("fan_out", lambda: corral.fan_out(abs, [1], ctx=bad)),
         ("fan_out", lambda: corral.threads.fan_out(abs, [1], ctx=bad)),
         ("pipeline", lambda: corral.pipeline([1], abs, ctx=bad)),
-        ("or_done", lambda: corral.or_done(bad, corral.Channel(1))),
-        ("tee", lambda: corral.threads.tee(bad, corral.threads.Channel(1))),
+        ("or_done", lambda: corral.or_done(corral.Channel(1), ctx=bad)),
+        ("tee", lambda: corral.threads.tee(corral.threads.Channel(1), ctx=bad)),
         ("fan_in", lambda: corral.fan_in([1], ctx=bad)),
     ]
 
@@ -122,3 +123,55 @@ async def test_every_ctx_argument_is_checked_by_one_rule(
     msg = str(info.value)
     assert msg.startswith(f"{what}: ctx must be a corral Context"), msg
     assert msg.endswith("got str"), msg
+
+
+# -- ctx is keyword-only everywhere -----------------------------------------------------------
+
+
+def _public_callables() -> list[tuple[str, Any]]:
+    import corral.dask
+    import corral.redis
+    import corral.threads.redis
+
+    found: list[tuple[str, Any]] = []
+    for mod in (corral, corral.threads, corral.redis, corral.threads.redis, corral.dask):
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if not callable(obj):
+                continue
+            if name.endswith("Acquire") or name == "Permit":
+                continue  # handles that acquire() makes (users never construct them)
+            found.append((f"{mod.__name__}.{name}", obj))
+            if isinstance(obj, type):
+                for attr, member in vars(obj).items():
+                    if callable(member) and (not attr.startswith("_") or attr == "__init__"):
+                        found.append((f"{mod.__name__}.{name}.{attr}", member))
+    return found
+
+
+def test_ctx_is_keyword_only_on_every_public_callable() -> None:
+    # One rule for where ctx goes: `ctx=` by keyword, on constructors (Group, SingleFlight)
+    # and operations alike; the channel or function comes first, as in every Python API.
+    positional = []
+    seen = 0
+    for name, obj in _public_callables():
+        try:
+            sig = inspect.signature(obj)
+        except (TypeError, ValueError):  # a builtin without a signature
+            continue
+        p = sig.parameters.get("ctx")
+        if p is not None:
+            seen += 1
+            if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+                positional.append(name)
+    assert seen > 40, seen
+    assert positional == []
+
+
+@pytest.mark.parametrize("mod", [corral, corral.threads], ids=["aio", "threads"])
+def test_group_and_singleflight_refuse_a_positional_ctx(mod: Any) -> None:
+    ctx = corral.background()
+    with pytest.raises(TypeError, match="positional argument"):
+        mod.Group(ctx)
+    with pytest.raises(TypeError, match="positional argument"):
+        mod.SingleFlight(ctx)

@@ -140,7 +140,8 @@ def test_a_fan_in_relay_reads_the_callers_generator_in_its_context() -> None:
     def gen() -> Iterator[str]:
         yield VAR.get()
 
-    assert list(corral.threads.fan_in(gen(), gen())) == ["relay", "relay"]
+    with corral.threads.fan_in(gen(), gen()) as merged:
+        assert list(merged) == ["relay", "relay"]
 
 
 # -- infrastructure threads never leak a caller's var --------------------------------------
@@ -256,8 +257,11 @@ def test_a_fan_in_that_cannot_start_every_relay_stops_the_ones_it_started(
 ) -> None:
     no_threads(1)
     ch: corral.threads.Channel[int] = corral.threads.Channel(0)
-    with pytest.raises(corral.ThreadStartError, match=r"^fan_in"):
-        corral.threads.fan_in(ch, range(3))
+    with (
+        pytest.raises(corral.ThreadStartError, match=r"^fan_in"),
+        corral.threads.fan_in(ch, range(3)),
+    ):
+        pass
     # The relay that started was cancelled: it left ch (no receiver stays parked on it).
     for _ in range(200):
         if not ch.statistics().waiting_receivers:

@@ -148,8 +148,8 @@ async def test_singleflight_call_that_finishes_in_its_first_step(factory: str) -
 
     assert await asyncio.wait_for(sf.do("k", load), 10) == 7
     assert await asyncio.wait_for(sf.do_shared("k", load), 10) == (7, False)
-    fut = sf.do_chan("k", load)
-    assert (await asyncio.wait_for(fut, 10)).value == 7
+    ch = sf.do_chan("k", load)
+    assert (await ch.recv(timeout=10)).value == 7
     assert calls == 3
     assert sf.statistics().in_flight == 0
 
@@ -193,6 +193,6 @@ async def test_a_cancellation_during_a_first_step_reaches_that_worker(factory: s
             raise
 
     with pytest.raises(corral.Cancelled):
-        async with corral.Group(parent) as g:
+        async with corral.Group(ctx=parent) as g:
             await g.go(cancels_then_waits)
     assert stopped.is_set()

@@ -39,7 +39,7 @@ async def test_example_parallel(flavour: Flavour) -> None:
 
     async def google(query: str) -> list[str]:
         results: list[str] = [""] * 3
-        async with flavour.group(corral.background()) as g:
+        async with flavour.group(ctx=corral.background()) as g:
             for i, kind in enumerate(["web", "image", "video"]):
 
                 def store(i: int = i, kind: str = kind) -> None:
@@ -93,7 +93,7 @@ CTX_CASES = [([], None), ([None], None), ([DOOM], DOOM), ([DOOM, None], DOOM)]
 async def test_with_context_done_after_wait(
     flavour: Flavour, gate: corral.CancelContext, errs: list[Any], want: BaseException | None
 ) -> None:
-    g = flavour.group(corral.background())
+    g = flavour.group(ctx=corral.background())
     ctx = g.ctx
     for i, err in enumerate(errs):
         # Held until every go() is made: once the group has failed, corral's go() raises
@@ -117,7 +117,7 @@ async def test_with_context_done_after_wait(
 async def test_cancel_cause(
     flavour: Flavour, gate: corral.CancelContext, errs: list[Any], want: BaseException | None
 ) -> None:
-    g = flavour.group(corral.background())
+    g = flavour.group(ctx=corral.background())
     for i, err in enumerate(errs):
         # The failing worker waits until every try_go is made (Go's goroutines may not have
         # run yet either); after a failure, try_go would raise instead of starting work.

@@ -47,7 +47,7 @@ async def md5_all_aio(
 
         async def digesters() -> None:
             try:
-                async with corral.Group(g.ctx) as dg:
+                async with corral.Group(ctx=g.ctx) as dg:
                     for _ in range(NUM_DIGESTERS):
                         await dg.go(digester)
             finally:
@@ -80,7 +80,7 @@ def md5_all_threads(
 
         def digesters() -> None:
             try:
-                with corral.threads.Group(g.ctx) as dg:
+                with corral.threads.Group(ctx=g.ctx) as dg:
                     for _ in range(NUM_DIGESTERS):
                         dg.go(digester)
             finally:

@@ -65,7 +65,7 @@ async def test_all_mode_raises_an_exception_group_without_cancellations(
 ) -> None:
     a, b = Boom("a"), Boom("b")
     started = Counter()
-    g = flavour.group(errors="all")
+    g = flavour.group(report="all")
     with pytest.raises(ExceptionGroup) as info:
         async with g:
             await g.go(flavour.worker(started=started.enter, wait=gate, error=a))
@@ -78,7 +78,7 @@ async def test_all_mode_raises_an_exception_group_without_cancellations(
 
 
 async def test_one_error_in_all_mode_is_still_a_group(flavour: Flavour) -> None:
-    g = flavour.group(errors="all")
+    g = flavour.group(report="all")
     with pytest.raises(ExceptionGroup) as info:
         async with g:
             await g.go(flavour.worker(error=Boom("only")))
@@ -128,7 +128,7 @@ async def test_parent_context_cancelled_cuts_work_short(
 ) -> None:
     parent = corral.with_cancel(corral.background())
     started = Counter()
-    g = flavour.group(parent)
+    g = flavour.group(ctx=parent)
     with pytest.raises(Cancelled) as info:
         async with g:
             await g.go(flavour.worker(started=started.enter, wait=g.ctx, check=g.ctx))
@@ -140,7 +140,7 @@ async def test_parent_context_cancelled_cuts_work_short(
 
 async def test_parent_cancelled_after_work_done_is_not_an_error(flavour: Flavour) -> None:
     parent = corral.with_cancel(corral.background())
-    g = flavour.group(parent)
+    g = flavour.group(ctx=parent)
     async with g:
         h = await g.go(flavour.worker(result=7))
         assert await flavour.result(h) == 7
@@ -190,7 +190,7 @@ async def test_base_exception_wins_over_errors(
     flavour: Flavour, gate: corral.CancelContext
 ) -> None:
     started = Counter()
-    g = flavour.group(errors="all")
+    g = flavour.group(report="all")
     with pytest.raises(Fatal):
         async with g:
             await g.go(flavour.worker(started=started.enter, wait=gate, error=Boom()))
@@ -251,7 +251,8 @@ async def test_set_limit_while_workers_run_is_a_group_error(
         ({"limit": -1}, ValueError, "limit"),
         ({"limit": 1.5}, TypeError, "limit"),
         ({"limit": True}, TypeError, "limit"),
-        ({"errors": "some"}, ValueError, "errors"),
+        ({"report": "some"}, ValueError, "report"),
+        ({"errors": "all"}, TypeError, "errors"),  # 0.1's name: errors is the per-item policy
         ({"ctx": object()}, TypeError, "ctx"),
     ],
 )
@@ -375,7 +376,7 @@ async def test_wait_from_a_worker_is_a_group_error(flavour: Flavour) -> None:
 
 async def test_expired_parent_deadline_refuses_work(flavour: Flavour) -> None:
     parent = corral.with_deadline(corral.background(), time.monotonic())
-    g = flavour.group(parent)
+    g = flavour.group(ctx=parent)
     with pytest.raises(corral.DeadlineExceeded):
         await g.go(flavour.worker())
     with pytest.raises(corral.DeadlineExceeded):

@@ -6,6 +6,7 @@ polling interval: every assertion is about the manual clock's readings, never re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -202,3 +203,27 @@ def test_rate_argument_errors(kwargs: dict[str, Any], exc: type[Exception], matc
     ):
         with pytest.raises(exc, match=match):
             make()
+
+
+class _RefusingLimiter:
+    """A limiter (the protocol corral.redis's use) that refuses these workers, as a
+    corral.redis.RateLimit of the other flavour does, while the run's stages are built."""
+
+    def _corral_rate_wrap(self, call: Any, cost: Any, task: bool, ctx: Any) -> Any:
+        raise TypeError("this limiter is for the other flavour's workers")
+
+
+def test_a_run_that_fails_before_any_worker_starts_raises_instead_of_hanging() -> None:
+    # The refusal came before any worker was counted: no worker would ever close the
+    # run's `finished`, and leaving the block waited on it forever (found on Redis).
+    with pytest.raises(TypeError, match="other flavour"):
+        corral.threads.fan_out(lambda x: x, range(3), rate=_RefusingLimiter()).collect()
+
+    async def main() -> None:
+        async def f(x: int) -> int:
+            return x
+
+        with pytest.raises(TypeError, match="other flavour"):
+            await corral.fan_out(f, range(3), rate=_RefusingLimiter()).collect()
+
+    asyncio.run(main())

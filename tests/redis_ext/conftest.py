@@ -462,3 +462,12 @@ def client(redis_url: str) -> Iterator[Any]:
         yield c
     finally:
         c.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Every test here needs a redis-server: mark them `redis` by directory (as tests/on_dask
+    # marks `dask`), so `make check` and machines without a server deselect with -m "not redis".
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.redis)

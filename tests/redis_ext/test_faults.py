@@ -117,6 +117,7 @@ def test_sigkilled_leader_is_taken_over_within_lease_plus_1s(client: Any, redis_
 
 
 def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> None:
+    _one_server(own_server)  # restarts and stops one server; a cluster is many
     import redis
 
     c1 = redis.Redis.from_url(own_server.url)
@@ -175,6 +176,7 @@ def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> N
 
 
 def test_redis_down_is_a_typed_error_not_a_hang(own_server: RedisServer) -> None:
+    _one_server(own_server)  # restarts and stops one server; a cluster is many
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry

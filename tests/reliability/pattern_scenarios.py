@@ -170,10 +170,10 @@ def _fan_in() -> Scenario:
                 produced.append((p, i))
             chans[p].close()
 
-        merged = corral.fan_in(*chans, buffer=rng.randrange(3))
-        prods = [asyncio.create_task(produce(p)) for p in range(3)]
-        got = [x async for x in merged]
-        await asyncio.gather(*prods)
+        async with corral.fan_in(*chans, buffer=rng.randrange(3)) as merged:
+            prods = [asyncio.create_task(produce(p)) for p in range(3)]
+            got = [x async for x in merged]
+            await asyncio.gather(*prods)
         return check(produced, [got])
 
     def threads(rng: random.Random) -> Tally:
@@ -183,7 +183,7 @@ def _fan_in() -> Scenario:
         counts = [rng.randint(0, 8) for _ in chans]
         produced: list[list[Item]] = [[] for _ in chans]
         got: list[Item] = []
-        merged = corral.threads.fan_in(*chans, buffer=rng.randrange(3))
+        relay = corral.threads.fan_in(*chans, buffer=rng.randrange(3))
 
         def produce(p: int) -> None:
             try:
@@ -193,10 +193,12 @@ def _fan_in() -> Scenario:
             finally:
                 chans[p].close()
 
-        def consume() -> None:
-            got.extend(merged)
+        with relay as merged:
 
-        hammer(*[lambda p=p: produce(p) for p in range(3)], consume)
+            def consume() -> None:
+                got.extend(merged)
+
+            hammer(*[lambda p=p: produce(p) for p in range(3)], consume)
         return check([x for ps in produced for x in ps], [got])
 
     return Scenario("fan_in of 3 channels", aio, threads)
@@ -214,7 +216,6 @@ def _tee() -> Scenario:
         n = rng.randint(1, 3)
         policy = rng.choice(("lockstep", "buffer"))
         buffer = None if policy == "lockstep" else rng.randint(1, 3)
-        outs = corral.tee(corral.background(), src, n, policy=policy, buffer=buffer)
 
         async def consume(o: Any) -> list[Item]:
             got = []
@@ -223,7 +224,8 @@ def _tee() -> Scenario:
                 await _jitter(rng)
             return got
 
-        streams = await asyncio.gather(*[consume(o) for o in outs])
+        async with corral.tee(src, n, policy=policy, buffer=buffer) as outs:
+            streams = await asyncio.gather(*[consume(o) for o in outs])
         for s in streams:
             assert s == src, f"tee output {s} != source {src}"
         return check(src * n, streams)
@@ -233,15 +235,15 @@ def _tee() -> Scenario:
         n = rng.randint(1, 3)
         policy = rng.choice(("lockstep", "buffer"))
         buffer = None if policy == "lockstep" else rng.randint(1, 3)
-        outs = corral.threads.tee(corral.background(), src, n, policy=policy, buffer=buffer)
-        streams: list[list[Item]] = [[] for _ in outs]
+        streams: list[list[Item]] = [[] for _ in range(n)]
+        with corral.threads.tee(src, n, policy=policy, buffer=buffer) as outs:
 
-        def consume(k: int) -> None:
-            for x in outs[k]:
-                streams[k].append(x)
-                _spin(rng)
+            def consume(k: int) -> None:
+                for x in outs[k]:
+                    streams[k].append(x)
+                    _spin(rng)
 
-        hammer(*[lambda k=k: consume(k) for k in range(n)])
+            hammer(*[lambda k=k: consume(k) for k in range(n)])
         for s in streams:
             assert s == src, f"tee output {s} != source {src}"
         return check(src * n, streams)

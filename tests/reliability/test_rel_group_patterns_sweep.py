@@ -66,7 +66,7 @@ def group_op(how: str, limit: int | None) -> Callable[[Schedule], Awaitable[None
                 await asyncio.sleep(0)
 
         async def parent() -> None:
-            async with corral.Group(ctx if how == "ctx" else None, limit=limit) as g:
+            async with corral.Group(ctx=ctx if how == "ctx" else None, limit=limit) as g:
                 workers.extend([await g.go(worker) for _ in range(3)])
 
         async def producer() -> None:
@@ -222,7 +222,7 @@ async def _group_injection(sched: Schedule, worker: int, at_step: int, errors: s
 
     caught: list[BaseException] = []
     try:
-        async with corral.Group(errors=errors) as g:  # type: ignore[arg-type]
+        async with corral.Group(report=errors) as g:  # type: ignore[arg-type]
             for i in range(4):
                 await g.go(work, i)
     except BaseException as exc:
@@ -366,11 +366,9 @@ async def _relay_injection(sched: Schedule, kind: str, position: int) -> None:
             yield base + i
 
     if kind == "tee":
-        outs = corral.tee(
-            corral.background(), source(0), 2, policy=sched.rng.choice(("lockstep", "buffer"))
-        )
+        relay: Any = corral.tee(source(0), 2, policy=sched.rng.choice(("lockstep", "buffer")))
     else:
-        outs = (corral.fan_in(source(0), source(100)),)
+        relay = corral.fan_in(source(0), source(100))
 
     async def consume(o: Any) -> tuple[list[int], BaseException | None]:
         got: list[int] = []
@@ -381,7 +379,9 @@ async def _relay_injection(sched: Schedule, kind: str, position: int) -> None:
             return got, exc
         return got, None
 
-    results = await asyncio.gather(*[consume(o) for o in outs])
+    async with relay as opened:
+        outs = opened if kind == "tee" else (opened,)
+        results = await asyncio.gather(*[consume(o) for o in outs])
     for got, exc in results:
         assert exc is not None, f"{kind}: the error never came out (got {got})"
         assert _is_delivered(exc, planted), repr(exc)

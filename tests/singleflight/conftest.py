@@ -140,7 +140,7 @@ class World:
                     before()
                 meth = getattr(self.sf, method)
                 if method == "do_chan":
-                    res = await meth(key, fn, *args)
+                    res = await meth(key, fn, *args).recv()
                 else:
                     res = await meth(key, fn, *args, timeout=timeout, ctx=ctx)
                 return then(res) if then is not None else res
@@ -168,7 +168,7 @@ class World:
                     before()
                 meth = getattr(self.tsf, method)
                 if method == "do_chan":
-                    res = meth(key, fn, *args).result(WAIT)
+                    res = meth(key, fn, *args).recv(timeout=WAIT)
                 else:
                     res = meth(key, fn, *args, timeout=timeout, ctx=ctx)
                 if then is not None:

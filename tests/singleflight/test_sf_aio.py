@@ -101,7 +101,7 @@ async def test_fn_cancelling_itself_reaches_callers_as_cancelled() -> None:
     assert all(isinstance(r.__cause__, asyncio.CancelledError) for r in results)
 
 
-async def test_do_chan_is_awaited_later() -> None:
+async def test_do_chan_is_a_channel_received_later() -> None:
     sf: corral.SingleFlight[str, int] = corral.SingleFlight()
     release = asyncio.Event()
 
@@ -109,47 +109,50 @@ async def test_do_chan_is_awaited_later() -> None:
         await release.wait()
         return x * 2
 
-    fut = sf.do_chan("k", load, 21)
+    ch = sf.do_chan("k", load, 21)
     other = sf.do_chan("k", load, 0)  # joins: its function never runs
-    assert not fut.done()
+    assert isinstance(ch, corral.Channel)
+    assert ch.capacity == 1
+    with pytest.raises(corral.WouldBlock):
+        ch.recv_nowait()
     release.set()
-    assert await fut == corral.FlightResult(42, True)
-    assert (await other).value == 42
+    assert await ch.recv() == corral.FlightResult(42, True)
+    assert (await other.recv()).value == 42
+    assert ch.closed
+    assert [x async for x in ch] == []  # one result, then closed
 
 
-async def test_do_chan_error_is_a_copy() -> None:
+async def test_do_chan_in_select_beside_a_timeout_and_another_channel() -> None:
+    sf: corral.SingleFlight[str, int] = corral.SingleFlight()
+    release = asyncio.Event()
+
+    async def load() -> int:
+        await release.wait()
+        return 7
+
+    ch = sf.do_chan("k", load)
+    with pytest.raises(corral.DeadlineExceeded):
+        await corral.select(ch.recv_case(), timeout=0.01)
+    stop: corral.Channel[str] = corral.Channel(1)
+    await stop.send("stop")
+    s = await corral.select(ch.recv_case(), stop.recv_case())
+    assert (s.index, s.value) == (1, "stop")
+    release.set()
+    s = await corral.select(ch.recv_case(), stop.recv_case(), timeout=10)
+    assert (s.index, s.value, s.ok) == (0, corral.FlightResult(7, False), True)
+
+
+async def test_do_chan_error_closes_the_channel_with_a_copy() -> None:
     sf: corral.SingleFlight[str, int] = corral.SingleFlight()
 
     async def fail() -> int:
         raise LoadError("nope")
 
-    fut = sf.do_chan("k", fail)
+    ch = sf.do_chan("k", fail)
+    s = await corral.select(ch.recv_case(), timeout=10)
+    assert not s.ok  # select sees the end ...
     with pytest.raises(LoadError, match="nope"):
-        await fut
-
-
-async def test_do_chan_cancelled_before_the_result() -> None:
-    sf: corral.SingleFlight[str, int] = corral.SingleFlight()
-    release = asyncio.Event()
-    ended = asyncio.Event()
-
-    async def load() -> int:
-        try:
-            await release.wait()
-            return 1
-        finally:
-            ended.set()
-
-    stay = asyncio.create_task(sf.do("k", load))
-    await asyncio.sleep(0)
-    fut = sf.do_chan("k", load)
-    assert sf.statistics().waiters == 2
-    fut.cancel()
-    await asyncio.sleep(0)
-    assert sf.statistics().waiters == 1
-    release.set()
-    assert await stay == 1
-    await ended.wait()
+        await ch.recv()  # ... and receiving says why
 
 
 async def test_plain_fn_runs_in_a_thread_and_sees_its_context() -> None:

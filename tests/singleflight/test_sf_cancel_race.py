@@ -33,7 +33,7 @@ def _callers(
     sf: corral.SingleFlight[str, int],
 ) -> dict[str, Callable[[Callable[[], Awaitable[int]]], Awaitable[Any]]]:
     async def do_chan(fn: Callable[[], Awaitable[int]]) -> Any:
-        return (await sf.do_chan("k", fn)).value
+        return (await sf.do_chan("k", fn).recv()).value
 
     return {
         "do": lambda fn: sf.do("k", fn),
@@ -77,8 +77,8 @@ async def test_cancel_after_the_result_was_delivered_is_raised_at_the_next_await
     assert task.cancelled()
     if call != "do_chan":
         assert got == [42]  # the result stood: the call completed
-    # do_chan's future is resolved one callback later than the waiter: cancelled before
-    # that, the caller left with no effect (and raised), which the rule allows too.
+    # do_chan's channel receives one callback later than the waiter: cancelled before
+    # that, the receive had no effect (and raised), which the rule allows too.
     assert got in ([], [42])
 
 

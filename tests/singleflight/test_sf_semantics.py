@@ -13,7 +13,7 @@ import pytest
 
 import corral
 
-from .conftest import Counter, World
+from .conftest import WAIT, Counter, World
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -189,22 +189,28 @@ def test_statistics(world: World, gate: corral.CancelContext) -> None:
     assert world.sf.statistics().in_flight == 0
 
 
-def test_do_chan_cancelled_leaves(world: World, gate: corral.CancelContext) -> None:
+def test_do_chan_is_a_channel_usable_in_select_beside_a_timeout(
+    world: World, gate: corral.CancelContext
+) -> None:
+    # Go's DoChan exists for select: wait for the result *or* something else.
     fn = world.fn(result=5, gate=gate)
     stay = world.call("k", fn)
     world.waiting(1)
-    if world.callers == "thread":
-        fut = world.tsf.do_chan("k", fn)
-        world.waiting(2)
-        assert fut.cancel()
-    else:
-        c = world.call("k", fn, method="do_chan", via="task-a")
-        world.waiting(2)
-        world.leave(c)
-        assert world.left(c)
-    world.waiting(1)
+    ch = world.tsf.do_chan("k", fn)
+    world.waiting(2)
+    other: corral.threads.Channel[str] = corral.threads.Channel(1)
+    other.send("first")
+    s = corral.threads.select(ch.recv_case(), other.recv_case())
+    assert (s.index, s.value) == (1, "first")  # the flight is still running
+    with pytest.raises(corral.DeadlineExceeded):
+        corral.threads.select(ch.recv_case(), timeout=0.01)
     gate.cancel()
+    s = corral.threads.select(ch.recv_case(), other.recv_case(), timeout=WAIT)
+    assert (s.index, s.value) == (0, corral.FlightResult(5, True))
+    assert s.ok
     assert stay.result() == 5
+    with pytest.raises(corral.EndOfChannel):
+        ch.recv_nowait()  # one result, then closed
 
 
 def test_current_context_outside_a_call_is_background() -> None:
@@ -227,7 +233,7 @@ def test_contextvars_of_the_starting_caller_reach_fn(world: World) -> None:
 
 def test_parent_context_cancels_calls(world: World) -> None:
     parent = corral.with_cancel(corral.background())
-    world.sf = corral.SingleFlight(parent)
+    world.sf = corral.SingleFlight(ctx=parent)
     world.tsf = world.sf.as_threads()
     cancelled = threading.Event()
     never = corral.with_cancel(corral.background())

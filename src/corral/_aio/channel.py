@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.channel import CLOSED
 from .._core.context import Context, _check_timeout
 from .._core.waiter import AsyncWaiter
-from .._errors import ChannelClosed, EndOfChannel
+from .._errors import ChannelClosed
 from .._shells import ChannelBase, check_ctx
 from .wait import cancelled_while_parked, owed, park, pay_owed
+
+if TYPE_CHECKING:
+    from .._threads.channel import Channel as ThreadChannel
 
 __all__ = ["Channel", "new_waiter"]
 
@@ -116,7 +119,7 @@ class Channel(ChannelBase[T]):
                 await park(r, timeout, ctx)
             r = r.value
         if r is CLOSED:
-            raise EndOfChannel("channel is closed and drained")
+            raise st.ended()
         return r  # type: ignore[no-any-return]
 
     def __aiter__(self) -> Channel[T]:
@@ -143,9 +146,12 @@ class Channel(ChannelBase[T]):
                     raise
             r = r.value
         if r is CLOSED:
+            if st.failure is not None:
+                raise st.ended()
             raise StopAsyncIteration
         return r  # type: ignore[no-any-return]
 
-    def as_threads(self) -> Any:
+    def as_threads(self) -> ThreadChannel[T]:
         """The same channel as a ``corral.threads.Channel`` (blocking calls)."""
-        return self._family["threads"]._view(self._st)
+        view: ThreadChannel[T] = self._family["threads"]._view(self._st)
+        return view

@@ -113,14 +113,14 @@ async def _in_thread(
 
 
 class Group(GroupBase):
-    """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for asyncio; no limit.
+    """Group(*, ctx=None, limit=None, report="first"): Go's errgroup for asyncio; no limit.
 
     ``await g.go(fn, *args)`` runs ``fn(*args)`` as a task (an ``async def`` function)
     or in a thread of the group's own pool (a plain function; contextvars copied in) and
     returns the ``asyncio.Task``. Like ``TaskGroup.create_task`` it starts the work at the
     call when it can, so ``g.go(fn)`` without ``await`` still runs ``fn``. Leaving
     ``async with`` (or ``await g.wait()``) waits for every worker, then raises the
-    **first** error itself, not an ExceptionGroup (unless ``errors="all"``); the other
+    **first** error itself, not an ExceptionGroup (unless ``report="all"``); the other
     errors are in :attr:`errors`. The first error cancels the
     sibling tasks and the body (like ``asyncio.TaskGroup``), cancels ``g.ctx`` with the
     error as its cause (thread workers watch it), aborts ``go()`` calls waiting for a
@@ -453,7 +453,7 @@ class Group(GroupBase):
         """Wait for every worker, finish the group, and raise its error if it failed.
 
         Go's ``Wait``: the first error (sticky: each call raises it again), or with
-        ``errors="all"`` an ``ExceptionGroup`` of all; a worker's ``KeyboardInterrupt`` /
+        ``report="all"`` an ``ExceptionGroup`` of all; a worker's ``KeyboardInterrupt`` /
         ``SystemExit`` wins over both. If ``g.ctx`` was cancelled by its parent and that
         cut work short, a fresh ``Cancelled`` / ``DeadlineExceeded``. Afterwards ``g.ctx``
         is done and ``go`` raises ``GroupError``. If the waiting task is cancelled, the

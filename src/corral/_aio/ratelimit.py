@@ -45,7 +45,30 @@ async def _acquire(
     st.land(c)  # charged as of now, the instant this task resumes (see _core/ratelimit.py)
 
 
-class _Taken:
+class RateLimitAcquire:
+    """What ``rl.acquire(cost)`` returns (``corral.RateLimitAcquire``): ``await`` it, or
+    enter it with ``async with`` (a rate limit's cost is spent, not given back). A cost
+    that conforms was taken at the call; otherwise it waits when awaited, and one never
+    awaited nor entered warns. Made by ``acquire()`` only; for annotations and
+    ``isinstance``."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # what every handle does (each subclass defines it)
+
+        def __await__(self) -> Generator[Any, None, None]: ...
+
+        async def __aenter__(self) -> None: ...
+
+        async def __aexit__(
+            self,
+            et: type[BaseException] | None,
+            e: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None: ...
+
+
+class _Taken(RateLimitAcquire):
     """What ``acquire()`` returns when it took the cost at the call: awaiting it completes
     at once; ``async with`` is allowed (a rate limit's cost is spent, not held)."""
 
@@ -66,7 +89,7 @@ class _Taken:
 _TAKEN = _Taken()
 
 
-class _Acquire(MustAwait):
+class _Acquire(MustAwait, RateLimitAcquire):
     """``await rl.acquire(c)`` or ``async with rl.acquire(c):`` when the call could not
     take the cost at once: it waits when awaited. One per call, so that one dropped
     without ``await`` / ``async with`` warns (``MustAwait``): it took nothing."""
@@ -123,7 +146,7 @@ class RateLimit(RateLimitBase):
 
     def acquire(
         self, cost: float = 1, *, timeout: float | None = None, ctx: Context | None = None
-    ) -> _Taken | _Acquire:
+    ) -> RateLimitAcquire:
         """Wait (FIFO) until ``cost`` conforms, then take it; ``await`` or ``async with``.
 
         ``ValueError`` at once if ``cost`` exceeds the burst. ``DeadlineExceeded`` after
@@ -277,5 +300,5 @@ class Limits(LimitsBase):
 
     def as_threads(self) -> ThreadLimits:
         """The same limits for threads (``corral.threads.Limits``)."""
-        lim: ThreadLimits = self._family["threads"](*self._limiters)
+        lim: ThreadLimits = self._view_as("threads")
         return lim

@@ -56,7 +56,29 @@ def _granted(w: AsyncWaiter, st: SemaphoreState, n: int) -> Generator[Any, None,
             raise
 
 
-class _Granted:
+class SemaphoreAcquire:
+    """What ``sem.acquire(n)`` returns (``corral.SemaphoreAcquire``): ``await`` it, or enter
+    it with ``async with`` (the permits are released on exit). Free permits were taken at
+    the call; otherwise it waits for them when awaited, and one never awaited nor entered
+    warns. Made by ``acquire()`` only; for annotations and ``isinstance``."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # what every handle does (each subclass defines it)
+
+        def __await__(self) -> Generator[Any, None, None]: ...
+
+        async def __aenter__(self) -> None: ...
+
+        async def __aexit__(
+            self,
+            et: type[BaseException] | None,
+            e: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None: ...
+
+
+class _Granted(SemaphoreAcquire):
     """What ``acquire()`` returns when it took the permits at the call: awaiting it
     completes at once, ``async with`` releases them on exit.
 
@@ -81,7 +103,7 @@ class _Granted:
         self._st.release(self._n)
 
 
-class _Acquire(MustAwait):
+class _Acquire(MustAwait, SemaphoreAcquire):
     """``await sem.acquire(n)`` or ``async with sem.acquire(n):`` (released on exit) when
     the call could not take the permits at once: it waits for them when awaited.
 
@@ -153,7 +175,7 @@ class Semaphore(SemaphoreBase):
 
     def acquire(
         self, n: int = 1, *, timeout: float | None = None, ctx: Context | None = None
-    ) -> _Granted | _Acquire:
+    ) -> SemaphoreAcquire:
         """Acquire ``n`` permits, waiting in FIFO order; usable with ``await`` or ``async with``.
 
         ``ValueError`` at once if ``n`` exceeds the size. ``DeadlineExceeded`` after

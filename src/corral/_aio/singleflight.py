@@ -24,14 +24,14 @@ from .._core.singleflight import (
     SingleFlightBase,
     SingleFlightState,
     cancel_task_soon,
+    deliver_to_channel,
     fresh_copy,
-    leave_if_cancelled,
-    resolve_future,
     result_of,
 )
 from .._core.waiter import AsyncWaiter, Waiter
 from .._threads.singleflight import start_thread
 from .callgraph import CALL_GRAPH, await_flight, flight_started
+from .channel import Channel
 from .wait import owed, park, pay_owed
 
 if TYPE_CHECKING:
@@ -96,14 +96,8 @@ async def _drive(st: SingleFlightState, f: Flight, coro: Coroutine[Any, Any, Any
         st.finish(f, value, None)
 
 
-def _deliver(w: AsyncWaiter, out: asyncio.Future[Any], _: asyncio.Future[None]) -> None:
-    if out.done() or w.error is not None:
-        return  # the caller cancelled its future
-    resolve_future(out, w)
-
-
 class SingleFlight(SingleFlightBase[K, V]):
-    """SingleFlight(ctx=None): Go's singleflight for asyncio; flights are children of ``ctx``.
+    """SingleFlight(*, ctx=None): Go's singleflight for asyncio; flights are children of ``ctx``.
 
     ``await sf.do(key, fn, *args)`` calls ``fn(*args)`` once for all the callers that ask
     for ``key`` while that call runs, and returns its value to each (or raises, in each,
@@ -234,29 +228,40 @@ class SingleFlight(SingleFlightBase[K, V]):
     @overload
     def do_chan(
         self, key: K, fn: Callable[[*Ts], Coroutine[Any, Any, V]], /, *args: *Ts
-    ) -> asyncio.Future[FlightResult[V]]: ...
+    ) -> Channel[FlightResult[V]]: ...
 
     @overload
     def do_chan(
         self, key: K, fn: Callable[[*Ts], V], /, *args: *Ts
-    ) -> asyncio.Future[FlightResult[V]]: ...
+    ) -> Channel[FlightResult[V]]: ...
 
     def do_chan(
         self, key: K, fn: Callable[[*Ts], Any], /, *args: *Ts
-    ) -> asyncio.Future[FlightResult[Any]]:
-        """Join (or start) the call for ``key`` now and return a future of its
-        :class:`FlightResult` to await later (Go's ``DoChan``).
+    ) -> Channel[FlightResult[Any]]:
+        """Join (or start) the call for ``key`` now and return a channel (capacity 1) that
+        receives its :class:`FlightResult`, then is closed (Go's ``DoChan``): use it in
+        ``select`` beside a timeout or another channel.
 
-        The caller counts as waiting until the future is done; cancelling it leaves.
-        Call it from a running event loop.
+        If the call raises, the channel is closed with (a copy of) its error:
+        ``await ch.recv()`` raises it, and in ``select`` the case fires with ``ok`` False
+        (receive then to get the error). As with Go's ``DoChan``, the caller cannot leave:
+        it counts as waiting until the result is delivered. Call it from a running loop.
+
+        >>> import asyncio, corral
+        >>> async def main():
+        ...     sf = corral.SingleFlight()
+        ...     ch = sf.do_chan("k", asyncio.sleep, 0, "v")
+        ...     s = await corral.select(ch.recv_case(), timeout=5)
+        ...     return s.value
+        >>> asyncio.run(main())
+        FlightResult(value='v', shared=False)
         """
         if not callable(fn):  # before looking for the loop, as do() does
             check_fn(fn, "SingleFlight.do_chan")
         loop = _get_running_loop()
         w = self._join(key, fn, args, None, None, "SingleFlight.do_chan", AsyncWaiter(loop))
-        out: asyncio.Future[FlightResult[Any]] = loop.create_future()
-        w.fut.add_done_callback(partial(_deliver, w, out))
-        out.add_done_callback(partial(leave_if_cancelled, w))
+        out: Channel[FlightResult[Any]] = Channel(1)
+        w.fut.add_done_callback(lambda _: deliver_to_channel(w, out))
         return out
 
     def as_threads(self) -> ThreadSingleFlight[K, V]:

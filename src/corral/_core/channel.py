@@ -11,7 +11,10 @@ waiter can be an asyncio task on any loop or a thread:
   waits when the buffer is empty, a sender only when it is full).
 * ``close()`` is idempotent. Buffered items are still delivered; then receives end with
   ``EndOfChannel``. Every waiting receiver (the buffer is empty if any wait) ends, and
-  every waiting sender fails with ``ChannelClosed`` and keeps its item.
+  every waiting sender fails with ``ChannelClosed`` and keeps its item. ``close(error)``
+  ends receives with ``error`` instead, once the buffer is drained (the first receiver gets
+  it, later ones a copy chained to it): a producer's failure reaches its consumers rather
+  than looking like a normal end. ``select`` sees either end alike (``ok`` is False).
 * Completing a waiter and handing it the item happen in one claim (see ``waiter``), so an
   item is never given to a waiter that has timed out or been cancelled: it goes to the
   next one instead.
@@ -21,6 +24,7 @@ Items live in the buffer or in a waiting sender's entry, never in between.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import sys
@@ -31,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .._errors import ChannelClosed
+from .._errors import ChannelClosed, CorralError, EndOfChannel
 from . import tracking
 from .waiter import Entry, Waiter
 
@@ -97,6 +101,8 @@ class ChannelState(Generic[T]):
         "buf",
         "cap",
         "closed",
+        "failure",
+        "failure_raised",
         "lock",
         "recvq",
         "sendq",
@@ -110,6 +116,8 @@ class ChannelState(Generic[T]):
         self.recvq: deque[Queued] = deque()
         self.sendq: deque[Queued] = deque()
         self.closed = False
+        self.failure: BaseException | None = None  # what receives raise at the end
+        self.failure_raised = False
         self.views: dict[str, weakref.ref[Any]] = {}
         if tracking.enabled:
             tracking.track(self)
@@ -203,10 +211,39 @@ class ChannelState(Generic[T]):
         self.recvq.append(w)
         return w
 
-    def close(self) -> bool:
+    def fail(self, error: BaseException) -> bool:
+        """Record ``error`` as what receives raise at the end (the first one wins)."""
+        with self.lock:
+            if self.failure is not None or self.closed:
+                return False
+            self.failure = error
+            return True
+
+    def ended(self, message: str = "channel is closed and drained") -> BaseException:
+        """What a receive raises at the end: the failure (the first receiver gets the
+        original, later ones a copy that points to it: one exception object raised in many
+        tasks would splice their tracebacks), else ``EndOfChannel(message)``."""
+        with self.lock:
+            err = self.failure
+            if err is None:
+                return EndOfChannel(message)
+            if not self.failure_raised:
+                self.failure_raised = True
+                return err
+        try:
+            dup = copy.copy(err)
+        except Exception:
+            dup = CorralError(f"the channel was closed with an error: {err!r}")
+        dup.__traceback__ = None
+        dup.__cause__ = err
+        return dup
+
+    def close(self, error: BaseException | None = None) -> bool:
         with self.lock:
             if self.closed:
                 return False
+            if error is not None:
+                self.failure = error
             self.closed = True
             recvq, self.recvq = self.recvq, deque()
             sendq, self.sendq = self.sendq, deque()

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, Self
 from .._errors import Cancelled, DeadlineExceeded
 from . import timer as _timer
 from . import views
-from .cancelling import drop_withdrawn_cancel
 from .waiter import AsyncWaiter, ThreadWaiter, Waiter
 
 if TYPE_CHECKING:
     from .._aio.channel import Channel
+    from .cancel_scope import CancelScope
 
 __all__ = [
     "CancelContext",
@@ -58,6 +58,11 @@ _get_running_loop = asyncio.events._get_running_loop
 _channels = views.family("channel")
 
 
+# The key the constructors below check: only this module makes Contexts (users call
+# background() and the with_* functions; a Context built by hand would skip their checks).
+_MAKE = object()
+
+
 class Context:
     """A node in a cancellation tree; see the module docs. Make one with ``background()``.
 
@@ -74,7 +79,15 @@ class Context:
 
     __slots__ = ("__weakref__", "_gov", "_parent")
 
-    def __init__(self, parent: Context | None, governor: CancelContext | None) -> None:
+    def __init__(
+        self, parent: Context | None, governor: CancelContext | None, key: object = None, /
+    ) -> None:
+        if key is not _MAKE:  # one identity test: creation stays as cheap as it was
+            raise TypeError(
+                f"{type(self).__name__}: make a Context with corral.background(), "
+                "with_cancel(), with_timeout(), with_deadline(), with_value() or "
+                "without_cancel(); its constructor is internal"
+            )
         self._parent = parent
         # The nearest cancellable context that decides this one's fate, None when nothing
         # can cancel it. A CancelContext governs itself: it answers through the
@@ -207,14 +220,16 @@ class Context:
 
         return stop
 
-    def cancel_scope(self) -> _CancelScope:
+    def cancel_scope(self) -> CancelScope:
         """``async with ctx.cancel_scope():`` cancels the current task when ctx is done.
 
         On exit, the ``CancelledError`` that the context caused is turned into the
         context's :class:`Cancelled` / :class:`DeadlineExceeded` (its ``cause`` attached);
         a cancellation that came from elsewhere passes through untouched.
         """
-        return _CancelScope(self)
+        from .cancel_scope import CancelScope  # asyncio-only: imported when first used
+
+        return CancelScope(self)
 
     def __repr__(self) -> str:
         state = "cancelled" if self.cancelled else "live"
@@ -237,8 +252,8 @@ class CancelContext(Context):
         "_timer",
     )
 
-    def __init__(self, parent: Context, deadline: float | None) -> None:
-        super().__init__(parent, None)
+    def __init__(self, parent: Context, deadline: float | None, key: object = None, /) -> None:
+        super().__init__(parent, None, key)
         self._children: set[CancelContext] = set()
         self._callbacks: dict[int, Callable[[], object]] | None = {}
         self._err: Cancelled | None = None
@@ -387,65 +402,9 @@ class _ValueContext(Context):
     __slots__ = ("_key", "_value")
 
     def __init__(self, parent: Context, key: object, value: Any) -> None:
-        super().__init__(parent, parent._governor)
+        super().__init__(parent, parent._governor, _MAKE)
         self._key = key
         self._value = value
-
-
-class _CancelScope:
-    __slots__ = ("_base", "_ctx", "_exited", "_fired", "_handle", "_loop", "_task")
-
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-        self._fired = False
-        self._exited = False
-        self._handle: int | None = None
-
-    async def __aenter__(self) -> Context:
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - cannot happen inside a coroutine run by asyncio
-            raise RuntimeError("cancel_scope() needs a running asyncio task")
-        self._task = task
-        self._loop = asyncio.get_running_loop()
-        self._base = task.cancelling()
-        g = self._ctx._governor
-        if g is not None:
-            self._handle = g._on_cancel(self._fire)
-            if self._handle is None:
-                self._fire()
-        return self._ctx
-
-    def _fire(self) -> None:
-        if _get_running_loop() is self._loop:
-            self._cancel_task()
-        else:
-            try:
-                self._loop.call_soon_threadsafe(self._cancel_task)
-            except RuntimeError:  # loop closed: the task is gone anyway
-                pass
-
-    def _cancel_task(self) -> None:
-        if not self._exited and not self._fired:
-            self._fired = True
-            self._task.cancel("corral: context done")
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._exited = True
-        g = self._ctx._governor
-        if g is not None and self._handle is not None:
-            g._remove_callback(self._handle)
-        # uncancel() balances our cancel() whatever happened; only a CancelledError that is
-        # ours (no other cancel request pending) becomes the context's error.
-        if self._fired:
-            ours = self._task.uncancel() <= self._base
-            if ours and et is not None and issubclass(et, asyncio.CancelledError):
-                assert g is not None
-                raise g._fresh_error() from e
-            if ours and et is None and self._task.cancelling() == 0:
-                # The block finished before our cancel landed: withdraw it for good.
-                await drop_withdrawn_cancel(self._task)
 
 
 def _abort_waiter(w: Waiter, g: CancelContext) -> None:
@@ -494,7 +453,7 @@ def _check_parent(parent: object, fn: str) -> Context:
     return parent
 
 
-_BACKGROUND = Context(None, None)
+_BACKGROUND = Context(None, None, _MAKE)
 
 
 def background() -> Context:
@@ -512,7 +471,7 @@ def _derive(
     pg = parent._governor
     if pg is not None and pg._deadline is not None:
         deadline = pg._deadline if deadline is None else min(deadline, pg._deadline)
-    child = cls(parent, deadline)
+    child = cls(parent, deadline, _MAKE)
     if pg is not None:
         perr = pg._current_err()
         with _tree:
@@ -589,4 +548,4 @@ class _DetachedContext(Context):
 def without_cancel(parent: Context) -> Context:
     """A child with ``parent``'s values that is never cancelled and has no deadline."""
     _check_parent(parent, "without_cancel")
-    return _DetachedContext(parent, None)
+    return _DetachedContext(parent, None, _MAKE)

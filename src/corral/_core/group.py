@@ -82,12 +82,12 @@ def check_limit(limit: object, what: str) -> int | None:
     return limit
 
 
-def check_group_args(ctx: object, limit: object, errors: object) -> tuple[Context, int | None]:
+def check_group_args(ctx: object, limit: object, report: object) -> tuple[Context, int | None]:
     from .context import background
 
     checked = check_ctx_arg(ctx, "Group", optional=True)
-    if errors not in ("first", "all"):
-        raise ValueError(f"Group: errors must be 'first' or 'all', got {errors!r}")
+    if report not in ("first", "all"):
+        raise ValueError(f"Group: report must be 'first' or 'all', got {report!r}")
     return background() if checked is None else checked, check_limit(limit, "Group")
 
 
@@ -426,7 +426,7 @@ class GroupState:
                 self._note_added = True
                 first.add_note(
                     f"corral.Group: {len(errors) - 1} more worker error(s) after this one; "
-                    "all are in Group.errors (or use Group(errors='all'))"
+                    "all are in Group.errors (or use Group(report='all'))"
                 )
             return first
         if cancelled_from_outside:

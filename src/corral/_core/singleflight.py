@@ -32,18 +32,18 @@ flight's task) run only after ``lock`` is released.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Hashable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from types import FunctionType
 from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, Self, TypeVar, overload
 
-from .._errors import Cancelled
+from .._errors import Cancelled, ChannelClosed
 from . import tracking, views
 from .context import (
     CancelContext,
@@ -66,9 +66,8 @@ __all__ = [
     "SingleFlightState",
     "SingleFlightStatistics",
     "cancel_task_soon",
+    "deliver_to_channel",
     "fresh_copy",
-    "leave_if_cancelled",
-    "resolve_future",
     "result_of",
 ]
 
@@ -85,7 +84,6 @@ CURRENT_FLIGHT: contextvars.ContextVar[Context] = contextvars.ContextVar("corral
 
 _MISSING = object()
 _BACKGROUND = background()
-_CANCELLED = asyncio.CancelledError()
 
 
 class FlightResult(NamedTuple, Generic[V]):
@@ -213,19 +211,21 @@ def result_of(w: Waiter) -> FlightResult[Any]:
     return FlightResult(value, shared)
 
 
-def resolve_future(fut: asyncio.Future[Any] | Future[Any], w: Waiter) -> None:
-    """Hand the outcome ``w`` received to ``do_chan``'s future (a copy of an exception)."""
+def deliver_to_channel(w: Waiter, ch: Any) -> None:
+    """Hand the outcome ``w`` received to ``do_chan``'s channel (capacity 1): one
+    :class:`FlightResult`, then the close; a failure (a copy of the call's exception, or
+    why the waiter was aborted) closes it with that error, which receiving raises
+    (``Channel.close(error=)``'s rule). A channel its caller closed is left as it is."""
+    if w.error is not None:  # aborted (the SingleFlight's ctx is done, say)
+        ch.close(error=w.error)
+        return
     value, error, shared = w.value
     if error is not None:
-        fut.set_exception(fresh_copy(error))
-    else:
-        fut.set_result(FlightResult(value, shared))
-
-
-def leave_if_cancelled(w: Waiter, fut: asyncio.Future[Any] | Future[Any]) -> None:
-    """``do_chan``'s future is done: if its caller cancelled it, the caller leaves."""
-    if fut.cancelled() and w.abort(_CANCELLED, wake=False):
-        w.unlink()
+        ch.close(error=fresh_copy(error))
+        return
+    with contextlib.suppress(ChannelClosed):  # the caller closed it: nobody wants it
+        ch.send_nowait(FlightResult(value, shared))
+    ch.close()
 
 
 class SingleFlightState:
@@ -386,7 +386,7 @@ class SingleFlightBase(views.Flavoured, Generic[K, V]):
     _flavour: str = ""
     _family = views.family("singleflight")
 
-    def __init__(self, ctx: Context | None = None) -> None:
+    def __init__(self, *, ctx: Context | None = None) -> None:
         check_ctx_arg(ctx, "SingleFlight", optional=True)
         self._st = SingleFlightState(ctx)
         views.register(self._st, self._flavour, self)

@@ -59,6 +59,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._errors import CorralError
+
 __all__ = [
     "DaskExecutor",
     "DaskTaskCancelled",
@@ -70,7 +72,7 @@ __all__ = [
 ]
 
 
-class DaskTaskCancelled(RuntimeError):
+class DaskTaskCancelled(CorralError, RuntimeError):
     """An item's Dask task was cancelled by someone else than this run.
 
     ``client.restart()``, another client's ``cancel``, or the scheduler losing the key.

@@ -191,6 +191,12 @@ class FlowRun:
             self._start()
         except BaseException:
             self.stop()
+            if self.live == 0:
+                # It failed before counting any worker (say, a rate= limiter of the other
+                # flavour, refused while the stages were built): no worker will ever close
+                # `finished`, which the consumer's exit waits on, so close it here.
+                self.t_end = time.perf_counter()
+                self.finished.close()
             raise
 
     def _start(self) -> None:

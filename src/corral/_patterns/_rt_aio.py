@@ -37,6 +37,7 @@ from .._errors import Cancelled, ThreadStartError
 
 __all__ = [
     "FLAVOUR",
+    "PUBLIC",
     "Channel",
     "Waiter",
     "blocking",
@@ -53,12 +54,14 @@ __all__ = [
     "park_ctx",
     "pause",
     "pay_owed",
+    "reap",
     "select",
     "spawn",
     "wait_closed",
 ]
 
 FLAVOUR = "aio"
+PUBLIC = "corral"  # the public module of this flavour, for messages
 Waiter = AsyncWaiter
 
 
@@ -153,7 +156,9 @@ def inline_call(fn: Callable[[Any], Any]) -> Callable[[Any], Awaitable[Any]]:
 _relays: set[asyncio.Task[None]] = set()
 
 
-def spawn(fn: Callable[..., Awaitable[None]], args: tuple[Any, ...], name: str) -> None:
+def spawn(
+    fn: Callable[..., Awaitable[None]], args: tuple[Any, ...], name: str
+) -> asyncio.Task[None]:
     """Start a relay worker (or_done, tee, fan_in) as a task on the running loop."""
     try:
         loop = asyncio.get_running_loop()
@@ -165,6 +170,11 @@ def spawn(fn: Callable[..., Awaitable[None]], args: tuple[Any, ...], name: str) 
     task: asyncio.Task[None] = loop.create_task(fn(*args), name=f"corral-{name}")  # type: ignore[arg-type]
     _relays.add(task)  # asyncio keeps only weak references to tasks
     task.add_done_callback(_relays.discard)
+    return task
+
+
+async def reap(handles: list[asyncio.Task[None]]) -> None:
+    """Nothing to wait for: a relay task's last step closes its run's ``done`` (see Relay)."""
 
 
 async def _next_sync(it: Iterator[Any]) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
@@ -27,6 +28,7 @@ from .._threads.wait import park as park
 
 __all__ = [
     "FLAVOUR",
+    "PUBLIC",
     "Channel",
     "Waiter",
     "blocking",
@@ -42,12 +44,14 @@ __all__ = [
     "park_ctx",
     "pause",
     "pay_owed",
+    "reap",
     "select",
     "spawn",
     "wait_closed",
 ]
 
 FLAVOUR = "threads"
+PUBLIC = "corral.threads"  # the public module of this flavour, for messages
 Waiter = ThreadWaiter
 new_waiter = ThreadWaiter
 # asyncio's cancellations owed to tasks (see corral._aio.wait): threads are never owed one.
@@ -118,7 +122,7 @@ def executor_call(ex: Executor, fn: Callable[[Any], Any], ctx: Context) -> Calla
     return call
 
 
-def spawn(fn: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
+def spawn(fn: Callable[..., None], args: tuple[Any, ...], name: str) -> threading.Thread:
     """Start a relay worker (or_done, tee, fan_in) as a daemon thread.
 
     Daemon, so a relay that a program forgot about (its ctx never cancelled, its output
@@ -126,7 +130,13 @@ def spawn(fn: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
     caller's channel or iterable, so it runs in a copy of the caller's contextvars, as
     the asyncio flavour's relay task does.
     """
-    start_thread(fn, *args, name=name, what=name, context=contextvars.copy_context())
+    return start_thread(fn, *args, name=name, what=name, context=contextvars.copy_context())
+
+
+def reap(handles: list[threading.Thread]) -> None:
+    """Join relay threads whose run has ended (each is past its last step, or about to be)."""
+    for t in handles:
+        t.join()
 
 
 def iterate(

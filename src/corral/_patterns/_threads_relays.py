@@ -1,9 +1,11 @@
 # GENERATED from src/corral/_patterns/_aio_relays.py by scripts/unasync_patterns.py.
 # Do not edit: change _aio_relays.py (or _rt_threads.py) and run the script again.
-"""The thread flavour's relays: ``or_done``, ``tee``, ``fan_in`` and their RelayChannel.
+"""The thread flavour's relays: ``or_done``, ``tee``, ``fan_in``, their RelayChannel and Relay.
 
-Each starts one relay worker per input that moves items into :class:`RelayChannel`
-outputs until the ctx is done, an input ends, or every consumer has left.
+Each returns a :class:`Relay`, a context manager: entering it starts one relay worker per
+input that moves items into :class:`RelayChannel` outputs until the ctx is done, an input
+ends, or every consumer has left; leaving it stops them and waits for them (one lifecycle
+with ``fan_out`` and ``pipeline``: nothing detached).
 
 ``_threads_relays.py`` is generated from ``_aio_relays.py`` by ``scripts/unasync_patterns.py``
 (coroutines become functions, awaits go, ``_rt_aio`` becomes ``_rt_threads``, ``_aio_*``
@@ -14,23 +16,23 @@ rewrite understands, and put what truly differs between the flavours in ``_rt_ai
 
 from __future__ import annotations
 
-import copy
 import threading
-from collections.abc import AsyncIterable, Iterable
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from typing import Any, Generic, Literal, TypeVar
 
-from .._core.channel import CLOSED
+from .._core.channel import CLOSED, ChannelState
 from .._core.context import CancelContext, Context, background, check_ctx_arg, with_cancel
-from .._errors import ChannelClosed, CorralError, EndOfChannel
+from .._errors import ChannelClosed
 from .._shells import ChannelBase
 from . import _rt_threads as rt
 from ._plan import check_int
 from ._stage_run import offer_dropping
 from ._threads_workers import InputEnded, Pull, is_failure
 
-__all__ = ["RelayChannel", "fan_in", "or_done", "tee"]
+__all__ = ["Relay", "RelayChannel", "fan_in", "or_done", "tee"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # -- or_done, tee, fan_in: channels fed by a relay worker ---------------------------------
 
@@ -43,45 +45,28 @@ class RelayChannel(rt.Channel[T]):
     when the worker stops because an input *raised*, receivers get that error once the
     buffered items are drained (instead of a normal end); and ``dropped`` counts the items
     a ``tee(policy="drop")`` dropped for this output. Closing it tells the worker this
-    consumer has left. (``select`` on it sees a plain channel.)
+    consumer has left. (``select`` on it sees a plain channel.) Leaving the :class:`Relay`
+    block closes it.
 
     >>> import corral.threads
     >>> def main():
-    ...     out = corral.threads.or_done(corral.background(), ["a", "b"])
-    ...     return [x for x in out], out.dropped, out.closed
+    ...     with corral.threads.or_done(["a", "b"], ctx=corral.background()) as out:
+    ...         return [x for x in out], out.dropped, out.closed
     >>> main()
     (['a', 'b'], 0, True)
     """
 
-    __slots__ = ("_ctx", "_dropped", "_failure", "_failure_raised")
+    __slots__ = ("_ctx", "_dropped")
 
-    def __init__(self, capacity: float = 0, ctx: Context | None = None) -> None:
+    def __init__(self, capacity: float = 0, *, ctx: Context | None = None) -> None:
         super().__init__(capacity)
         self._ctx = ctx
-        self._failure: BaseException | None = None
-        self._failure_raised = False
         self._dropped = 0
 
     @property
     def dropped(self) -> int:
         """How many items were dropped for this output because it was full (tee "drop")."""
         return self._dropped
-
-    def _failure_error(self) -> BaseException:
-        # The first receiver gets the original; later ones a copy that points to it (one
-        # exception object raised in many tasks would splice their tracebacks).
-        err = self._failure
-        assert err is not None
-        if not self._failure_raised:
-            self._failure_raised = True
-            return err
-        try:
-            dup = copy.copy(err)
-        except Exception:
-            dup = CorralError(f"a relay input failed: {err!r}")
-        dup.__traceback__ = None
-        dup.__cause__ = err
-        return dup
 
     def _ctx_done(self) -> bool:
         ctx = self._ctx
@@ -91,14 +76,8 @@ class RelayChannel(rt.Channel[T]):
         """The next item, as :meth:`Channel.recv`; ends at once when the relay's ctx is done,
         and raises an input's error once the buffer is drained."""
         if not self._ctx_done():
-            try:
-                return super().recv(timeout=timeout, ctx=ctx)
-            except EndOfChannel:
-                if self._failure is None:
-                    raise
-        if self._failure is not None:
-            raise self._failure_error()
-        raise EndOfChannel("the relay's ctx is done")
+            return super().recv(timeout=timeout, ctx=ctx)
+        raise self._st.ended("the relay's ctx is done")
 
     def __iter__(self) -> RelayChannel[T]:
         return self
@@ -106,21 +85,146 @@ class RelayChannel(rt.Channel[T]):
     def __next__(self) -> T:
         if rt.owed:
             rt.pay_owed()
+        st = self._st
         if self._ctx_done():
             r: Any = CLOSED
         else:
-            r = self._st.recv(rt.new_waiter)
+            r = st.recv(rt.new_waiter)
             if r.__class__ is rt.Waiter:
                 rt.park(r, None, None)
                 r = r.value
         if r is CLOSED:
-            if self._failure is not None:
-                raise self._failure_error()
+            if st.failure is not None:
+                raise st.ended()
             raise StopIteration
         return r  # type: ignore[no-any-return]
 
 
-def _or_done_body(ctx: Context, src: Pull, out: RelayChannel[Any]) -> None:
+class Relay(Generic[R]):
+    """What :func:`or_done`, :func:`tee` and :func:`fan_in` return: a context manager that
+    runs their relay workers for the length of a block (trio's ``as_safe_channel``).
+
+    Entering starts the relays and gives their output (one :class:`RelayChannel`, or
+    ``tee``'s tuple of them). Leaving stops them and waits until they have stopped, so
+    nothing outlives the block (as :class:`Flow`): the outputs are closed, what they still
+    buffer can be read, and an input's error that no receiver got is raised at the block's
+    end (a receiver that reads to the error gets it as before, and it leaves the block).
+    Enter it once.
+
+    >>> import corral.threads
+    >>> def main():
+    ...     with corral.threads.fan_in(range(2), range(10, 12)) as merged:
+    ...         return sorted([x for x in merged])
+    >>> main()
+    [0, 1, 10, 11]
+    """
+
+    __slots__ = ("_args", "_body", "_ctx", "_outs", "_run", "_value", "_what")
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        ctx: Context,
+        outs: tuple[RelayChannel[Any], ...],
+        value: R,
+        body: Callable[..., Any],
+        args: list[tuple[Any, ...]],
+    ) -> None:
+        self._what = what
+        self._ctx = ctx
+        self._outs = outs
+        self._value = value
+        self._body = body
+        self._args = args
+        self._run: _Run | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        # `a, b = tee(...)` or `for x in or_done(...)`: the 0.1 call form, now a block.
+        raise TypeError(
+            f"{self._what} returns a context manager, not a channel: "
+            f"use `with {rt.PUBLIC}.{self._what}(...) as out:`"
+        )
+
+    def __enter__(self) -> R:
+        if self._run is not None:
+            raise RuntimeError(f"{self._what}: enter it once (it was entered already)")
+        inner = with_cancel(self._ctx)
+        self._run = run = _Run(inner, len(self._args), self._outs)
+        for i, args in enumerate(self._args):
+            try:
+                run.handles.append(rt.spawn(self._body, (inner, run, *args), self._what))
+            except BaseException:  # no relay could start (ThreadStartError): undo the others
+                inner.cancel()  # the relays started stop at their next step
+                for _ in self._args[i:]:
+                    run.exit()  # and the ones never started are counted out
+                rt.wait_closed(run.done)
+                rt.reap(run.handles)
+                raise
+        if not self._args:
+            run.done.close()
+            for o in self._outs:
+                o.close()
+        return self._value
+
+    def __exit__(self, et: object, exc: BaseException | None, tb: object) -> None:
+        run = self._run
+        assert run is not None
+        run.ctx.cancel()  # the relays stop at their next step ...
+        for o in self._outs:
+            o.close()  # ... and the consumers have left
+        rt.wait_closed(run.done)  # waits even if cancelled meanwhile (then re-raises)
+        rt.reap(run.handles)
+        err = self._outs[0]._st.failure if self._outs else None
+        if err is not None and exc is None and not any(o._st.failure_raised for o in self._outs):
+            raise err  # no receiver got it: the block does
+
+
+class _Run:
+    """The relays of one :class:`Relay` block: their ctx and how many are still running.
+
+    The outputs close only when the last relay has exited, also after a failure (Go's
+    merge closes its channel after ``wg.Wait()``): a consumer that gets the error, or the
+    end, has no relay of this block still running behind it. A failure cancels the other
+    relays at once, so they exit at their next step.
+    """
+
+    __slots__ = ("ctx", "done", "handles", "live", "lock", "outs")
+
+    def __init__(self, ctx: CancelContext, live: int, outs: tuple[RelayChannel[Any], ...]) -> None:
+        self.ctx = ctx
+        self.live = live
+        self.lock = threading.Lock()
+        self.outs = outs
+        self.done: ChannelState[None] = ChannelState(0)  # closed when the last relay exits
+        self.handles: list[Any] = []
+
+    def fail(self, exc: BaseException) -> None:
+        with self.lock:
+            first = self.outs[0]._st.failure is None
+            if first:
+                for o in self.outs:
+                    o._st.fail(exc)  # raised by receivers once drained (Channel.close's rule)
+        if first:
+            self.ctx.cancel(exc)  # stop the other relays now; the last one out closes
+
+    def exit(self) -> None:
+        with self.lock:
+            self.live -= 1
+            last = self.live == 0
+        if last:
+            for o in self.outs:
+                o.close()
+            self.ctx.cancel()  # release the inner ctx from its parent
+            self.done.close()
+
+
+def _check_channel(channel: object, what: str) -> None:
+    if isinstance(channel, Context):  # the 0.1 form or_done(ctx, ch) / tee(ctx, ch)
+        raise TypeError(f"{what}: ctx is keyword-only: {what}(channel, ctx=ctx)")
+
+
+def _or_done_body(ctx: Context, run: _Run, src: Pull, out: RelayChannel[Any]) -> None:
     pctx = rt.park_ctx(ctx)
     try:
         with rt.cancel_scope(ctx):
@@ -132,20 +236,22 @@ def _or_done_body(ctx: Context, src: Pull, out: RelayChannel[Any]) -> None:
         pass
     except BaseException as exc:
         if is_failure(ctx, exc):
-            out._failure = exc
+            run.fail(exc)
             if rt.must_reraise(exc):
                 raise
     finally:
-        out.close()
-        src.close_early()
+        try:
+            src.close_early()
+        finally:
+            run.exit()
 
 
 def or_done(
-    ctx: Context,
     channel: ChannelBase[T] | AsyncIterable[T] | Iterable[T],
     *,
+    ctx: Context,
     buffer: int = 0,
-) -> RelayChannel[T]:
+) -> Relay[RelayChannel[T]]:
     """A channel carrying ``channel``'s items until it ends or ``ctx`` is done (Go's orDone).
 
     Reading the result never blocks past ``ctx``: once it is done, reading it ends at once
@@ -153,10 +259,9 @@ def or_done(
     corral Channel of either flavour or an (async) iterable; if an iterable raises, the
     result's receivers get that error. ``buffer`` is the result's capacity.
 
-    Cleanup: a relay worker (a task in ``corral``, a daemon thread in ``corral.threads``) feeds the
-    result. It ends when the input ends, when ``ctx`` is done, or, at its next item, when
-    the consumer has closed the result; it then closes the result. Cancel ``ctx`` (or drain
-    or close the result) so it does not wait forever on an idle input.
+    It returns a :class:`Relay`: the relay worker (a task in ``corral``, a thread in
+    ``corral.threads``) runs for the length of the ``with`` block; it ends when the
+    input ends, when ``ctx`` is done, or when the block is left, and then closes the result.
 
     >>> import corral.threads
     >>> def main():
@@ -165,24 +270,27 @@ def or_done(
     ...         ch.send(i)
     ...     ch.close()
     ...     with corral.with_cancel(corral.background()) as ctx:
-    ...         return [x for x in corral.threads.or_done(ctx, ch)]
+    ...         with corral.threads.or_done(ch, ctx=ctx) as out:
+    ...             return [x for x in out]
     >>> main()
     [0, 1, 2]
     """
     what = "or_done"
+    _check_channel(channel, what)
     check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     src = Pull(channel, what, "channel")
-    out: RelayChannel[T] = RelayChannel(buffer, ctx)
-    rt.spawn(_or_done_body, (ctx, src, out), what)
-    return out
+    out: RelayChannel[T] = RelayChannel(buffer, ctx=ctx)
+    return Relay(what, ctx=ctx, outs=(out,), value=out, body=_or_done_body, args=[(src, out)])
 
 
 TeePolicy = Literal["lockstep", "buffer", "drop"]
 _TEE_POLICIES = ("lockstep", "buffer", "drop")
 
 
-def _tee_body(ctx: Context, src: Pull, outs: tuple[RelayChannel[Any], ...], policy: str) -> None:
+def _tee_body(
+    ctx: Context, run: _Run, src: Pull, outs: tuple[RelayChannel[Any], ...], policy: str
+) -> None:
     pctx = rt.park_ctx(ctx)
     live = list(outs)
     try:
@@ -213,24 +321,24 @@ def _tee_body(ctx: Context, src: Pull, outs: tuple[RelayChannel[Any], ...], poli
         pass
     except BaseException as exc:
         if is_failure(ctx, exc):
-            for o in outs:
-                o._failure = exc
+            run.fail(exc)
             if rt.must_reraise(exc):
                 raise
     finally:
-        for o in outs:
-            o.close()
-        src.close_early()
+        try:
+            src.close_early()
+        finally:
+            run.exit()
 
 
 def tee(
-    ctx: Context,
     channel: ChannelBase[T] | AsyncIterable[T] | Iterable[T],
     n: int = 2,
     *,
+    ctx: Context | None = None,
     policy: TeePolicy = "lockstep",
     buffer: int | None = None,
-) -> tuple[RelayChannel[T], ...]:
+) -> Relay[tuple[RelayChannel[T], ...]]:
     """Copy every item of ``channel`` to ``n`` output channels, with an explicit policy
     for a slow consumer.
 
@@ -246,18 +354,21 @@ def tee(
       consumer can never stall the source or the others.
 
     A consumer that leaves should close its output: the others then go on without it.
-    Cleanup is as for :func:`or_done`: the relay ends with the input, with ``ctx``, or
-    when every output is closed, and closes all outputs.
+    It returns a :class:`Relay` whose block gives the ``n`` outputs; the relay ends with
+    the input, with ``ctx`` (default: never cancelled), when every output is closed, or
+    when the block is left, and closes all outputs.
 
     >>> import corral.threads
     >>> def main():
-    ...     ctx = corral.background()
-    ...     a, b = corral.threads.tee(ctx, range(3), policy="buffer", buffer=3)
-    ...     return [x for x in a], [x for x in b]
+    ...     with corral.threads.tee(range(3), policy="buffer", buffer=3) as (a, b):
+    ...         return [x for x in a], [x for x in b]
     >>> main()
     ([0, 1, 2], [0, 1, 2])
     """
     what = "tee"
+    _check_channel(channel, what)
+    if ctx is None:
+        ctx = background()
     check_ctx_arg(ctx, what)
     check_int(n, what, "n", 1)
     if policy not in _TEE_POLICIES:
@@ -269,48 +380,13 @@ def tee(
     else:
         size = 16 if buffer is None else check_int(buffer, what, "buffer", 1)
     src = Pull(channel, what, "channel")
-    outs: tuple[RelayChannel[T], ...] = tuple(RelayChannel(size, ctx) for _ in range(n))
-    rt.spawn(_tee_body, (ctx, src, outs, policy), what)
-    return outs
+    outs: tuple[RelayChannel[T], ...] = tuple(RelayChannel(size, ctx=ctx) for _ in range(n))
+    return Relay(what, ctx=ctx, outs=outs, value=outs, body=_tee_body, args=[(src, outs, policy)])
 
 
-class _Merge:
-    """fan_in's shared state: the inner ctx and how many relays are still running.
-
-    The output closes only when the last relay has exited, also after a failure (Go's
-    merge closes its channel after ``wg.Wait()``): a consumer that gets the error, or the
-    end, has no relay of this merge still running behind it. A failure cancels the other
-    relays at once, so they exit at their next step.
-    """
-
-    __slots__ = ("ctx", "live", "lock", "out")
-
-    def __init__(self, ctx: CancelContext, live: int, out: RelayChannel[Any]) -> None:
-        self.ctx = ctx
-        self.live = live
-        self.lock = threading.Lock()
-        self.out = out
-
-    def fail(self, exc: BaseException) -> None:
-        with self.lock:
-            first = self.out._failure is None
-            if first:
-                self.out._failure = exc
-        if first:
-            self.ctx.cancel(exc)  # stop the other relays now; the last one out closes
-
-    def exit(self) -> None:
-        with self.lock:
-            self.live -= 1
-            last = self.live == 0
-        if last:
-            self.out.close()
-            self.ctx.cancel()  # release the inner ctx from its parent
-
-
-def _fan_in_body(ctx: Context, src: Pull, merge: _Merge) -> None:
+def _fan_in_body(ctx: Context, run: _Run, src: Pull) -> None:
     pctx = rt.park_ctx(ctx)
-    out = merge.out
+    out = run.outs[0]
     try:
         with rt.cancel_scope(ctx):
             while True:
@@ -321,21 +397,21 @@ def _fan_in_body(ctx: Context, src: Pull, merge: _Merge) -> None:
         pass
     except BaseException as exc:
         if is_failure(ctx, exc):
-            merge.fail(exc)
+            run.fail(exc)
             if rt.must_reraise(exc):
                 raise
     finally:
         try:
             src.close_early()
         finally:
-            merge.exit()
+            run.exit()
 
 
 def fan_in(
     *inputs: ChannelBase[T] | AsyncIterable[T] | Iterable[T],
     ctx: Context | None = None,
     buffer: int = 0,
-) -> RelayChannel[T]:
+) -> Relay[RelayChannel[T]]:
     """Merge ``inputs`` into one channel that ends when every input has ended.
 
     Inputs are corral Channels (either flavour) or (async) iterables, such as another
@@ -343,12 +419,13 @@ def fan_in(
     stops (the other relays are cancelled) and the result's receivers get that error
     after the items already buffered, once every relay has stopped (Go's merge closes
     its channel after ``wg.Wait()`` too). ``ctx`` (default: never cancelled) bounds the
-    relays' lifetime as in :func:`or_done`: when it is done the result simply ends.
+    relays' lifetime as in :func:`or_done`: when it is done the result simply ends. It
+    returns a :class:`Relay`: the relays run for the length of its block.
 
     >>> import corral.threads
     >>> def main():
-    ...     merged = corral.threads.fan_in(range(3), range(10, 13))
-    ...     return sorted([x for x in merged])
+    ...     with corral.threads.fan_in(range(3), range(10, 13)) as merged:
+    ...         return sorted([x for x in merged])
     >>> main()
     [0, 1, 2, 10, 11, 12]
     """
@@ -358,18 +435,6 @@ def fan_in(
     check_ctx_arg(ctx, what)
     check_int(buffer, what, "buffer", 0)
     pulls = [Pull(x, what, "inputs") for x in inputs]
-    out: RelayChannel[T] = RelayChannel(buffer, ctx)  # the caller's ctx, not the inner one
-    if not pulls:
-        out.close()
-        return out
-    inner = with_cancel(ctx)
-    merge = _Merge(inner, len(pulls), out)
-    for i, p in enumerate(pulls):
-        try:
-            rt.spawn(_fan_in_body, (inner, p, merge), what)
-        except BaseException:  # no relay could start (ThreadStartError): undo the others
-            inner.cancel()  # the relays started stop at their next step
-            for _ in pulls[i:]:
-                merge.exit()  # and the ones never started are counted out
-            raise
-    return out
+    out: RelayChannel[T] = RelayChannel(buffer, ctx=ctx)  # the caller's ctx, not the inner one
+    args = [(p,) for p in pulls]
+    return Relay(what, ctx=ctx, outs=(out,), value=out, body=_fan_in_body, args=args)

@@ -158,7 +158,7 @@ class SingleFlight:
         self._shared_late = self._not_kept = 0
         self._serializer = serializer
         self._client = client
-        self._local: LocalSingleFlight[str, Any] = LocalSingleFlight(ctx)
+        self._local: LocalSingleFlight[str, Any] = LocalSingleFlight(ctx=ctx)
         self._s = {
             name: client.register_script(getattr(scripts, name))
             for name in ("SF_JOIN", "SF_RENEW", "SF_FINISH", "SF_ABANDON", "SF_CHECK")

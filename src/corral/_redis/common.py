@@ -346,8 +346,8 @@ class LeaseContext(CancelContext):
 
     __slots__ = ("_expires", "_hook", "_lease_s", "_lease_timer", "fence")
 
-    def __init__(self, parent: Context, deadline: float | None) -> None:
-        super().__init__(parent, deadline)
+    def __init__(self, parent: Context, deadline: float | None, key: object = None, /) -> None:
+        super().__init__(parent, deadline, key)  # made by _derive, which passes its key
         self._expires = math.inf
         self._lease_s = math.inf
         self._lease_timer: _timer.Timer | None = None

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._core.channel import CLOSED
 from .._core.context import Context, _check_timeout
 from .._core.waiter import ThreadWaiter
-from .._errors import ChannelClosed, EndOfChannel
+from .._errors import ChannelClosed
 from .._shells import ChannelBase, check_ctx
 from .wait import park
+
+if TYPE_CHECKING:
+    from .._aio.channel import Channel as AsyncChannel
 
 __all__ = ["Channel"]
 
@@ -53,25 +56,30 @@ class Channel(ChannelBase[T]):
             check_ctx(ctx, "Channel.recv")
         if timeout is not None:
             _check_timeout(timeout)
-        r: Any = self._st.recv(ThreadWaiter)
+        st = self._st
+        r: Any = st.recv(ThreadWaiter)
         if r.__class__ is ThreadWaiter:
             park(r, timeout, ctx)
             r = r.value
         if r is CLOSED:
-            raise EndOfChannel("channel is closed and drained")
+            raise st.ended()
         return r  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[T]:
-        recv = self._st.recv
+        st = self._st
+        recv = st.recv
         while True:
             r: Any = recv(ThreadWaiter)
             if r.__class__ is ThreadWaiter:
                 park(r, None, None)
                 r = r.value
             if r is CLOSED:
+                if st.failure is not None:
+                    raise st.ended()
                 return
             yield r
 
-    def as_async(self) -> Any:
+    def as_async(self) -> AsyncChannel[T]:
         """The same channel as a ``corral.Channel`` (awaitable calls)."""
-        return self._family["aio"]._view(self._st)
+        view: AsyncChannel[T] = self._family["aio"]._view(self._st)
+        return view

@@ -229,7 +229,7 @@ def _work(st: GroupState, job: _Job, sem: SemaphoreState | None) -> None:
 
 
 class Group(GroupBase):
-    """Group(ctx=None, *, limit=None, errors="first"): Go's errgroup for threads; no limit.
+    """Group(*, ctx=None, limit=None, report="first"): Go's errgroup for threads; no limit.
 
     ``g.go(fn, *args)`` runs ``fn(*args)`` in a thread of the group's own pool (a plain
     function; contextvars are copied in) and returns a ``concurrent.futures.Future``.
@@ -239,7 +239,7 @@ class Group(GroupBase):
     interrupted), ``go()`` calls waiting for a slot give up, and no new work starts.
 
     ``limit=n`` (or ``set_limit(n)``) runs at most ``n`` workers at once: ``go`` blocks
-    for a free slot, ``try_go`` returns ``False`` instead. ``errors="all"`` raises every
+    for a free slot, ``try_go`` returns ``False`` instead. ``report="all"`` raises every
     error as an ``ExceptionGroup``; in the default ``"first"`` mode the others are in
     :attr:`errors`. See ``corral.Group`` for the asyncio flavour and docs/design.md.
 
@@ -324,7 +324,7 @@ class Group(GroupBase):
         """Wait for every worker, finish the group, and raise its error if it failed.
 
         Go's ``Wait``: the first error (sticky: every call raises it again), or, with
-        ``errors="all"``, an ``ExceptionGroup`` of all of them; a ``KeyboardInterrupt`` /
+        ``report="all"``, an ``ExceptionGroup`` of all of them; a ``KeyboardInterrupt`` /
         ``SystemExit`` raised by a worker wins over both. If ``g.ctx`` was cancelled by its
         parent and that cut work short, a fresh ``Cancelled`` / ``DeadlineExceeded``.
         Afterwards ``g.ctx`` is done and ``go`` raises ``GroupError``.

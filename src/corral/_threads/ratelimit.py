@@ -139,5 +139,5 @@ class Limits(LimitsBase):
 
     def as_async(self) -> AsyncLimits:
         """The same limits for asyncio tasks (``corral.Limits``)."""
-        lim: AsyncLimits = self._family["aio"](*self._limiters)
+        lim: AsyncLimits = self._view_as("aio")
         return lim

@@ -16,7 +16,6 @@ import contextvars
 import inspect
 import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
-from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
 
@@ -28,13 +27,13 @@ from .._core.singleflight import (
     SingleFlightBase,
     SingleFlightState,
     cancel_task_soon,
+    deliver_to_channel,
     fresh_copy,
-    leave_if_cancelled,
-    resolve_future,
     result_of,
 )
 from .._core.threads import start_thread as new_thread
 from .._core.waiter import ThreadWaiter, Waiter
+from .channel import Channel
 from .wait import park
 
 if TYPE_CHECKING:
@@ -94,25 +93,22 @@ async def _in_private_loop(st: SingleFlightState, f: Flight, coro: Awaitable[Any
     return await coro
 
 
-class _FutureWaiter(Waiter):
-    """A waiter that completes a ``concurrent.futures.Future`` (``do_chan``)."""
+class _ChannelWaiter(Waiter):
+    """A waiter that delivers into ``do_chan``'s channel when it is woken."""
 
-    __slots__ = ("fut",)
+    __slots__ = ("ch",)
 
-    def __init__(self, fut: Future[Any]) -> None:
+    def __init__(self, ch: Channel[Any]) -> None:
         super().__init__()
-        self.fut = fut
+        self.ch = ch
 
     def _wake(self) -> bool:
-        fut = self.fut
-        if not fut.set_running_or_notify_cancel():
-            return True  # cancelled meanwhile: the caller no longer wants it
-        resolve_future(fut, self)
+        deliver_to_channel(self, self.ch)
         return True
 
 
 class SingleFlight(SingleFlightBase[K, V]):
-    """SingleFlight(ctx=None): Go's singleflight for threads; flights are children of ``ctx``.
+    """SingleFlight(*, ctx=None): Go's singleflight for threads; flights are children of ``ctx``.
 
     ``sf.do(key, fn, *args)`` calls ``fn(*args)`` once for all the callers that ask for
     ``key`` while that call runs, and returns its value to each (or raises, in each, its
@@ -220,21 +216,34 @@ class SingleFlight(SingleFlightBase[K, V]):
     @overload
     def do_chan(
         self, key: K, fn: Callable[[*Ts], Coroutine[Any, Any, V]], /, *args: *Ts
-    ) -> Future[FlightResult[V]]: ...
+    ) -> Channel[FlightResult[V]]: ...
 
     @overload
-    def do_chan(self, key: K, fn: Callable[[*Ts], V], /, *args: *Ts) -> Future[FlightResult[V]]: ...
+    def do_chan(
+        self, key: K, fn: Callable[[*Ts], V], /, *args: *Ts
+    ) -> Channel[FlightResult[V]]: ...
 
-    def do_chan(self, key: K, fn: Callable[[*Ts], Any], /, *args: *Ts) -> Future[FlightResult[Any]]:
-        """Join (or start) the call for ``key`` and return at once a
-        ``concurrent.futures.Future`` of its :class:`FlightResult` (Go's ``DoChan``).
+    def do_chan(
+        self, key: K, fn: Callable[[*Ts], Any], /, *args: *Ts
+    ) -> Channel[FlightResult[Any]]:
+        """Join (or start) the call for ``key`` and return at once a channel (capacity 1)
+        that receives its :class:`FlightResult`, then is closed (Go's ``DoChan``): use it
+        in ``select`` beside a timeout or another channel.
 
-        The caller counts as waiting until the Future is resolved; ``fut.cancel()`` leaves.
+        If the call raises, the channel is closed with (a copy of) its error: ``ch.recv()``
+        raises it, and in ``select`` the case fires with ``ok`` False. As with Go's
+        ``DoChan``, the caller cannot leave: it counts as waiting until the result is
+        delivered.
+
+        >>> import corral.threads
+        >>> sf = corral.threads.SingleFlight()
+        >>> ch = sf.do_chan("k", str.upper, "go")
+        >>> corral.threads.select(ch.recv_case(), timeout=5).value
+        FlightResult(value='GO', shared=False)
         """
-        fut: Future[FlightResult[Any]] = Future()
-        w = self._join(key, fn, args, None, None, "SingleFlight.do_chan", _FutureWaiter(fut))
-        fut.add_done_callback(partial(leave_if_cancelled, w))
-        return fut
+        out: Channel[FlightResult[Any]] = Channel(1)
+        self._join(key, fn, args, None, None, "SingleFlight.do_chan", _ChannelWaiter(out))
+        return out
 
     def _launch(self, f: Flight, fn: Callable[..., Any], args: tuple[Any, ...], w: Waiter) -> None:
         start_thread(self._st, f, fn, args)

@@ -37,17 +37,24 @@ from .._patterns._stats import StageStatistics as StageStatistics
 from .._patterns._threads_flow import Flow as Flow
 from .._patterns._threads_flow import fan_out as fan_out
 from .._patterns._threads_flow import pipeline as pipeline
+from .._patterns._threads_relays import Relay as Relay
 from .._patterns._threads_relays import RelayChannel as RelayChannel
 from .._patterns._threads_relays import fan_in as fan_in
 from .._patterns._threads_relays import or_done as or_done
 from .._patterns._threads_relays import tee as tee
 from .._select import Selected as Selected
 from .._shells import Grant as Grant
+
+# What acquire() returns, under the names corral uses for its own (awaitable) handles:
+# here the held permits, the taken cost and the Grant themselves.
+from .._shells import Grant as LimitsAcquire
 from .._threads.channel import Channel as Channel
 from .._threads.group import Group as Group
 from .._threads.ratelimit import Limits as Limits
 from .._threads.ratelimit import RateLimit as RateLimit
+from .._threads.ratelimit import Taken as RateLimitAcquire
 from .._threads.select import select as select
+from .._threads.semaphore import Held as SemaphoreAcquire
 from .._threads.semaphore import Semaphore as Semaphore
 from .._threads.singleflight import SingleFlight as SingleFlight
 
@@ -68,15 +75,19 @@ __all__ = [
     "GroupError",
     "GroupStatistics",
     "Limits",
+    "LimitsAcquire",
     "Outcome",
     "PipelineStatistics",
     "Progress",
     "RateLimit",
+    "RateLimitAcquire",
     "RateLimitStatistics",
     "RecvCase",
+    "Relay",
     "RelayChannel",
     "Selected",
     "Semaphore",
+    "SemaphoreAcquire",
     "SemaphoreStatistics",
     "SendCase",
     "SingleFlight",
