@@ -14,7 +14,7 @@ from .._core.semaphore import SemaphoreState
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import Grant, LimitsBase, RateLimitBase, check_ctx
 from .channel import new_waiter
-from .wait import MustAwait, owed, park, pay_owed
+from .wait import Handle, MustAwait, owed, park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.ratelimit import Limits as ThreadLimits
@@ -45,7 +45,7 @@ async def _acquire(
     st.land(c)  # charged as of now, the instant this task resumes (see _core/ratelimit.py)
 
 
-class RateLimitAcquire:
+class RateLimitAcquire(Handle):
     """What ``rl.acquire(cost)`` returns (``corral.RateLimitAcquire``): ``await`` it, or
     enter it with ``async with`` (a rate limit's cost is spent, not given back). A cost
     that conforms was taken at the call; otherwise it waits when awaited, and one never
@@ -53,19 +53,6 @@ class RateLimitAcquire:
     ``isinstance``."""
 
     __slots__ = ()
-
-    if TYPE_CHECKING:  # what every handle does (each subclass defines it)
-
-        def __await__(self) -> Generator[Any, None, None]: ...
-
-        async def __aenter__(self) -> None: ...
-
-        async def __aexit__(
-            self,
-            et: type[BaseException] | None,
-            e: BaseException | None,
-            tb: TracebackType | None,
-        ) -> None: ...
 
 
 class _Taken(RateLimitAcquire):

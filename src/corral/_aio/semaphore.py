@@ -13,7 +13,7 @@ from .._core.semaphore import SemaphoreState, check_weight
 from .._core.waiter import AsyncWaiter, Waiter
 from .._shells import SemaphoreBase, check_ctx
 from .channel import new_waiter
-from .wait import MustAwait, cancelled_while_parked, owed, park, pay_owed
+from .wait import Handle, MustAwait, cancelled_while_parked, owed, park, pay_owed
 
 if TYPE_CHECKING:
     from .._threads.semaphore import Semaphore as ThreadSemaphore
@@ -56,26 +56,13 @@ def _granted(w: AsyncWaiter, st: SemaphoreState, n: int) -> Generator[Any, None,
             raise
 
 
-class SemaphoreAcquire:
+class SemaphoreAcquire(Handle):
     """What ``sem.acquire(n)`` returns (``corral.SemaphoreAcquire``): ``await`` it, or enter
     it with ``async with`` (the permits are released on exit). Free permits were taken at
     the call; otherwise it waits for them when awaited, and one never awaited nor entered
     warns. Made by ``acquire()`` only; for annotations and ``isinstance``."""
 
     __slots__ = ()
-
-    if TYPE_CHECKING:  # what every handle does (each subclass defines it)
-
-        def __await__(self) -> Generator[Any, None, None]: ...
-
-        async def __aenter__(self) -> None: ...
-
-        async def __aexit__(
-            self,
-            et: type[BaseException] | None,
-            e: BaseException | None,
-            tb: TracebackType | None,
-        ) -> None: ...
 
 
 class _Granted(SemaphoreAcquire):

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from .._core.cancelling import drop_withdrawn_cancel
 from .._errors import DeadlineExceeded
@@ -130,6 +131,27 @@ async def park(
     if err is not None:
         w.unlink()
         raise err
+
+
+class Handle:
+    """Base of what an asyncio ``acquire()`` returns (``corral.SemaphoreAcquire``,
+    ``corral.RateLimitAcquire``): something to ``await`` or to enter with ``async with``.
+    The declarations are for type checkers; each handle defines them."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # what every handle does (each subclass defines it)
+
+        def __await__(self) -> Generator[Any, None, None]: ...
+
+        async def __aenter__(self) -> None: ...
+
+        async def __aexit__(
+            self,
+            et: type[BaseException] | None,
+            e: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None: ...
 
 
 class MustAwait:
