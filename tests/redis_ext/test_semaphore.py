@@ -33,10 +33,11 @@ def test_threads_acquire_release_and_statistics(client: Any) -> None:
     assert client.keys("{s}:*") == [b"{s}:e"]  # nothing held or queued: only the epoch
     s = sem.statistics()
     assert (s.held, s.acquired, s.lost) == (0, 2, 0)
-    sem.acquire(2)
-    sem.release(2)
-    with pytest.raises(ValueError, match="n=2"):
-        sem.release(2)
+    p = sem.acquire(2)
+    p.release()  # permits are given back through their Permit (no sem.release(n))
+    with pytest.raises(ValueError, match="already released"):
+        p.release()
+    assert not hasattr(sem, "release")
 
 
 def test_fifo_head_of_line_across_processes(client: Any) -> None:
@@ -204,14 +205,14 @@ def test_waiter_that_lost_its_queue_entry_queues_again(client: Any) -> None:
     a = corral.threads.redis.Semaphore(client, "rq", 2, lease=0.3)
     b = corral.threads.redis.Semaphore(client, "rq", 2, lease=0.3)
     first = a.acquire(2)
-    got: list[int] = []
-    t = threading.Thread(target=lambda: got.append(b.acquire(1, timeout=10).n))
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(b.acquire(1, timeout=10)))
     t.start()
     wait_for(lambda: a.server_statistics().waiting == 1)
     client.delete("{rq}:q", "{rq}:qx")  # its entry is gone, as after a stall longer than the lease
     wait_for(lambda: a.server_statistics().waiting == 1)  # it queued again by itself
     first.release()
     t.join(10)
-    assert got == [1]
-    b.release(1)
+    assert [p.n for p in got] == [1]
+    got[0].release()
     assert client.keys("{rq}:*") == [b"{rq}:e"]

@@ -185,14 +185,6 @@ class Semaphore:
             _check_timeout(timeout)
         return rt.acquiring(self._acquire, n, timeout, ctx)
 
-    async def release(self, n: int = 1) -> None:
-        """Release one held :class:`Permit` of ``n`` permits taken through this object."""
-        with self._lock:
-            token = next((t for t, p in self._held.items() if p.n == n), None)
-        if token is None:
-            raise ValueError(f"redis.Semaphore.release: no permit of n={n} is held here")
-        await self._release(token, n)
-
     def statistics(self) -> RedisSemaphoreStatistics:
         """This process's :class:`RedisSemaphoreStatistics` (no I/O)."""
         with self._lock:
@@ -335,7 +327,7 @@ class Semaphore:
         with self._lock:
             permit = self._held.pop(token, None)
         if permit is None:
-            raise ValueError("redis.Semaphore.release: these permits were already released")
+            raise ValueError("redis.Permit.release: these permits were already released")
         self._renewal.idle()
         lease = permit._ctx
         try:
