@@ -216,3 +216,29 @@ def test_waiter_that_lost_its_queue_entry_queues_again(client: Any) -> None:
     assert [p.n for p in got] == [1]
     got[0].release()
     assert client.keys("{rq}:*") == [b"{rq}:e"]
+
+
+def test_try_acquire_never_waits_and_never_passes_a_waiter(client: Any) -> None:
+    a = corral.threads.redis.Semaphore(client, "try", 3, lease=2)
+    b = corral.threads.redis.Semaphore(client, "try", 3, lease=2)
+    c = corral.threads.redis.Semaphore(client, "try", 3, lease=2)
+    # (A name's first grants on a fresh Redis wait one lease, its epoch's grace: a try
+    # during it fails. acquire() waits that out.)
+    held = a.acquire(2, timeout=10)
+    assert c.try_acquire(2) is None  # only 1 free
+    assert a.server_statistics().waiting == 0  # a failed try leaves no queue entry
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(b.acquire(2, timeout=10)))
+    t.start()
+    wait_for(lambda: a.server_statistics().waiting == 1)
+    assert c.try_acquire(1) is None  # 1 is free, but b waits ahead (FIFO, no barging)
+    held.release()
+    t.join(10)
+    assert [p.n for p in got] == [2]
+    late = c.try_acquire(1)  # nobody waits now, and 1 is free
+    assert late is not None
+    assert late.n == 1
+    assert late.fence > got[0].fence  # fenced like any grant
+    late.release()
+    got[0].release()
+    assert client.keys("{try}:*") == [b"{try}:e"]

@@ -237,6 +237,40 @@ class Semaphore:
             raise unavailable(what, exc) from exc
         except ResponseError as exc:
             raise server_error(what, exc) from exc
+        return self._hold(token, n, ctx, sent, fence)
+
+    def try_acquire(self, n: int = 1) -> Permit | None:
+        """A :class:`Permit` of ``n`` if Redis grants it at once, else ``None``; never waits.
+
+        It never passes a waiter, in any process (FIFO, as ``acquire``): with anyone queued
+        it fails even when enough permits are free. One round trip when it succeeds; when it
+        fails, a second one withdraws the queue entry the first made (or gives back a grant
+        made meanwhile), so a failed try leaves no trace."""
+        what = "redis.Semaphore.try_acquire"
+        n = check_weight(n, self._size, what)
+        token = new_token()
+        sent = time.monotonic()
+        try:
+            try:
+                r = self._s["SEM_ACQUIRE"](
+                    keys=self._k.keys, args=[self._lease_ms, token, n, self._size]
+                )
+            except BaseException:
+                self._withdraw(token)
+                raise
+            if r[0] == -1:
+                raise size_conflict(what, self._size, r[1])
+            if r[0] == 0:
+                self._withdraw(token)
+                return None
+        except IO_ERRORS as exc:
+            raise unavailable(what, exc) from exc
+        except ResponseError as exc:
+            raise server_error(what, exc) from exc
+        return self._hold(token, n, None, sent, int(r[1]))
+
+    def _hold(self, token: str, n: int, ctx: Context | None, sent: float, fence: int) -> Permit:
+        """Granted: the permit, its lease (timed from ``sent``) and its renewal."""
         lease = new_lease(ctx, self._lease_ms, sent, fence, self._lease_lost)
         permit = Permit(self, token, n, lease)
         with self._lock:
