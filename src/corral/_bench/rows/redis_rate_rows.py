@@ -30,6 +30,7 @@ from typing import Any
 
 from ..harness import Env, Stopwatch, Timing, check
 from ..registry import Impl, register
+from ._common import peer
 from .ratelimits import accuracy_figures
 from .redis_rows import _PREFIX, _REQUIRES, _url
 
@@ -68,11 +69,10 @@ def _corral(client: Any, name: str, rate: float) -> Iterator[Callable[[], Any]]:
 
 @contextlib.contextmanager
 def _limits_hit(url: str, name: str, rate: float, *, wait: bool) -> Iterator[Callable[[], Any]]:
-    from limits import RateLimitItemPerSecond, storage, strategies
-
-    st = storage.RedisStorage(url)  # (the URL given: a spawned worker has no _url() state)
-    window = strategies.MovingWindowRateLimiter(st)
-    item = RateLimitItemPerSecond(int(rate))
+    limits = peer("limits")  # typed Any: the bench extra's peers need no stubs
+    st = limits.storage.RedisStorage(url)  # (the URL given: a spawned worker has no _url())
+    window = limits.strategies.MovingWindowRateLimiter(st)
+    item = limits.RateLimitItemPerSecond(int(rate))
 
     def hit() -> bool:
         ok: bool = window.hit(item, f"{_P}:{name}")
@@ -87,10 +87,9 @@ def _limits_hit(url: str, name: str, rate: float, *, wait: bool) -> Iterator[Cal
 
 @contextlib.contextmanager
 def _pyrate(client: Any, name: str, rate: float, *, wait: bool) -> Iterator[Callable[[], Any]]:
-    from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
-
-    bucket = RedisBucket.init([Rate(int(rate), Duration.SECOND)], client, f"{_P}:{name}")
-    limiter = Limiter(bucket)
+    pl = peer("pyrate_limiter")
+    bucket = pl.RedisBucket.init([pl.Rate(int(rate), pl.Duration.SECOND)], client, f"{_P}:{name}")
+    limiter = pl.Limiter(bucket)
 
     def acquire() -> bool:
         return bool(limiter.try_acquire("x", blocking=wait))
