@@ -160,6 +160,28 @@ grep -q "demo" "$WORK/help.txt" && grep -q "bench" "$WORK/help.txt" || fail "cor
 "$VPY" -I -m corral --help >/dev/null
 
 step "the sdist's docs/examples against the installed wheel"
+# The examples that talk to Redis (they read REDIS_URL: the fleet rate-limit one) get a private
+# redis-server on a free loopback port, stopped on exit; without one they fail, as they should.
+REDIS_PID=""
+trap 'if [[ -n "$REDIS_PID" ]]; then kill "$REDIS_PID" 2>/dev/null; fi; rm -rf "$WORK"' EXIT
+if command -v redis-server >/dev/null 2>&1; then
+  REDIS_PORT="$("$VPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+  REDIS_PID=$!
+  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  "$VPY" - "$REDIS_URL" <<'PY' || fail "redis-server for the examples did not start"
+import sys, time, redis
+c = redis.Redis.from_url(sys.argv[1])
+for _ in range(200):
+    try:
+        c.ping()
+        break
+    except redis.ConnectionError:
+        time.sleep(0.05)
+else:
+    sys.exit(1)
+PY
+fi
 for ex in "$SRC_TREE"/docs/examples/*.py; do
   if ! "$VPY" -I "$ex" >"$WORK/ex.out" 2>"$WORK/ex.err" || [[ -s "$WORK/ex.err" ]]; then
     cat "$WORK/ex.err" >&2
