@@ -14,7 +14,9 @@ simulated. Each process writes the instant each call started to one append-only 
 parent checks every 1-minute window of that log against the limits.
 
 Run it with a Redis: ``REDIS_URL=redis://localhost:6379/0 python
-docs/examples/fleet_llm_rate_limits.py`` (its keys are under ``example-llm:``).
+docs/examples/fleet_llm_rate_limits.py`` (its keys are under ``example-llm:``). For a Redis
+Cluster, add ``REDIS_CLUSTER=1`` (REDIS_URL is then any node's): the limits share one hash
+tag, so every script runs on one node.
 """
 
 from __future__ import annotations
@@ -50,18 +52,35 @@ def call_sizes(rng: random.Random) -> tuple[int, int]:
     return prompt + MAX_TOKENS, prompt + rng.randint(10, MAX_TOKENS)
 
 
+def client_class(aio: bool) -> Any:
+    """redis-py's client class for REDIS_URL: a cluster client when REDIS_CLUSTER=1."""
+    if os.environ.get("REDIS_CLUSTER") == "1":
+        if aio:
+            from redis.asyncio.cluster import RedisCluster
+
+            return RedisCluster
+        from redis.cluster import RedisCluster as BlockingCluster
+
+        return BlockingCluster
+    if aio:
+        import redis.asyncio
+
+        return redis.asyncio.Redis
+    import redis
+
+    return redis.Redis
+
+
 def log(fd: int, t: float, tokens: int) -> None:
     os.write(fd, f"{t:.6f} {tokens}\n".encode())  # one write on O_APPEND: lines never mix
 
 
 def asyncio_worker(url: str, path: str, seed: int) -> None:
-    import redis.asyncio
-
     import corral.redis
 
     async def main() -> None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        async with redis.asyncio.Redis.from_url(url) as client:
+        async with client_class(aio=True).from_url(url) as client:
             account, tpm = limits(corral.redis, client)
 
             async def caller(i: int) -> None:
@@ -83,12 +102,10 @@ def asyncio_worker(url: str, path: str, seed: int) -> None:
 def threads_worker(url: str, path: str, seed: int) -> None:
     import threading
 
-    import redis
-
     import corral.threads.redis
 
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-    client = redis.Redis.from_url(url)
+    client = client_class(aio=False).from_url(url)
     account, tpm = limits(corral.threads.redis, client)
 
     def caller(i: int) -> None:
@@ -123,10 +140,8 @@ def most_in_window(rows: list[tuple[float, int]], width: float, weight: bool) ->
 
 
 def main() -> None:
-    import redis
-
     url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
-    with redis.Redis.from_url(url) as client:  # a clean account for this run
+    with client_class(aio=False).from_url(url) as client:  # a clean account for this run
         stale = list(client.scan_iter(f"{NS}:*"))
         if stale:
             client.delete(*stale)

@@ -12,9 +12,11 @@ The server kinds (the "server matrix"):
   ``redis-server``, a kind's name (``redis8``) of that kind's binary. Its ``redis-cli`` (or
   ``valkey-cli``) is taken from the server's own directory, else from ``PATH``.
 
-The modules in ``MATRIX_MODULES`` (the fault suite, the semaphore and the singleflight tests)
-run once per kind; every other module runs on Debian's server only. With a single kind the
-tests carry no extra id, so test ids do not change when no matrix is configured.
+The modules in ``MATRIX_MODULES`` (the fault suite, the semaphore, singleflight and rate-limit
+tests, the cancellation sweep) run once per kind; every other module runs on Debian's server
+only. A module of the matrix that cannot run on a cluster by nature names why in
+``NOT_ON_CLUSTER``: its cluster case is reported as skipped with that reason. With a single
+kind the tests carry no extra id, so test ids do not change when no matrix is configured.
 
 Clients: the ``client`` fixture is a ``redis.Redis``, or a ``redis.cluster.RedisCluster`` on
 the cluster; ``connect(url)`` / ``connect_async(url)`` give the right class for any URL these
@@ -46,7 +48,24 @@ REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
 )
 #: Modules run against every server kind; the others run against Debian's server only.
-MATRIX_MODULES = frozenset({"test_faults", "test_semaphore", "test_singleflight"})
+MATRIX_MODULES = frozenset(
+    {
+        "test_faults",
+        "test_semaphore",
+        "test_singleflight",
+        "test_ratelimit",
+        "test_ratelimit_fleet",
+        "test_ratelimit_docs",
+        "test_ratelimit_bench",
+        "test_cancel_sweep",
+    }
+)
+#: Matrix modules whose tests cannot run on a cluster, and why (their cluster case is skipped
+#: with this reason, never silently).
+NOT_ON_CLUSTER = {
+    "test_ratelimit_bench": "the bench rows and their peers (limits, pyrate-limiter) connect "
+    "to one server with redis.Redis; a Cluster would answer their keys with MOVED",
+}
 SERVERS_ENV = "CORRAL_REDIS_SERVERS"
 CLUSTER_ENV = "CORRAL_REDIS_CLUSTER"
 CLUSTER_MASTERS = 3
@@ -168,7 +187,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     kinds = configured_kinds() if module in MATRIX_MODULES else [DEFAULT_KIND]
     if len(kinds) > 1:  # one kind: no parameter, so the test ids stay as they were
-        metafunc.parametrize("redis_kind", kinds, ids=[k.name for k in kinds], scope="session")
+        why = NOT_ON_CLUSTER.get(module)
+        params = [
+            pytest.param(k, id=k.name, marks=pytest.mark.skip(reason=why))
+            if k.cluster and why
+            else pytest.param(k, id=k.name)
+            for k in kinds
+        ]
+        metafunc.parametrize("redis_kind", params, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -395,6 +421,21 @@ def _make_server(kind: ServerKind) -> RedisServer | ClusterServer:
         assert cli is not None
         return ClusterServer(kind.server, cli)
     return RedisServer(kind.server)
+
+
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` is a cluster these fixtures started (its clients must be cluster ones)."""
+    return url in _CLUSTER_URLS
+
+
+def cluster_env(url: str) -> dict[str, str]:
+    """The environment for a subprocess that connects to ``url``: ``REDIS_CLUSTER=1`` tells
+    the workers (and docs/examples) to make cluster clients."""
+    env = dict(os.environ)
+    env.pop("REDIS_CLUSTER", None)
+    if is_cluster(url):
+        env["REDIS_CLUSTER"] = "1"
+    return env
 
 
 def connect(url: str, **kwargs: Any) -> Any:

@@ -11,6 +11,9 @@ MODE ``rate``: ``RateLimit(RATE, per=1.0)`` (ARG: RATE), one unit per acquire. M
 ``limits``: ``Limits(requests, tokens)`` (ARG: REQ_RATE TOK_RATE TOK_BURST): each call
 reserves an estimate of tokens, "calls the API", and adjusts to the real count (at most the
 estimate); the line logged is ``instant pid actual``.
+
+With ``REDIS_CLUSTER=1`` in the environment (conftest's ``cluster_env``) URL is a Redis
+Cluster's and every client is a cluster client.
 """
 
 from __future__ import annotations
@@ -29,6 +32,24 @@ import redis.asyncio as aredis
 
 import corral.redis
 import corral.threads.redis
+
+CLUSTER = os.environ.get("REDIS_CLUSTER") == "1"
+
+
+def _client(url: str, **kwargs: Any) -> Any:
+    if CLUSTER:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, **kwargs)
+    return redis.Redis.from_url(url, **kwargs)
+
+
+def _aclient(url: str, **kwargs: Any) -> Any:
+    if CLUSTER:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, **kwargs)
+    return aredis.Redis.from_url(url, **kwargs)
 
 
 def _log(fd: int, t: float, extra: str = "") -> None:
@@ -51,7 +72,7 @@ def _limits(mod: Any, client: Any, ns: str, args: list[str]) -> tuple[Any, Any, 
 def main() -> None:
     mode, flavour, url, ns, log, callers, *args = sys.argv[1:]
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    control = redis.Redis.from_url(url, socket_timeout=120)
+    control = _client(url, socket_timeout=120)
     control.rpush(f"{ns}:ready", os.getpid())
     got = control.blpop([f"{ns}:go"], timeout=120)
     assert got is not None, "no go message"
@@ -59,7 +80,7 @@ def main() -> None:
     start, end = go["start"], go["start"] + go["seconds"]
     time.sleep(max(start - time.time(), 0))  # the fleet starts at one wall-clock instant
     if flavour == "threads":
-        client = redis.Redis.from_url(url, socket_timeout=30, max_connections=64)
+        client = _client(url, socket_timeout=30, max_connections=64)
         if mode == "rate":
             rl = corral.threads.redis.RateLimit(client, "rl", float(args[0]), namespace=ns)
 
@@ -92,7 +113,7 @@ def main() -> None:
     else:
 
         async def run() -> None:
-            async with aredis.Redis.from_url(url, socket_timeout=30) as client:
+            async with _aclient(url, socket_timeout=30) as client:
                 if mode == "rate":
                     rl = corral.redis.RateLimit(client, "rl", float(args[0]), namespace=ns)
 

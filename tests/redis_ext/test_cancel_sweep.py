@@ -19,6 +19,8 @@ import corral
 import corral.redis
 import corral.threads.redis
 
+from .conftest import connect_async
+
 LEASE = 2.0
 MAX_STEPS = 12
 
@@ -76,9 +78,8 @@ except ImportError:  # pragma: no cover
 async def test_async_acquire_cancelled_at_every_step(
     redis_url: str, before: bool, contended: bool
 ) -> None:
-    import redis.asyncio as ar
 
-    async with ar.Redis.from_url(redis_url) as c:
+    async with connect_async(redis_url) as c:
         for at in range(MAX_STEPS):
             name = f"cs{at}{before}{contended}"
             other = corral.redis.Semaphore(c, name, 1, lease=LEASE)
@@ -174,9 +175,8 @@ def test_threads_acquire_ctx_cancelled_at_every_step(client: Any, before: bool) 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("before", [True, False], ids=["before-send", "after-reply"])
 async def test_async_do_cancelled_at_every_step(redis_url: str, before: bool) -> None:
-    import redis.asyncio as ar
 
-    async with ar.Redis.from_url(redis_url) as c:
+    async with connect_async(redis_url) as c:
         for at in range(MAX_STEPS):
             ns = f"cd{at}{before}"
             sf = corral.redis.SingleFlight(c, namespace=ns, lease=LEASE)

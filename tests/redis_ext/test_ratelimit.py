@@ -22,7 +22,7 @@ import corral.threads
 import corral.threads.redis
 from corral import Cancelled, DeadlineExceeded
 
-from .conftest import RedisServer, wait_for
+from .conftest import ClusterServer, RedisServer, connect, connect_async, wait_for
 
 SLOW = {"rate": 1, "per": 1000.0}  # one unit per 1,000 s: available() does not drift
 
@@ -32,9 +32,7 @@ def _queued(client: Any, name: str, tag: str | None = None) -> int:
 
 
 async def _aclient(url: str) -> Any:
-    import redis.asyncio
-
-    return redis.asyncio.Redis.from_url(url, socket_timeout=30)
+    return connect_async(url, socket_timeout=30)
 
 
 async def _awaited(acq: Any) -> Any:
@@ -188,14 +186,22 @@ class _Schedule:
     def __init__(self, now: float, tat: float, shifts: float, records: set[Any]) -> None:
         self.now, self.tat, self.shifts, self.records = now, tat, shifts, records
 
+    # One script, so one atomic read on a single server and on a cluster alike (a cluster
+    # refuses TIME in a pipeline; the keys share the tag, so KEYS here sees them all).
+    _READ = """
+    local t = redis.call('TIME')
+    return {t[1], t[2], redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]),
+            redis.call('KEYS', ARGV[1])}
+    """
+
     @classmethod
     async def read(cls, ac: Any, name: str) -> _Schedule:
         base = f"corral:{{{name}}}:rl:{name}:"
-        async with ac.pipeline(transaction=True) as p:
-            p.time().get(base + "t").get(base + "s").keys(f"corral:{{{name}}}:g:*")
-            (sec, usec), tat, shifts, records = await p.execute()
-        assert tat is not None, "the limiter has no tat: nothing to compare against"
-        return cls(sec * 1e6 + usec, float(tat), float(shifts or 0), set(records))
+        sec, usec, tat, shifts, records = await ac.eval(
+            cls._READ, 2, base + "t", base + "s", f"corral:{{{name}}}:g:*"
+        )
+        assert tat, "the limiter has no tat: nothing to compare against"
+        return cls(int(sec) * 1e6 + int(usec), float(tat), float(shifts or 0), set(records))
 
     def charged_since(self, before: _Schedule) -> float:
         """Microseconds of schedule taken between ``before`` and this read, beyond the
@@ -438,13 +444,12 @@ def test_noscript_is_recovered(client: Any) -> None:
     assert rl.statistics().acquired == 2
 
 
-def test_redis_restart_no_burst_after_recovery(own_server: RedisServer) -> None:
+def test_redis_restart_no_burst_after_recovery(own_server: RedisServer | ClusterServer) -> None:
     """Redis restarted empty: the limiter's state (its tat) is gone, and a fresh limiter
     would grant its whole burst again at once. A process that knew the old epoch tells the
-    new one, and every limiter starts spent as of the restart."""
-    import redis
-
-    c = redis.Redis.from_url(own_server.url, socket_timeout=5)
+    new one, and every limiter starts spent as of the restart. (On a cluster every node
+    restarts empty, as a whole cluster without persistence does.)"""
+    c = connect(own_server.url, socket_timeout=5)
     try:
         rl = corral.threads.redis.RateLimit(c, "r", 10, per=100.0, burst=10)
         rl.acquire(10)
@@ -461,27 +466,34 @@ def test_redis_restart_no_burst_after_recovery(own_server: RedisServer) -> None:
         c.close()
 
 
-def test_stalled_redis_is_a_typed_error_not_a_hang(own_server: RedisServer) -> None:
+def test_stalled_redis_is_a_typed_error_not_a_hang(
+    own_server: RedisServer | ClusterServer,
+) -> None:
     """Redis stops answering (SIGSTOP: a stalled server, not a closed port): with a socket
-    timeout on the client, an acquire (queued or not) raises RedisUnavailable in time."""
+    timeout on the client, an acquire (queued or not) raises RedisUnavailable in time. (On a
+    cluster every node is stopped: the client cannot route around a stalled whole.)"""
     import os
     import signal
 
-    import redis
-
-    c = redis.Redis.from_url(own_server.url, socket_timeout=0.5)
+    c = connect(own_server.url, socket_timeout=0.5)
+    nodes = own_server.nodes if isinstance(own_server, ClusterServer) else [own_server]
+    pids = []
+    for node in nodes:
+        assert node.proc is not None
+        pids.append(node.proc.pid)
     try:
         rl = corral.threads.redis.RateLimit(c, "st", 5, burst=1)
         rl.acquire()
-        assert own_server.proc is not None
-        os.kill(own_server.proc.pid, signal.SIGSTOP)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
         try:
             t = time.monotonic()
             with pytest.raises(corral.threads.redis.RedisUnavailable):
                 rl.acquire()
             assert time.monotonic() - t < 10
         finally:
-            os.kill(own_server.proc.pid, signal.SIGCONT)
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
     finally:
         c.close()
 

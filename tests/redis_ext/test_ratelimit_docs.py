@@ -1,5 +1,6 @@
 """docs/examples/fleet_llm_rate_limits.py runs against a real redis-server and prints that the
-fleet stayed within both limits (its own check of an independent log)."""
+fleet stayed within both limits (its own check of an independent log); on the cluster kind
+with ``REDIS_CLUSTER=1``."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import cluster_env
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "fleet_llm_rate_limits.py"
 
 
 @pytest.mark.timeout(120)
 def test_fleet_llm_example_stays_within_both_limits(redis_url: str) -> None:
-    env = {**os.environ, "REDIS_URL": redis_url}
+    env = {**cluster_env(redis_url), "REDIS_URL": redis_url}
     src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     out = subprocess.run(

@@ -1,10 +1,13 @@
 """Fleets of real processes sharing corral.redis rate limits, judged by an independent log.
 
-Eight processes (four asyncio, four threads; three callers each) start at one wall-clock
+Eight processes (four asyncio, four threads; eight callers each) start at one wall-clock
 instant. Each caller appends the instant ``acquire`` returned to one ``O_APPEND`` file
-(``rate_worker.py``): the log is outside Redis and records what the callers' code saw, so
-it judges the promise where users judge it (a server that counts requests per rolling
-second sees these instants, plus a constant).
+(``rate_worker.py``): the log is outside Redis (an independent record, not a second Redis)
+and records what the callers' code saw, so it judges the promise where users judge it (a
+server that counts requests per rolling second sees these instants, plus a constant).
+
+Every module here runs on each server kind of the matrix (conftest.py), the cluster included:
+the workers get cluster clients there (``cluster_env``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .conftest import cluster_env
 
 WORKER = Path(__file__).with_name("rate_worker.py")
 PROCS = 8
@@ -37,6 +42,7 @@ def _fleet(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=cluster_env(url),
         )
         for i in range(PROCS)
     ]  # fmt: skip
@@ -76,31 +82,44 @@ def _worst_window(rows: list[tuple[float, int, int]], width: float) -> float:
     return worst
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_8_processes_one_rate_limit_hold_at_the_callers(
     client: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    """Eight processes share ``RateLimit(200, per=1.0)``: no 1-second window at the callers
-    sees more than 200 returns, and the fleet gets the rate: within 1 % of 200/s over the
-    run, less the time the callers themselves were not scheduled. (A caller that resumes
-    late pushes the schedule back by its lateness beyond the headroom, the only way a
-    window starting at its late return stays within the limit; the shifts are summed in
-    Redis, so the test can tell that loss from a slow limiter.)"""
-    rate, seconds = 200, 3.0
+    """Eight processes share ``RateLimit(200, per=1.0)`` for 10 s (issue 21): no 1-second
+    window at the callers sees more than 200 returns, and the fleet gets within 1 % of
+    ``rate * seconds + burst`` = 2,001 grants.
+
+    What the 1 % must cover: the headroom (the limiter grants 200 per 1.005 s so that a
+    caller's wake-up jitter under 5 ms cannot crowd a window: 1,991 at most, 0.5 % below),
+    and the schedule pushed back by callers that resumed later than the headroom covers.
+    That push is the only way a window starting at such a late return holds 200, so on a
+    loaded machine it is the promise's price, not the limiter's loss: Redis sums it (the
+    shift total), and the grants it cost (``shift * rate / (per + headroom)``) are the one
+    thing the bound allows beyond the 1 %. On a quiet machine that is zero or a few
+    grants, and the bound is the issue's. Measured figures: docs/redis.md, "Fleet accuracy".
+    """
+    rate, seconds, burst, headroom = 200, 10.0, 1, 0.005
     _, rows = _fleet(client, redis_url, tmp_path, "rate", seconds, [rate])
     t0 = rows[0][0]
     inside = [r for r in rows if r[0] < t0 + seconds]
     worst = _worst_window(rows, 1.0)
     by_pid = Counter(pid for _, pid, _ in inside)
-    stalled = float(client.get("fleet-rate:{rl}:rl:rl:s") or 0) / 1e6
-    print(f"grants in {seconds} s: {len(inside)}; worst 1-s window: {worst}; per process:"
-          f" {sorted(by_pid.values())}; pushed back by late callers: {stalled:.3f} s")  # fmt: skip
+    shift = float(client.get("fleet-rate:{rl}:rl:rl:s") or 0) / 1e6
+    lost_to_late = shift * rate / (1.0 + headroom)
+    want = rate * seconds + burst
+    print(
+        f"grants in {seconds} s: {len(inside)} of {want} ({len(inside) / want - 1:+.2%});"
+        f" worst 1-s window: {worst}; per process: {sorted(by_pid.values())}; pushed back"
+        f" by late callers: {shift * 1e3:.1f} ms = {lost_to_late:.1f} grants"
+    )
     assert worst <= rate  # the caller-side promise: never more than 200 returns in a second
-    assert len(inside) <= rate * seconds + 1  # + the burst of 1
-    # The issue asks for 1 %; on this 2-core machine at load average 20-28 the runs gave
-    # 0.4-1.2 % below (callers not back in the queue in time, a head waking past its
-    # horizon): 2 % keeps the check meaningful there. On a quiet machine expect < 1 %.
-    assert len(inside) >= 0.98 * rate * (seconds - stalled)
+    assert len(inside) <= want
+    assert len(inside) >= 0.99 * want - lost_to_late, (
+        f"{len(inside)} grants: more than 1 % below {want}, beyond the "
+        f"{lost_to_late:.1f} grants late callers' push-back explains"
+    )
     assert len(by_pid) == PROCS
 
 

@@ -42,7 +42,15 @@ __all__ = [
 
 
 #: redis-py's errors for a connection that failed or timed out (a blip, or Redis is gone).
-IO_ERRORS = (rexc.ConnectionError, rexc.TimeoutError)
+#: A cluster client that reaches no node raises ``RedisClusterUnreachableError``, which is
+#: not a ``RedisError``: without it a stopped or stalled cluster escaped as redis-py's own
+#: exception instead of ``RedisUnavailable``. (Older redis-py has no such class: its plain
+#: ``RedisClusterException`` also means a bad cluster setup, so it is not caught there.)
+IO_ERRORS = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    getattr(rexc, "RedisClusterUnreachableError", rexc.ConnectionError),
+)
 #: The longest socket read of a wait that watches a Context (a local wait, not a round trip).
 CTX_SLICE = 0.1
 
