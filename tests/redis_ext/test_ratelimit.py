@@ -21,6 +21,7 @@ import corral.redis
 import corral.threads
 import corral.threads.redis
 from corral import Cancelled, DeadlineExceeded
+from corral._redis.rate_common import late_shift_us
 
 from .conftest import ClusterServer, RedisServer, connect, connect_async, wait_for
 
@@ -296,7 +297,7 @@ def test_async_cancelled_call_keeps_the_late_report_it_carried(redis_url: str) -
     async def main() -> None:
         async with await _aclient(redis_url) as ac:
             rl = corral.redis.RateLimit(ac, "lr", 1000, burst=10)
-            rl._late = -0.01  # every return counts as 10 ms late: each one leaves a report
+            rl._k.headroom = -0.01  # every return is 10 ms past it: each one leaves a report
             await rl.acquire()
             ((_, (tok, need)),) = rl._reports.items()
             real, reached, gate = rl._s["RL_ACQUIRE"], asyncio.Event(), asyncio.Event()
@@ -328,7 +329,7 @@ def test_threads_failed_call_keeps_the_late_report_it_carried(client: Any) -> No
     import redis
 
     rl = corral.threads.redis.RateLimit(client, "lt", 1000, burst=10)
-    rl._late = -0.01  # every return counts as 10 ms late: each one leaves a report
+    rl._k.headroom = -0.01  # every return is 10 ms past it: each one leaves a report
     rl.acquire()
     ((_, (_, need)),) = rl._reports.items()
     real = rl._s["RL_ACQUIRE"]
@@ -431,6 +432,27 @@ def test_limits_never_holds_one_while_waiting_for_another(client: Any) -> None:
     cancel()
     t.join(10)
     assert done.is_set()
+
+
+# --- late returns ----------------------------------------------------------------------------
+
+
+def test_late_report_moves_the_schedule_by_the_excess_over_the_headroom_only() -> None:
+    """A caller that returned 8 ms after its grant's instant (by an estimate of the server's
+    clock whose error is at most half the best round trip, 0.2 ms here) was at most 8.1 ms
+    late: the grants not yet made move back by what the 5 ms headroom does not cover, 3.1 ms,
+    not a millisecond more (each extra millisecond costs the fleet a fifth of a grant at
+    200/s)."""
+    assert late_shift_us(0.008, 0.0002, 0.005) == 3100
+    # Surely within the headroom (at most 4.9 ms late): no report, nothing moved.
+    assert late_shift_us(0.0048, 0.0002, 0.005) == 0
+
+
+def test_late_report_counts_a_slow_round_trip_as_possible_lateness() -> None:
+    """A fleet across hosts (2 ms round trip): a caller seen 4.5 ms late may have been 5.5 ms
+    late, beyond the 5 ms headroom: it must report, or a window starting at its return may
+    hold one return too many."""
+    assert late_shift_us(0.0045, 0.002, 0.005) == 500
 
 
 # --- faults ------------------------------------------------------------------------------------

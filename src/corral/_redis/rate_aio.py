@@ -25,7 +25,14 @@ from .common import (
     new_token,
     unavailable,
 )
-from .rate_common import HORIZON, CrossSlot, RateKeys, RedisRateLimitStatistics, ServerClock
+from .rate_common import (
+    HORIZON,
+    CrossSlot,
+    RateKeys,
+    RedisRateLimitStatistics,
+    ServerClock,
+    late_shift_us,
+)
 
 __all__ = ["Grant", "Limits", "RateLimit"]
 
@@ -180,14 +187,13 @@ async def _acquire(
             # Granted as of an instant just ahead: return then, not before.
             guard = guard or rt.Guard(timeout, ctx, what)
             await _sleep(wait, guard)
-        # Surely late (by the estimate's error, half its round trip) beyond the headroom?
+        # Maybe late (by the estimate's error, half its round trip) beyond the headroom?
         # Then the grants not yet made must move back by the excess (see rate_scripts'
         # ``late``); the report rides on this process's next acquire of these limiters, so a
         # late caller pays no round trip for it. (It must reach Redis within about ``per``:
         # a process that stops acquiring right after a late return leaves it unsent.)
-        late = -clock.until(instant) - clock.rtt / 2
-        if late > first._late:
-            need = round((late - first._late + clock.rtt) * 1e6)
+        need = late_shift_us(-clock.until(instant), clock.rtt, first._k.headroom)
+        if need:
             with first._lock:
                 first._reports.setdefault(key, []).extend((token, need))
                 first._late_count += 1
@@ -278,7 +284,6 @@ class RateLimit:
         "_epoch",
         "_granted",
         "_k",
-        "_late",
         "_late_count",
         "_lease_us",
         "_lock",
@@ -316,8 +321,6 @@ class RateLimit:
         }
         self._epoch = ""
         self._clock = ServerClock()
-        # Lateness the headroom absorbs, less a margin for the server clock's estimate.
-        self._late = self._k.headroom * 0.8
         self._late_count = 0
         #: Late reports waiting for the next acquire: key set -> [token, need_us, ...].
         self._reports: dict[tuple[str, ...], list[Any]] = {}

@@ -16,6 +16,7 @@ __all__ = [
     "RedisRateLimitStatistics",
     "ServerClock",
     "check_headroom",
+    "late_shift_us",
 ]
 
 #: How far ahead a grant may be reserved (seconds): a caller whose cost is due within this
@@ -54,6 +55,24 @@ class ServerClock:
     def until(self, server_us: int) -> float:
         """Seconds from now until the server's clock reads ``server_us``."""
         return server_us / 1e6 - self.offset - time.time()
+
+
+def late_shift_us(late: float, rtt: float, headroom: float) -> int:
+    """How far (microseconds) the grants not yet made must move back after a caller
+    returned ``late`` seconds past its grant's instant, as this process's estimate of the
+    server's clock says (``ServerClock``: its error is at most half the best round trip
+    ``rtt``), so that a window starting at that return holds no more than the limit: 0 when
+    the headroom surely covers it.
+
+    The caller was at most ``late + rtt / 2`` late, and only what exceeds the headroom
+    needs moving. (The rule this replaces took the least lateness, ``late - rtt / 2``, then
+    added back a whole ``rtt`` and a fifth of the headroom: every report moved the schedule
+    1 ms more than needed at the default headroom, callers 4-5 ms late reported at all, and
+    with a round trip over a fifth of the headroom a caller that may have been past the
+    headroom did not report.)
+    """
+    excess = late + rtt / 2 - headroom
+    return round(excess * 1e6) if excess > 0 else 0
 
 
 class CrossSlot(RedisUnsupported, ValueError):
