@@ -68,3 +68,21 @@ def test_a_mislabelled_server_fails(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.skip("no redis-server to mislabel")
     with pytest.raises(pytest.fail.Exception, match="reports major version"):
         conftest._check_available(ServerKind("redis99", conftest.REDIS_SERVER))
+
+
+def test_a_module_kept_off_the_cluster_says_why() -> None:
+    """A matrix module that cannot run on a cluster is skipped there with its reason, never
+    silently; the rate-limit modules and the cancel sweep are in the matrix."""
+    for module, why in conftest.NOT_ON_CLUSTER.items():
+        assert module in conftest.MATRIX_MODULES
+        assert len(why) > 20
+    for module in ("test_ratelimit", "test_ratelimit_fleet", "test_cancel_sweep"):
+        assert module in conftest.MATRIX_MODULES
+        assert module not in conftest.NOT_ON_CLUSTER
+
+
+def test_subprocesses_are_told_to_make_cluster_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_CLUSTER", "1")  # inherited from a caller: not this URL's kind
+    assert "REDIS_CLUSTER" not in conftest.cluster_env("redis://127.0.0.1:1/0")
+    monkeypatch.setattr(conftest, "_CLUSTER_URLS", {"redis://127.0.0.1:2"})
+    assert conftest.cluster_env("redis://127.0.0.1:2")["REDIS_CLUSTER"] == "1"
