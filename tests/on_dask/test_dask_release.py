@@ -176,7 +176,7 @@ def holding_client(cluster: Any) -> Any:
 
 
 @pytest.mark.parametrize("flavour", ["threads", "aio"])
-@pytest.mark.parametrize("way", ["succeeds", "fails", "collects", "leaves"])
+@pytest.mark.parametrize("way", ["succeeds", "fails", "collects", "leaves", "cancelled"])
 async def test_run_releases_futures_even_if_something_keeps_them(
     holding_client: Any, flavour: str, way: str
 ) -> None:
@@ -185,31 +185,42 @@ async def test_run_releases_futures_even_if_something_keeps_them(
     c.held.clear()
     kp = prefix()
     ex = corral.dask.DaskExecutor(c, key_prefix=kp)
-    fn = remote.square if way in ("succeeds", "leaves") else remote.fail_on_multiples_of_3
+    fn = remote.fail_on_multiples_of_3 if way in ("fails", "collects") else remote.square
     errors = "collect" if way == "collects" else "raise"
     items = range(1, 40)
-    failed = False
+    stopped_by: type[BaseException] = ValueError if way == "fails" else corral.Cancelled
+    stopped = False
     if flavour == "threads":
+        tctx = corral.threads.with_cancel(corral.threads.background())
 
         def run_threads() -> None:
-            with corral.threads.fan_out(fn, items, workers=6, executor=ex, errors=errors) as o:
+            with corral.threads.fan_out(
+                fn, items, workers=6, executor=ex, errors=errors, ctx=tctx
+            ) as o:
                 for _ in o:
                     if way == "leaves":
                         break
+                    if way == "cancelled":
+                        tctx.cancel()
 
         try:
             await asyncio.to_thread(run_threads)
-        except ValueError:
-            failed = True
+        except stopped_by:
+            stopped = True
     else:
+        actx = corral.with_cancel(corral.background())
         try:
-            async with corral.fan_out(fn, items, workers=6, executor=ex, errors=errors) as o:
+            async with corral.fan_out(
+                fn, items, workers=6, executor=ex, errors=errors, ctx=actx
+            ) as o:
                 async for _ in o:
                     if way == "leaves":
                         break
-        except ValueError:
-            failed = True
-    assert failed == (way == "fails")
+                    if way == "cancelled":
+                        actx.cancel()
+        except stopped_by:
+            stopped = True
+    assert stopped == (way in ("fails", "cancelled"))
     assert c.held  # the run's futures: every one of them still referenced
     await asyncio.to_thread(nothing_left, c, kp)
     c.held.clear()
