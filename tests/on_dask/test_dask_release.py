@@ -5,13 +5,16 @@ The scheduler's own state is the judge: ``scheduler.tasks`` must hold no key of 
 it has failed, been cancelled or been abandoned, and once the caller has dropped the error and
 collected garbage, even while the run object itself is still referenced. The client releases
 keys in batches nobody announces, so the check polls (the poll's sleep is an interval).
+
+No test here may pass by luck of the interpreter: on CPython 3.12 and 3.13 a kept error pins
+the frames of the coroutines that awaited the failed call (gh-100964), on 3.11 and 3.14 it does
+not. ``HoldingClient`` keeps every Dask future alive on purpose, on every version.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 from typing import Any
 
 import pytest
@@ -28,17 +31,6 @@ try:
     import corral.dask
 except ImportError:  # conftest skips these tests, or fails them under CI (never a silent skip)
     distributed = None
-
-
-# Known gap (issue 18, open): on the free-threaded 3.13t build an erred task of a failed run
-# stays on the scheduler after the error is dropped (its future is still referenced there;
-# the frame clearing that frees it on GIL builds is not enough). Not strict: should it pass
-# there one day, the run reports XPASS instead of failing.
-PINNED_ON_FREE_THREADED = pytest.mark.xfail(
-    not getattr(sys, "_is_gil_enabled", lambda: True)(),
-    reason="free-threaded 3.13t: a failed run's erred tasks stay pinned (issue 18, open)",
-    strict=False,
-)
 
 
 def nothing_left(client: Any, key_prefix: str) -> None:
@@ -58,7 +50,6 @@ def nothing_left(client: Any, key_prefix: str) -> None:
 # -- releasing every future -----------------------------------------------------------------
 
 
-@PINNED_ON_FREE_THREADED
 @pytest.mark.parametrize("flavour", ["threads", "aio"])
 async def test_failed_run_leaves_no_task_on_the_scheduler(client: Any, flavour: str) -> None:
     kp = prefix()
@@ -84,7 +75,6 @@ async def test_failed_run_leaves_no_task_on_the_scheduler(client: Any, flavour: 
     assert run is not None  # still referenced: the run object must not pin the futures
 
 
-@PINNED_ON_FREE_THREADED
 def test_collected_errors_leave_no_task_on_the_scheduler(client: Any) -> None:
     """errors="collect": the caller keeps every Outcome (and its error), not the tasks."""
     kp = prefix()
@@ -149,6 +139,93 @@ async def test_abandoned_run_leaves_no_task_on_the_scheduler(client: Any, flavou
         event.set()
 
 
+# -- releasing explicitly, not through garbage collection ------------------------------------
+
+if distributed is not None:
+
+    class HoldingClient(distributed.Client):
+        """A real client that keeps every Dask future its ``map``/``submit`` returned.
+
+        It stands for whatever may keep a run's ``distributed.Future`` objects alive after the
+        run: on CPython 3.12 and 3.13 an error's traceback keeps the frame of every coroutine
+        that awaited the failing call, with its locals (CPython gh-100964), and those locals
+        include the futures. The run must release its futures itself; a test that only
+        drops references proves nothing on 3.11 or 3.14, where no frame pins them.
+        """
+
+        held: list[Any]
+
+        def map(self, *args: Any, **kwargs: Any) -> Any:
+            futs = super().map(*args, **kwargs)
+            self.held.extend(futs)
+            return futs
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            fut = super().submit(*args, **kwargs)
+            self.held.append(fut)
+            return fut
+
+
+@pytest.fixture(scope="module")
+def holding_client(cluster: Any) -> Any:
+    with HoldingClient(cluster) as c:
+        c.held = []
+        assert c.submit(abs, -1, pure=False).result() == 1  # warm-up (see conftest.client)
+        c.held.clear()
+        yield c
+
+
+@pytest.mark.parametrize("flavour", ["threads", "aio"])
+@pytest.mark.parametrize("way", ["succeeds", "fails", "collects", "leaves", "cancelled"])
+async def test_run_releases_futures_even_if_something_keeps_them(
+    holding_client: Any, flavour: str, way: str
+) -> None:
+    """Whatever keeps the Future objects, a finished run's tasks leave the scheduler."""
+    c = holding_client
+    c.held.clear()
+    kp = prefix()
+    ex = corral.dask.DaskExecutor(c, key_prefix=kp)
+    fn = remote.fail_on_multiples_of_3 if way in ("fails", "collects") else remote.square
+    errors = "collect" if way == "collects" else "raise"
+    items = range(1, 40)
+    stopped_by: type[BaseException] = ValueError if way == "fails" else corral.Cancelled
+    stopped = False
+    if flavour == "threads":
+        tctx = corral.threads.with_cancel(corral.threads.background())
+
+        def run_threads() -> None:
+            with corral.threads.fan_out(
+                fn, items, workers=6, executor=ex, errors=errors, ctx=tctx
+            ) as o:
+                for _ in o:
+                    if way == "leaves":
+                        break
+                    if way == "cancelled":
+                        tctx.cancel()
+
+        try:
+            await asyncio.to_thread(run_threads)
+        except stopped_by:
+            stopped = True
+    else:
+        actx = corral.with_cancel(corral.background())
+        try:
+            async with corral.fan_out(
+                fn, items, workers=6, executor=ex, errors=errors, ctx=actx
+            ) as o:
+                async for _ in o:
+                    if way == "leaves":
+                        break
+                    if way == "cancelled":
+                        actx.cancel()
+        except stopped_by:
+            stopped = True
+    assert stopped == (way in ("fails", "cancelled"))
+    assert c.held  # the run's futures: every one of them still referenced
+    await asyncio.to_thread(nothing_left, c, kp)
+    c.held.clear()
+
+
 # -- blaming the right item for a dead worker -------------------------------------------------
 
 
@@ -156,7 +233,6 @@ def _no_second_chance(client: Any) -> None:
     client.run_on_scheduler(remote.set_allowed_failures, n=0)
 
 
-@PINNED_ON_FREE_THREADED
 def test_killed_worker_blames_the_running_item_not_its_neighbour(breakable_client: Any) -> None:
     """Item 0 kills its worker while item k waits behind it there: Dask fails both with
     KilledWorker (allowed-failures 0); corral retries both alone and only item 0 fails."""

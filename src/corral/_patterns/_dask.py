@@ -30,10 +30,16 @@ and waits until their trackers are done: nothing of the run stays queued on the 
 cannot interrupt running Python code; its result is dropped.)
 
 Nothing of a run outlives it on the scheduler. The scheduler keeps a task while a client holds
-its future, and an error's traceback holds the frames that handled it, whose locals include
-the Dask futures: so each error is delivered with the locals of its finished frames cleared
-(``_drop_locals``), and no run object keeps a Dask future once its call is done. A failed,
-cancelled or abandoned run leaves no task of its own (erred, queued or in memory) behind.
+a reference to its key, and a ``distributed.Future`` gives its reference back only when it is
+released: explicitly, or by garbage collection. The run never waits for the latter. Whoever
+takes a Dask future out of ``_live`` (the batched gather, the error fetch, a cancellation, the
+shutdown) releases it (``_release``) once its result, error or cancellation is in, whatever
+else still references the Future object. Something always may: an error's traceback keeps
+the frames that handled it, and on CPython 3.12 and 3.13 also the frame of every coroutine
+that awaited them, with their locals, the Dask future among them (CPython gh-100964, a 3.12
+regression fixed upstream in December 2025; 3.13.5, the free-threaded build CI uses, has it).
+A failed, cancelled or abandoned run leaves no task of its own (erred, queued or in memory)
+behind, and its errors keep their tracebacks whole.
 
 Blaming a dead worker. When a worker process dies, the scheduler counts *every* task it held
 as suspicious, the one running there and those queued behind it alike (with one thread per
@@ -356,8 +362,9 @@ class StageOnDask(cf.Executor):
                     for f, d in batch:
                         self._spawn(self._fetch_one(f, d))
                     continue
-                for (f, _), v in zip(batch, values, strict=True):
+                for (f, d), v in zip(batch, values, strict=True):
                     self._live.pop(f, None)
+                    _release(d)
                     self._items.pop(f, None)
                     if f is self._trial:  # it ran alone and lived: it was innocent
                         self._trial = None
@@ -378,7 +385,6 @@ class StageOnDask(cf.Executor):
                 pass  # we cancelled it: nobody waits for it any more
             elif dfut.cancelled():
                 err = DaskTaskCancelled(f"Dask task {dfut.key!r} was cancelled on the cluster")
-                _drop_locals(exc)
                 err.__cause__ = exc
                 _set(f, err, error=True)
             elif isinstance(exc, cf.CancelledError):  # pragma: no cover - not a Dask future's
@@ -387,7 +393,6 @@ class StageOnDask(cf.Executor):
                 _set(f, RuntimeError(LOOP_GONE), error=True)
                 raise
         except Exception as exc:
-            _drop_locals(exc)
             if not _is_killed_worker(exc) or f.cancelled():
                 _set(f, exc, error=True)
             elif f is self._trial:  # it ran alone and killed its worker again: guilty
@@ -398,13 +403,14 @@ class StageOnDask(cf.Executor):
         else:
             _set(f, values[0], error=False)
         finally:
-            self._live.pop(f, None)
+            if self._live.get(f) is dfut:
+                del self._live[f]
+            _release(dfut)  # a re-run suspect gets a new task (and key): this one is done
             if f is self._trial:  # its verdict is in, whatever it was
                 self._trial = None
             if not any(k is f for k, _ in self._killed):
                 self._items.pop(f, None)
             self._error_fetches -= 1
-            dfut = None  # this frame may outlive the call in a traceback: keep no Dask future
             self._judge()
 
     # -- blaming a dead worker on the right item (loop only) ----------------------------
@@ -495,9 +501,15 @@ class StageOnDask(cf.Executor):
     def _send_cancels(self) -> None:
         futs, self._cancel_queue = self._cancel_queue, []
         if futs:
-            task = self._loop.create_task(self._client.cancel(futs, asynchronous=True))
-            self._trackers.add(task)
-            task.add_done_callback(self._trackers.discard)
+            self._spawn(self._cancel(futs))
+
+    async def _cancel(self, futs: list[Any]) -> None:
+        """Cancel Dask futures in one request, then release them (see ``_release``)."""
+        try:
+            await self._client.cancel(futs, asynchronous=True)
+        finally:
+            for dfut in futs:
+                _release(dfut)
 
     async def _shutdown(self) -> None:
         self._flush()  # anything queued is cancelled already: this only clears the queue
@@ -511,7 +523,7 @@ class StageOnDask(cf.Executor):
         self._live.clear()
         self._items.clear()
         if outstanding:
-            await self._client.cancel(outstanding, asynchronous=True)
+            await self._cancel(outstanding)
         # Trackers end as their Dask futures are cancelled. Wait for them, but boundedly: a
         # cluster that never confirms a cancellation must not hang the stage's exit (seen
         # once in CI on 3.12: this loop spun with every tracker already done), so after
@@ -543,22 +555,16 @@ def _dead_worker(exc: BaseException) -> object:
     return getattr(last, "address", last)
 
 
-def _drop_locals(exc: BaseException) -> None:
-    """Clear the locals of the finished frames in ``exc``'s traceback.
+def _release(dfut: Any) -> None:
+    """Give back this run's reference to a Dask future's task, now, not when it is collected.
 
-    They hold the Dask futures of the call (distributed's gather keeps its arguments in
-    locals), and the scheduler keeps a task while any client reference to its future lives:
-    an error kept by the caller must not pin the run's tasks. File names and line numbers
-    stay; only the frames' variables go. A frame still running (the handler's own) cannot be
-    cleared and is skipped.
+    ``Future.release`` is idempotent, and the Future object's own ``__del__`` later does
+    nothing: whatever keeps the object (a traceback's frame, say) no longer keeps the task.
     """
-    tb = exc.__traceback__
-    while tb is not None:
-        try:
-            tb.tb_frame.clear()
-        except RuntimeError:
-            pass
-        tb = tb.tb_next
+    try:
+        dfut.release()
+    except (AttributeError, RuntimeError):  # the client is closing: its references go with it
+        pass
 
 
 def _set(f: cf.Future[Any], v: Any, *, error: bool) -> None:
