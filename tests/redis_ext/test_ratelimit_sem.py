@@ -373,3 +373,12 @@ def test_rate_on_fan_out_holds_the_permit_through_the_call(client: Any) -> None:
     assert out == list(range(12))
     assert peak[0] <= 2
     assert _server(sem) == (0, 0)
+
+
+def test_rate_on_fan_out_takes_a_limits_with_no_cost(client: Any) -> None:
+    # (rate=Limits passed a cost of 1 as its costs mapping: a TypeError for every item)
+    a = T.RateLimit(client, "a", 1000, burst=50, tag=TAG)
+    b = T.RateLimit(client, "b", 1000, burst=50, tag=TAG)
+    out = corral.threads.fan_out(lambda x: x, range(6), workers=2, rate=T.Limits(a, b)).collect()
+    assert sorted(out) == list(range(6))
+    assert a.statistics().acquired == b.statistics().acquired == 6

@@ -254,6 +254,9 @@ async def _acquire(
             # Granted as of an instant just ahead: return then, not before.
             guard = guard or rt.Guard(timeout, ctx, what)
             await _sleep(wait, guard)
+        # (held from here: the lease and its renewal; before the lateness is measured, which
+        # must count what the holding costs, a renewal thread started for one)
+        permit = None if sem is None else sem._hold(token, weight, ctx, held_from, fence)
         # Surely late (by the estimate's error, half its round trip) beyond the headroom?
         # Then the grants not yet made must move back by the excess (see rate_scripts'
         # ``late``); the report rides on this process's next acquire of these limiters, so a
@@ -265,7 +268,6 @@ async def _acquire(
             with first._lock:
                 first._reports.setdefault(key, []).extend((token, need))
                 first._late_count += 1
-        permit = None if sem is None else sem._hold(token, weight, ctx, held_from, fence)
     except BaseException:
         if carried:
             with first._lock:
