@@ -382,3 +382,17 @@ def test_rate_on_fan_out_takes_a_limits_with_no_cost(client: Any) -> None:
     out = corral.threads.fan_out(lambda x: x, range(6), workers=2, rate=T.Limits(a, b)).collect()
     assert sorted(out) == list(range(6))
     assert a.statistics().acquired == b.statistics().acquired == 6
+
+
+def test_a_waits_blpop_ends_before_the_clients_default_socket_timeout(redis_url: str) -> None:
+    # (found by the docs' example, whose joint waiter waited out a semaphore's grace: redis-py
+    # keeps from_url's default socket timeout, 5 s, apart from "socket_timeout", and a BLPOP of
+    # 5 s was cut as a RedisUnavailable)
+    import redis
+
+    with redis.Redis.from_url(redis_url) as c:
+        kw = c.get_connection_kwargs()
+        sock = kw.get("socket_timeout") or kw.get("orig_socket_timeout")
+        rl = T.RateLimit(c, "rpm", 10)
+        if sock:
+            assert rl._blpop_cap <= sock / 2

@@ -391,7 +391,9 @@ class RateLimit:
         self._lease_us = lease_ms * 1000
         _, self._check_every = intervals(lease_ms)
         # A BLPOP must end before the client's socket timeout would cut it.
-        sock = client.get_connection_kwargs().get("socket_timeout")
+        # (redis-py 7 moves a from_url default of 5 s to "orig_socket_timeout")
+        kw = client.get_connection_kwargs()
+        sock = kw.get("socket_timeout") or kw.get("orig_socket_timeout")
         self._blpop_cap = self._check_every if not sock else min(self._check_every, sock / 2)
         self._client = client
         self._s = {
