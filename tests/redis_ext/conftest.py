@@ -46,7 +46,9 @@ REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
 )
 #: Modules run against every server kind; the others run against Debian's server only.
-MATRIX_MODULES = frozenset({"test_faults", "test_semaphore", "test_singleflight"})
+MATRIX_MODULES = frozenset(
+    {"test_faults", "test_semaphore", "test_singleflight", "test_ratelimit_sem"}
+)
 SERVERS_ENV = "CORRAL_REDIS_SERVERS"
 CLUSTER_ENV = "CORRAL_REDIS_CLUSTER"
 CLUSTER_MASTERS = 3

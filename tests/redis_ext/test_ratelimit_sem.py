@@ -22,7 +22,7 @@ import corral.redis
 import corral.threads.redis
 from corral import Cancelled, DeadlineExceeded
 
-from .conftest import wait_for
+from .conftest import connect_async, wait_for
 
 T = corral.threads.redis
 SLOW = {"rate": 1, "per": 1000.0}  # one unit per 1,000 s: available() does not drift
@@ -127,9 +127,7 @@ def test_async_joint_grant_holds_a_leased_permit(client: Any, redis_url: str) ->
     _no_grace(client, T.Semaphore(client, "conc", 2, tag=TAG))
 
     async def main() -> None:
-        import redis.asyncio
-
-        async with redis.asyncio.Redis.from_url(redis_url, socket_timeout=30) as ac:
+        async with connect_async(redis_url, socket_timeout=30) as ac:
             rpm = corral.redis.RateLimit(ac, "rpm", burst=5, tag=TAG, **SLOW)
             sem = corral.redis.Semaphore(ac, "conc", 2, lease=2.0, tag=TAG)
             lim = corral.redis.Limits(rpm, sem)
