@@ -74,7 +74,7 @@ def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
 def test_semaphore_joins_a_limits_by_its_hash_tag(client: Any) -> None:
     rpm = _rl(client)
     alone = T.Semaphore(client, "conc", 2)  # its own tag: {conc}
-    with pytest.raises(T.CrossSlot, match=r"'conc'.*tag='acct'"):
+    with pytest.raises(T.CrossSlot, match=r"semaphore 'conc' has the hash tag 'conc'.*tag='acct'"):
         T.Limits(rpm, alone)
     assert T.Semaphore(client, "conc", 2, tag=TAG)._k.keys[0] == "{acct}:conc:m"
     assert alone._k.keys[0] == "{conc}:m"  # a semaphore without tag= keeps its keys
@@ -394,3 +394,18 @@ def test_a_waits_blpop_ends_before_the_clients_default_socket_timeout(redis_url:
         rl = T.RateLimit(c, "rpm", 10)
         if sock:
             assert rl._blpop_cap <= sock / 2
+
+
+def test_one_grant_rule_for_the_semaphore_and_the_joint_script() -> None:
+    # The semaphore's grant rule is one Lua fragment: its own scripts and the Limits' joint
+    # script run the same text (no copy to drift: see docs/redis.md, "A semaphore in a Limits").
+    from corral._redis import rate_scripts, scripts
+
+    frag = scripts.SEM_STATE_LUA
+    assert "local function grant(me)" in frag
+    for name in ("SEM_ACQUIRE", "SEM_TOUCH", "SEM_RELEASE", "SEM_STATE"):
+        assert frag in getattr(scripts, name)
+        assert getattr(scripts, name).count("local function grant(") == 1
+    assert frag in rate_scripts.LIMITS_ACQUIRE
+    assert rate_scripts.LIMITS_ACQUIRE.count("local function grant(") == 1
+    assert rate_scripts.LIMITS_ACQUIRE.count("local function hold(") == 1

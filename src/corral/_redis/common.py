@@ -521,9 +521,10 @@ class SemKeys:
     than the name (to join a ``corral.redis.Limits`` of that tag: one Cluster slot)
     ``{tag}:name:m`` ... (no key of one layout is a key of the other)."""
 
-    __slots__ = ("channel", "keys", "tag")
+    __slots__ = ("channel", "keys", "name", "tag")
 
     def __init__(self, name: str, tag: str | None = None) -> None:
+        self.name = name
         self.tag = name if tag is None else tag
         # the hash tag: one slot per name, or per tag (scripts.py)
         base = "{" + name + "}" if self.tag == name else "{" + self.tag + "}:" + name

@@ -96,9 +96,10 @@ class Limits:
         tag = first._k.group[1]
         if sem is not None and (sem._client is not first._client or sem._k.tag != tag):
             raise CrossSlot(
-                f"{what}: the semaphore {sem!r} has the hash tag {sem._k.tag!r} (its name, "
-                f"unless tag= is given), the rate limits {tag!r}: its keys may live on another "
-                f"Cluster slot. Make it with Semaphore(..., tag={tag!r}) and the same client"
+                f"{what}: the semaphore {sem._k.name!r} has the hash tag {sem._k.tag!r} (its "
+                f"name, unless tag= is given), the rate limits {tag!r} (or another client): "
+                f"its keys may live on another Cluster slot. Make it with "
+                f"Semaphore(client, {sem._k.name!r}, ..., tag={tag!r}) on the same client"
             )
         self._limiters = limiters
         self._members = members
