@@ -409,3 +409,28 @@ def test_one_grant_rule_for_the_semaphore_and_the_joint_script() -> None:
     assert frag in rate_scripts.LIMITS_ACQUIRE
     assert rate_scripts.LIMITS_ACQUIRE.count("local function grant(") == 1
     assert rate_scripts.LIMITS_ACQUIRE.count("local function hold(") == 1
+
+
+def test_joint_grant_passes_the_room_left_on_to_the_waiters_behind(client: Any) -> None:
+    """Three permits come back: the joint waiter at the head takes one, and the semaphore
+    waiter behind it gets another at once, by the joint script's own grant loop, not at its
+    next check (half a lease later)."""
+    lease = 10.0  # a waiter checks every 5 s by itself
+    rpm, sem = _rl(client), _sem(client, size=3, lease=lease)
+    a = T.Semaphore(client, "conc", 3, lease=lease, tag=TAG)
+    blocker = a.acquire(3)
+    tj, joint = _in_thread(lambda: T.Limits(rpm, sem).acquire(timeout=20))
+    wait_for(lambda: _server(sem) == (3, 1))
+    ts, alone = _in_thread(lambda: (a.acquire(1, timeout=20), time.monotonic()))
+    wait_for(lambda: _server(sem) == (3, 2))
+    released = time.monotonic()
+    blocker.release()
+    tj.join(20)
+    ts.join(20)
+    assert joint
+    assert alone
+    permit, at = alone[0]
+    assert at - released < 2.0, at - released
+    assert sem.statistics().waiting == 0
+    joint[0].release()
+    permit.release()

@@ -236,6 +236,9 @@ async def _acquire(
                 queued = True
                 with first._lock:
                     first._waiting += 1
+                if sem is not None:
+                    with sem._lock:
+                        sem._waiting += 1
             if r[1] >= 0:
                 # The head of every queue, due at r[1]: come back within the horizon (then
                 # it is granted), or sooner to renew the queue lease.
@@ -286,6 +289,9 @@ async def _acquire(
         if queued:
             with first._lock:
                 first._waiting -= 1
+            if sem is not None:
+                with sem._lock:
+                    sem._waiting -= 1
     for m, c in zip(members, costs, strict=True):
         with m._lock:
             m._acquired += 1

@@ -327,7 +327,11 @@ function sem.fits()
   purge()
   return grant(ARGV[1]) == ARGV[1]
 end
-function sem.take() return hold(ARGV[1], sem_wt) end
+function sem.take()
+  local f = hold(ARGV[1], sem_wt)
+  grant(ARGV[1])  -- the waiters behind it that fit now (or the next Limits waiter, woken)
+  return f
+end
 function sem.save() save() end
 """
     + _ACQ_HEAD
