@@ -187,6 +187,7 @@ def test_waiting_on_a_rate_holds_no_permit(client: Any) -> None:
     t, out = _in_thread(lambda: T.Limits(rpm, sem).acquire(ctx=ctx))
     wait_for(lambda: _rate_queued(client) == 1)
     assert _server(sem) == (0, 1)  # queued there too, holding nothing
+    assert sem.statistics().waiting == 1  # (this process's view counts it)
     assert sem.try_acquire() is None  # FIFO: it does not pass the joint waiter
     ctx.cancel()
     t.join(20)
