@@ -367,3 +367,50 @@ def test_threads_joint_acquire_ctx_cancelled_at_every_step(client: Any, before: 
             break
     else:
         pytest.fail("more steps than MAX_STEPS")
+
+
+def test_async_joint_acquire_cancelled_at_every_loop_step_charges_nothing(redis_url: str) -> None:
+    """Cancel a joint acquire after 0, 1, 2, ... event-loop steps: inside its script call,
+    queued, and asleep until the instant it was granted as of (a spent rate of one unit per
+    90 ms: the grant lies just ahead). Each time Redis ends as it was (the rate's schedule,
+    read by test_ratelimit's ``_Schedule``, net of late-return shifts; no permit held or
+    queued), or with that one grant."""
+    import redis.asyncio as ar
+
+    from .test_ratelimit import _Schedule
+
+    async def main() -> None:
+        async with ar.Redis.from_url(redis_url) as ac:
+            rl = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1, headroom=0.04)
+            sem = corral.redis.Semaphore(ac, "s", 1, lease=LEASE)  # tag: its name, "s"
+            await sem.server_statistics()
+            await ac.hset(sem._k.keys[4], "t0", "0")
+            lim = corral.redis.Limits(rl, sem)
+            outcomes = set()
+            for k in range(40):
+                await (await lim.acquire()).release()  # spent: the next one waits
+                before = await _Schedule.read(ac, "s")
+                task = asyncio.create_task(_awaited(lim.acquire()))
+                for _ in range(k):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    grant = await task
+                    outcomes.add("granted")
+                    await grant.release()
+                    continue  # it completed first: its grant stands
+                except asyncio.CancelledError:
+                    outcomes.add("cancelled")
+                after = await _Schedule.read(ac, "s")
+                assert after.charged_since(before) <= 1, k  # (1 us: the doubles' rounding)
+                st = await sem.server_statistics()
+                assert (st.held, st.waiting) == (0, 0), k
+                assert sem.statistics().held == 0
+                assert await ac.zcard("corral:{s}:rl:s:q") == 0
+            assert "cancelled" in outcomes
+
+    asyncio.run(main())
+
+
+async def _awaited(acq: Any) -> Any:
+    return await acq
