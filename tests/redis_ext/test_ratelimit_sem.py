@@ -435,3 +435,14 @@ def test_joint_grant_passes_the_room_left_on_to_the_waiters_behind(client: Any) 
     assert sem.statistics().waiting == 0
     joint[0].release()
     permit.release()
+
+
+def test_a_semaphore_of_another_size_is_a_size_conflict(client: Any) -> None:
+    rpm, sem = _rl(client), _sem(client, size=2)
+    with sem.acquire():  # the name exists with size 2
+        other = T.Semaphore(client, "conc", 3, lease=2.0, tag=TAG)
+        with pytest.raises(T.SizeConflict, match="size=3"):
+            T.Limits(rpm, other).acquire(timeout=5)
+        assert _server(sem) == (1, 0)
+        assert _rate_queued(client) == 0
+        assert rpm.available() == pytest.approx(5, abs=0.01)
