@@ -47,7 +47,13 @@ REDIS_SERVER = shutil.which("redis-server") or (
 )
 #: Modules run against every server kind; the others run against Debian's server only.
 MATRIX_MODULES = frozenset(
-    {"test_faults", "test_semaphore", "test_singleflight", "test_ratelimit_sem"}
+    {
+        "test_faults",
+        "test_semaphore",
+        "test_singleflight",
+        "test_ratelimit_sem",
+        "test_ratelimit_sem_fleet",
+    }
 )
 SERVERS_ENV = "CORRAL_REDIS_SERVERS"
 CLUSTER_ENV = "CORRAL_REDIS_CLUSTER"
