@@ -414,3 +414,40 @@ def test_async_joint_acquire_cancelled_at_every_loop_step_charges_nothing(redis_
 
 async def _awaited(acq: Any) -> Any:
     return await acq
+
+
+def test_async_joint_acquire_cancelled_again_while_it_leaves_leaves_no_trace(
+    redis_url: str,
+) -> None:
+    """A queued joint acquire is cancelled, and cancelled again while its leave is on the
+    way: the leave still runs to its end (out of the rate queue and the semaphore's), or the
+    entries would hold the head of both queues until their leases ran out."""
+    import redis.asyncio as ar
+
+    async def main() -> None:
+        async with ar.Redis.from_url(redis_url) as ac:
+            rpm = corral.redis.RateLimit(ac, "r", burst=5, tag="dc", **SLOW)
+            sem = corral.redis.Semaphore(ac, "s", 1, lease=LEASE, tag="dc")
+            await sem.server_statistics()
+            await ac.hset(sem._k.keys[4], "t0", "0")
+            blocker = await sem.acquire()
+            task = asyncio.create_task(_awaited(corral.redis.Limits(rpm, sem).acquire()))
+            inner = rpm._s["RL_LEAVE"]
+
+            async def leave(*, keys: Any, args: Any) -> Any:
+                task.cancel()  # again, while this leave is in flight
+                await asyncio.sleep(0)
+                return await inner(keys=keys, args=args)
+
+            rpm._s["RL_LEAVE"] = leave
+            while (await sem.server_statistics()).waiting != 1:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            st = await sem.server_statistics()
+            assert (st.held, st.waiting) == (1, 0)
+            assert await ac.zcard("corral:{dc}:rl:r:q") == 0
+            await blocker.release()
+
+    asyncio.run(main())

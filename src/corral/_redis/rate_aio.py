@@ -275,15 +275,9 @@ async def _acquire(
         if carried:
             with first._lock:
                 first._reports.setdefault(key, []).extend(carried)
-        # Leave no trace: out of the queue; a grant made meanwhile is refunded.
-        with contextlib.suppress(*IO_ERRORS):
-            await first._s["RL_LEAVE"](
-                keys=rate_keys,
-                args=[token, first._k.prefix, *_leave_args(members, costs)],
-            )
-        if sem is not None:
-            # Out of the semaphore's queue too, or, granted, its permits given back.
-            await sem._withdraw(token)
+        # Leave no trace: out of the queue; a grant made meanwhile is refunded. (Settled: a
+        # second cancellation must not cut it short and leave an entry at a queue's head.)
+        await rt.settle(_leave(first, rate_keys, token, members, costs, sem))
         raise
     finally:
         if queued:
@@ -317,6 +311,28 @@ async def _calibrate(limiter: RateLimit, what: str) -> None:
         except IO_ERRORS as exc:
             raise unavailable(what, exc) from exc
         limiter._clock.sample(sent, time.time(), sec * 1_000_000 + usec)
+
+
+async def _leave(
+    first: RateLimit,
+    keys: list[str],
+    token: str,
+    members: list[RateLimit],
+    costs: list[float],
+    sem: Semaphore | None,
+) -> Any:
+    """An acquire gives up: out of every queue (waking the next heads), a grant made
+    meanwhile refunded; and out of the semaphore's queue, or its permits given back.
+    -> RL_LEAVE's answer, or None when Redis could not be reached (the queue leases end the
+    entries)."""
+    out = None
+    with contextlib.suppress(*IO_ERRORS):
+        out = await first._s["RL_LEAVE"](
+            keys=keys, args=[token, first._k.prefix, *_leave_args(members, costs)]
+        )
+    if sem is not None:
+        await sem._withdraw(token)
+    return out
 
 
 def _leave_args(members: list[RateLimit], costs: list[float]) -> list[Any]:
