@@ -86,6 +86,8 @@ REDIS_SUBS: list[tuple[str, str]] = [
     # imports and the flavour's runtime module
     (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
     (r"^from \.aio import", "from .threads import"),
+    (r"^from \.aio_semaphore import", "from .threads_semaphore import"),
+    (r"^from \.rate_aio import", "from .rate_threads import"),
     (r"^from \.\._aio\.", "from .._threads."),
     (r"\brt\.Acquire\[(\w+)\]", r"\1"),  # a blocking acquire() returns the Permit itself
     *REDIS_LINES,
@@ -141,6 +143,7 @@ def twins() -> list[Twin]:
             REDIS_LINES[2:],
         ),
         Twin(REDIS / "rate_aio.py", REDIS / "rate_threads.py", RATE_SUBS, RATE_SUBS[:3]),
+        Twin(REDIS / "limits_aio.py", REDIS / "limits_threads.py", REDIS_SUBS),
     ]
 
 

@@ -1,17 +1,21 @@
-"""A fleet of LLM callers under one account's limits: requests per minute and tokens per
-minute, shared by every process through Redis (``corral.redis.RateLimit`` and ``Limits``).
+"""A fleet of LLM callers under one account's limits: requests per minute, tokens per minute
+and calls in flight, shared by every process through Redis (``corral.redis.RateLimit``,
+``Semaphore`` and ``Limits``).
 
 An API's rate limit belongs to the account, not to a process: four workers each holding
 "60 requests per minute" send 240. Here four processes (two asyncio, two threads, three
-callers each) share one account's RPM and TPM through Redis. Each call reserves an estimate
-of its tokens (prompt + ``max_tokens``) and, once the reply says how many it really used,
-corrects the reservation with ``grant.adjust``: the unused tokens go back to the account at
-once, for whichever process waits next.
+callers each) share one account's RPM, TPM and concurrency through Redis. Each call
+reserves an estimate of its tokens (prompt + ``max_tokens``) and, once the reply says how
+many it really used, corrects the reservation with ``grant.adjust``: the unused tokens go
+back to the account at once, for whichever process waits next. The concurrency permit is
+held for the call and given back at the end of the ``with`` block (or, if the process
+dies, when its lease runs out).
 
-``Limits`` grants both limits in one script or waits holding neither; waiters queue in Redis
-in FIFO order across processes. Time is scaled down (one "minute" is 1 s) and the API is
-simulated. Each process writes the instant each call started to one append-only file; the
-parent checks every 1-minute window of that log against the limits.
+``Limits`` grants all three in one script or waits holding none; waiters queue in Redis in
+FIFO order across processes. Time is scaled down (one "minute" is 1 s) and the API is
+simulated. Each process writes the instants each call started and ended to one append-only
+file; the parent checks every 1-minute window of that log against the rate limits, and
+every instant against the concurrency limit.
 
 Run it with a Redis: ``REDIS_URL=redis://localhost:6379/0 python
 docs/examples/fleet_llm_rate_limits.py`` (its keys are under ``example-llm:``). For a Redis
@@ -32,6 +36,8 @@ from typing import Any
 
 MINUTE = 1.0  # seconds: the scaled-down minute
 RPM, TPM, TPM_BURST = 40, 4_000, 800  # the account's limits
+CONCURRENT = 3  # calls in flight at once, account-wide
+LEASE = 3.0  # a dead process's permit comes back after this (a new name waits it once)
 MAX_TOKENS = 120  # what a reply may use at most: reserved until it says
 CALLS = 12  # per caller; 4 processes x 3 callers = 144 calls
 NS = "example-llm"
@@ -43,7 +49,8 @@ def limits(mod: Any, client: Any) -> tuple[Any, Any]:
     tpm = mod.RateLimit(
         client, "tpm", TPM, per=MINUTE, burst=TPM_BURST, tag="account-42", namespace=NS
     )
-    return mod.Limits(rpm, tpm), tpm
+    calls = mod.Semaphore(client, f"{NS}:calls", CONCURRENT, lease=LEASE, tag="account-42")
+    return mod.Limits(rpm, tpm, calls), tpm
 
 
 def call_sizes(rng: random.Random) -> tuple[int, int]:
@@ -71,8 +78,9 @@ def client_class(aio: bool) -> Any:
     return redis.Redis
 
 
-def log(fd: int, t: float, tokens: int) -> None:
-    os.write(fd, f"{t:.6f} {tokens}\n".encode())  # one write on O_APPEND: lines never mix
+def log(fd: int, t: float, end: float, tokens: int) -> None:
+    # one write on O_APPEND: lines never mix
+    os.write(fd, f"{t:.6f} {end:.6f} {tokens}\n".encode())
 
 
 def asyncio_worker(url: str, path: str, seed: int) -> None:
@@ -91,7 +99,8 @@ def asyncio_worker(url: str, path: str, seed: int) -> None:
                         t = time.time()
                         await asyncio.sleep(rng.uniform(0.01, 0.05))  # the API call
                         await grant.adjust(tpm, used)  # refund what the reply did not use
-                    log(fd, t, used)
+                        end = time.time()
+                    log(fd, t, end, used)
 
             await asyncio.gather(*(caller(i) for i in range(3)))
         os.close(fd)
@@ -116,7 +125,8 @@ def threads_worker(url: str, path: str, seed: int) -> None:
                 t = time.time()
                 time.sleep(rng.uniform(0.01, 0.05))  # the API call
                 grant.adjust(tpm, used)
-            log(fd, t, used)
+                end = time.time()
+            log(fd, t, end, used)
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(3)]
     for th in threads:
@@ -139,10 +149,22 @@ def most_in_window(rows: list[tuple[float, int]], width: float, weight: bool) ->
     return worst
 
 
+def most_in_flight(spans: list[tuple[float, float]]) -> int:
+    """The most calls between their start and end at one instant."""
+    events = sorted([(t, 1) for t, _ in spans] + [(end, -1) for _, end in spans])
+    peak = cur = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
 def main() -> None:
     url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
     with client_class(aio=False).from_url(url) as client:  # a clean account for this run
         stale = list(client.scan_iter(f"{NS}:*"))
+        # (the semaphore's keys too, but its epoch: a new epoch grants nothing for a lease)
+        stale += [k for k in client.scan_iter("{account-42}:" + NS + ":*") if k[-2:] != b":e"]
         if stale:
             client.delete(*stale)
     fd, path = tempfile.mkstemp(prefix="fleet-llm-", suffix=".log")
@@ -155,14 +177,20 @@ def main() -> None:
     for p in procs:
         p.join()
     with open(path) as f:
-        rows = sorted((float(t), int(n)) for t, n in (line.split() for line in f))
+        lines = [line.split() for line in f]
     os.unlink(path)
+    rows = sorted((float(t), int(n)) for t, _, n in lines)
+    spans = [(float(t), float(end)) for t, end, _ in lines]
     if any(p.exitcode for p in procs) or len(rows) != len(workers) * 3 * CALLS:
         sys.exit("a worker failed")
-    print(f"{len(rows)} calls from 4 processes; limits: {RPM} requests/min, {TPM:,} tokens/min")
+    print(
+        f"{len(rows)} calls from 4 processes; limits: {RPM} requests/min, {TPM:,} tokens/min,"
+        f" {CONCURRENT} in flight"
+    )
     print(f"most requests in any minute: <= {RPM}: {most_in_window(rows, MINUTE, False) <= RPM}")
     tokens = most_in_window(rows, MINUTE, True)
     print(f"most tokens in any minute: <= {TPM:,} + burst: {tokens <= TPM + TPM_BURST}")
+    print(f"most calls in flight: <= {CONCURRENT}: {most_in_flight(spans) <= CONCURRENT}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ MATRIX_MODULES = frozenset(
         "test_ratelimit_docs",
         "test_ratelimit_bench",
         "test_cancel_sweep",
+        "test_ratelimit_sem",
+        "test_ratelimit_sem_fleet",
     }
 )
 #: Matrix modules whose tests cannot run on a cluster, and why (their cluster case is skipped

@@ -10,7 +10,10 @@ after each ``acquire`` returns, a caller appends the instant to LOG with one ``w
 MODE ``rate``: ``RateLimit(RATE, per=1.0)`` (ARG: RATE), one unit per acquire. MODE
 ``limits``: ``Limits(requests, tokens)`` (ARG: REQ_RATE TOK_RATE TOK_BURST): each call
 reserves an estimate of tokens, "calls the API", and adjusts to the real count (at most the
-estimate); the line logged is ``instant pid actual``.
+estimate); the line logged is ``instant pid actual``. MODE ``llm``: the same with a
+``Semaphore`` of CONC permits in the Limits (ARG: REQ_RATE TOK_RATE TOK_BURST CONC LEASE),
+each call holding one permit for 50-300 ms; the line logged is ``instant pid actual end
+fence`` (``end``: the call's last instant, before the permit goes back).
 
 With ``REDIS_CLUSTER=1`` in the environment (conftest's ``cluster_env``) URL is a Redis
 Cluster's and every client is a cluster client.
@@ -66,7 +69,21 @@ def _limits(mod: Any, client: Any, ns: str, args: list[str]) -> tuple[Any, Any, 
     tok = mod.RateLimit(
         client, "tok", float(args[1]), per=1.0, burst=float(args[2]), tag="acct", namespace=ns
     )
+    if len(args) > 3:  # llm: and a concurrency limit
+        conc = mod.Semaphore(client, f"{ns}:conc", int(args[3]), lease=float(args[4]), tag="acct")
+        return mod.Limits(req, tok, conc), req, tok
     return mod.Limits(req, tok), req, tok
+
+
+def _hold(rng: random.Random, mode: str) -> float:
+    """How long "the API call" takes: an LLM call holds its permit 50-300 ms."""
+    return rng.uniform(0.05, 0.3) if mode == "llm" else rng.uniform(0, 0.02)
+
+
+def _line(grant: Any, actual: int, mode: str) -> str:
+    if mode != "llm":
+        return f" {actual}"
+    return f" {actual} {time.time():.6f} {grant.fence}"
 
 
 def main() -> None:
@@ -98,10 +115,11 @@ def main() -> None:
                     estimate = rng.randint(50, 150)
                     with lim.acquire({tok: estimate}) as grant:
                         t = time.time()
-                        time.sleep(rng.uniform(0, 0.02))  # the API call
+                        time.sleep(_hold(rng, mode))  # the API call
                         actual = rng.randint(estimate // 2, estimate)
                         grant.adjust(tok, actual)
-                    _log(fd, t, f" {actual}")
+                        line = _line(grant, actual, mode)
+                    _log(fd, t, line)
 
         threads = [threading.Thread(target=caller, args=(i,)) for i in range(int(callers))]
         for th in threads:
@@ -131,10 +149,11 @@ def main() -> None:
                             estimate = rng.randint(50, 150)
                             async with lim.acquire({tok: estimate}) as grant:
                                 t = time.time()
-                                await asyncio.sleep(rng.uniform(0, 0.02))
+                                await asyncio.sleep(_hold(rng, mode))
                                 actual = rng.randint(estimate // 2, estimate)
                                 await grant.adjust(tok, actual)
-                            _log(fd, t, f" {actual}")
+                                line = _line(grant, actual, mode)
+                            _log(fd, t, line)
 
                 await asyncio.gather(*(caller(i) for i in range(int(callers))))
                 print(json.dumps(_stats(rl if mode == "rate" else tok)))

@@ -26,7 +26,8 @@ def test_fleet_llm_example_stays_within_both_limits(redis_url: str) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "144 calls from 4 processes; limits: 40 requests/min, 4,000 tokens/min",
+        "144 calls from 4 processes; limits: 40 requests/min, 4,000 tokens/min, 3 in flight",
         "most requests in any minute: <= 40: True",
         "most tokens in any minute: <= 4,000 + burst: True",
+        "most calls in flight: <= 3: True",
     ]

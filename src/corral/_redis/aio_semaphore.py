@@ -94,8 +94,9 @@ class Permit:
 
 
 class Semaphore:
-    """Semaphore(client, name, size, *, lease=10.0, on_lost=None): Go's weighted semaphore
-    shared by every process using ``name`` on one Redis; strictly FIFO across processes.
+    """Semaphore(client, name, size, *, lease=10.0, on_lost=None, tag=None): Go's weighted
+    semaphore shared by every process using ``name`` on one Redis; strictly FIFO across
+    processes.
 
     ``async with sem.acquire(n) as permit:`` holds ``n`` of the ``size`` permits. Requests
     are served in arrival order, and a large one at the head holds back smaller ones behind
@@ -112,6 +113,12 @@ class Semaphore:
 
     Every process must pass the same ``size`` for a name (``SizeConflict`` otherwise); the
     keys disappear when nothing is held or queued (but one small epoch hash per name).
+
+    Its keys share the hash tag ``tag`` (default: the name; one Cluster slot). To be a
+    member of a :class:`Limits`, it needs the Limits' tag: ``tag="acct"`` beside
+    ``RateLimit(..., tag="acct")`` (a semaphore named like the tag needs none). Every process
+    must pass the same ``tag`` for a name: the tag is part of the keys, so another tag is
+    another semaphore.
 
     >>> import corral.redis, redis.asyncio
     >>> async def main(url):  # doctest: +SKIP
@@ -144,12 +151,15 @@ class Semaphore:
         *,
         lease: float = 10.0,
         on_lost: Callable[[LeaseLost], object] | None = None,
+        tag: str | None = None,
     ) -> None:
         what = "redis.Semaphore"
         check_client(client, what, binary=False, asyncio=rt.ASYNC)
         check_on_lost(on_lost, what)
         self._size = check_semaphore(size, what)
-        self._k = SemKeys(check_namespace(name, what, "name"))
+        if tag is not None and ("{" in check_namespace(tag, what, "tag") or "}" in tag):
+            raise ValueError(f"{what}: tag must not contain braces, got {tag!r}")
+        self._k = SemKeys(check_namespace(name, what, "name"), tag)
         self._lease_ms = check_lease(lease, what)
         self._client = client
         self._on_lost = on_lost

@@ -525,14 +525,19 @@ class SFKeys:
 
 
 class SemKeys:
-    """The Redis keys of one Semaphore name."""
+    """The Redis keys of one Semaphore name: ``{name}:m`` ..., or with a ``tag`` other
+    than the name (to join a ``corral.redis.Limits`` of that tag: one Cluster slot)
+    ``{tag}:name:m`` ... (no key of one layout is a key of the other)."""
 
-    __slots__ = ("channel", "keys")
+    __slots__ = ("channel", "keys", "name", "tag")
 
-    def __init__(self, name: str) -> None:
-        tag = "{" + name + "}"  # the hash tag: one slot per name (scripts.py)
-        self.keys = [f"{tag}:{k}" for k in ("m", "h", "q", "qx", "e")]
-        self.channel = f"{tag}:c"
+    def __init__(self, name: str, tag: str | None = None) -> None:
+        self.name = name
+        self.tag = name if tag is None else tag
+        # the hash tag: one slot per name, or per tag (scripts.py)
+        base = "{" + name + "}" if self.tag == name else "{" + self.tag + "}:" + name
+        self.keys = [f"{base}:{k}" for k in ("m", "h", "q", "qx", "e")]
+        self.channel = f"{base}:c"
 
 
 def granted_in(message: Any, token: str) -> bool:

@@ -46,7 +46,9 @@ at the rate even when a message takes longer than one interval to reach a waiter
 
 from __future__ import annotations
 
-__all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_LEAVE", "RL_STATE"]
+from .scripts import SEM_STATE_LUA
+
+__all__ = ["LIMITS_ACQUIRE", "RL_ACQUIRE", "RL_ADJUST", "RL_LEAVE", "RL_STATE"]
 
 # Shared by the scripts: the clock, the epoch and a limiter's tat.
 _PRELUDE = """
@@ -118,9 +120,7 @@ end
 #  | {0, due, epoch, now} queued, the head of every queue: due at ``due``
 #  | {0, -1, epoch, now} queued behind others: wait for the wake-up
 #  | {0, -2, epoch, now} ``try`` failed
-RL_ACQUIRE = (
-    _PRELUDE
-    + """
+_ACQ_HEAD = """
 local token, lease, horizon, pre = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local mode = ARGV[7] -- '0' a first call, '1' try_acquire, '2' a waiter calling again
 local id, rec = epoch(ARGV[2], ARGV[3])
@@ -129,14 +129,16 @@ if mode == '2' then
   local g = redis.call('GET', pre .. 'g:' .. token)
   if g then return {1, tonumber(string.match(g, '^(%S+)')), id, now} end
 end
-local n = (#KEYS - 1) / 5
+-- (a joint script with a semaphore passes its keys after the limiters', and its arguments
+-- after theirs: SEM_KEYS, SEM_ARGS; see LIMITS_ACQUIRE)
+local n = (#KEYS - 1 - SEM_KEYS) / 5
 -- j: 1 tat, 2 queue, 3 leases, 4 entries, 5 shift total
 local function K(i, j) return KEYS[5 * i - 4 + j] end
 local T, B, C, tats, heads, sig = {}, {}, {}, {}, {}, {}
-if #ARGV > 7 + 3 * n then
+if #ARGV > 7 + 3 * n + SEM_ARGS then
   local tk, sk = {}, {}
   for i = 1, n do tk[i], sk[i] = K(i, 1), K(i, 5) end
-  for a = 8 + 3 * n, #ARGV, 2 do late(pre, ARGV[a], tonumber(ARGV[a + 1]), tk, sk) end
+  for a = 8 + 3 * n + SEM_ARGS, #ARGV, 2 do late(pre, ARGV[a], tonumber(ARGV[a + 1]), tk, sk) end
 end
 for i = 1, n do
   local b = 7 + 3 * i
@@ -157,6 +159,9 @@ local function record(tok, s, recs)
   redis.call('SET', pre .. 'g:' .. tok, text,
              'PX', math.floor((s - now + lease) / 1000) + 1)
 end
+"""
+
+_ACQ_FAST = """
 if mode ~= '2' then
   -- The fast path (a new caller is not queued): nobody queued and the cost due within the
   -- horizon (now, for a try): granted, without touching the queues. Five commands for one
@@ -175,6 +180,10 @@ if mode ~= '2' then
   end
   if mode == '1' then return {0, -2, id, now} end
 end
+"""
+
+# The queue: the hooks ``sem`` (a table of functions, or nil) add a Limits' semaphore.
+_ACQ_QUEUE = """
 for i = 1, n do
   heads[i] = redis.call('ZRANGE', K(i, 2), 0, 0)[1]
   -- waiters whose process stopped renewing their lease leave (charged nothing)
@@ -197,18 +206,27 @@ local function unqueue(i, tok)
   redis.call('ZREM', K(i, 3), tok)
   redis.call('HDEL', K(i, 4), tok)
 end
-local queued = redis.call('ZSCORE', K(1, 2), token)
+-- Queued in every queue, or queued again at the back of all of them (a queue lease ran out
+-- in one): joint waiters keep one order in every queue, so two of them never wait for each
+-- other.
+local queued = true
+for i = 1, n do
+  if not redis.call('ZSCORE', K(i, 2), token) then queued = false end
+end
+if sem and not sem.queued() then queued = false end
 if not queued then
   local seq = redis.call('INCR', pre .. 'seq')
   for i = 1, n do
     redis.call('ZADD', K(i, 2), seq, token)
-    redis.call('HSET', K(i, 4), token, fmt(C[i]) .. (n > 1 and ' j' or ''))
+    redis.call('HSET', K(i, 4), token, fmt(C[i]) .. ((n > 1 or sem) and ' j' or ''))
   end
+  if sem then sem.enqueue() end
 end
 for i = 1, n do
   redis.call('ZADD', K(i, 3), now + lease, token)
   for j = 2, 4 do redis.call('PEXPIRE', K(i, j), math.floor(3 * lease / 1000)) end
 end
+if sem then sem.renew() end
 local mine = nil
 -- The grant loop, per limiter: single-limiter waiters at the head, while due within the
 -- horizon, are granted as of their due instants and told so (FIFO, head-of-line: it stops at
@@ -230,11 +248,16 @@ for i = 1, n do
   end
 end
 -- A joint caller heading every queue (its limiters are this script's): all or nothing.
+-- With a semaphore, it must also be the head of the semaphore's queue, and fit (its grant
+-- rule, see scripts.SEM_STATE_LUA), or it waits for a wake-up: the semaphore's grant loop
+-- tells it when it fits.
 local first = true
 for i = 1, n do
   if redis.call('ZRANGE', K(i, 2), 0, 0)[1] ~= token then first = false end
 end
+if sem and not sem.fits() then first = false end
 local s = now
+local fenced = nil
 if first then
   for i = 1, n do s = math.max(s, due(i, C[i])) end
   if s <= now + horizon then
@@ -244,9 +267,11 @@ if first then
       unqueue(i, token)
     end
     record(token, s, recs)
+    if sem then fenced = sem.take() end
     mine = s
   end
 end
+if sem then sem.save() end
 -- New heads are told (they call back: to be granted, or to learn when they are due).
 for i = 1, n do
   local h = redis.call('ZRANGE', K(i, 2), 0, 0)[1]
@@ -254,11 +279,63 @@ for i = 1, n do
 end
 if mine then
   redis.call('DEL', pre .. 'w:' .. token)
-  return {1, mine, id, now}
+  return {1, mine, id, now, fenced}
 end
 if first then return {0, s, id, now} end
 return {0, -1, id, now}
 """
+
+RL_ACQUIRE = (
+    "local SEM_KEYS, SEM_ARGS, sem = 0, 0, nil\n" + _PRELUDE + _ACQ_HEAD + _ACQ_FAST + _ACQ_QUEUE
+)
+
+# LIMITS_ACQUIRE: a Limits of rate limits and one corral.redis.Semaphore, all or nothing in
+# one script: RL_ACQUIRE's KEYS and ARGV, the semaphore's five keys (m, h, q, qx, e) after
+# the limiters', and its arguments (lease_ms, weight, size) after the limiters' triples
+# (before the late reports). Its first call is a waiter's (mode '2': the fast path knows no
+# semaphore); a try passes horizon 0 and leaves if it was not granted at once. The
+# semaphore's rules are its own scripts' (scripts.SEM_STATE_LUA: purge, the grant loop,
+# epoch, grace, fences), run first so that its names (``now`` in ms) sit under the rate
+# limits' (``now`` in µs). -> RL_ACQUIRE's replies, a grant with the permit's fence
+# appended: {1, instant, epoch, now, fence}; or {-3, size} the semaphore has another size.
+LIMITS_ACQUIRE = (
+    """
+local SEM_KEYS, SEM_ARGS = 5, 3
+local M, H, Q, QX, E = KEYS[#KEYS - 4], KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1],
+  KEYS[#KEYS]
+local sa = 7 + 3 * ((#KEYS - 6) / 5)
+local my_lease, sem_wt, sem_size = tonumber(ARGV[sa + 1]), tonumber(ARGV[sa + 2]),
+  tonumber(ARGV[sa + 3])
+"""
+    + SEM_STATE_LUA
+    + """
+if size ~= 0 and size ~= sem_size then return {-3, size} end
+size = sem_size
+"""
+    + _PRELUDE
+    + """
+local sem = {}
+function sem.queued() return redis.call('ZSCORE', Q, ARGV[1]) ~= false end
+function sem.enqueue()
+  local tok = ARGV[1]
+  redis.call('HSET', M, 'size', size, 'w' .. tok, sem_wt, 'l' .. tok, my_lease,
+             'j' .. tok, ARGV[6] .. 'w:' .. tok)
+  redis.call('ZADD', Q, redis.call('HINCRBY', M, 'seq', 1), tok)
+end
+function sem.renew() redis.call('ZADD', QX, clock() + my_lease, ARGV[1]) end
+function sem.fits()
+  purge()
+  return grant(ARGV[1]) == ARGV[1]
+end
+function sem.take()
+  local f = hold(ARGV[1], sem_wt)
+  grant(ARGV[1])  -- the waiters behind it that fit now (or the next Limits waiter, woken)
+  return f
+end
+function sem.save() save() end
+"""
+    + _ACQ_HEAD
+    + _ACQ_QUEUE
 )
 
 # KEYS: epoch, then per limiter: tat, queue, queue leases, entries, shift total.

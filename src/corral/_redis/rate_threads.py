@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from .._core.context import Context, _check_timeout
+from .._core.context import Context, _check_timeout, background
 from .._shells import check_ctx
 from . import _rt_threads as rt
 from . import rate_scripts
@@ -24,18 +24,19 @@ from .common import (
     decode,
     intervals,
     new_token,
+    size_conflict,
     unavailable,
 )
 from .rate_common import (
     HORIZON,
-    CrossSlot,
     RateKeys,
     RedisRateLimitStatistics,
     ServerClock,
     late_shift_us,
 )
+from .threads_semaphore import Permit, Semaphore
 
-__all__ = ["Grant", "Limits", "RateLimit"]
+__all__ = ["Grant", "RateLimit"]
 
 _HORIZON_US = round(HORIZON * 1e6)
 #: Which workers ``rate=`` may run this flavour's acquire in: threads.
@@ -52,29 +53,69 @@ def _sleep(seconds: float, guard: rt.Guard) -> None:
 class Grant:
     """What one acquire of a ``corral.threads.redis.RateLimit`` or ``Limits`` took.
 
-    A rate limit's cost is spent, not held (``with`` gives nothing back), but it can
-    be corrected once the real cost is known: ``grant.adjust(limiter, actual)``
-    charges the difference (a charge may go beyond the burst: the limiter is then in debt
-    and later acquires wait until it is paid off) or refunds it, in one script call.
+    A rate limit's cost is spent, not held, but it can be corrected once the real cost is
+    known: ``grant.adjust(limiter, actual)`` charges the difference (a charge may go
+    beyond the burst: the limiter is then in debt and later acquires wait until it is paid
+    off) or refunds it, in one script call.
+
+    A grant of a :class:`Limits` with a ``corral.threads.redis.Semaphore`` also holds that
+    semaphore's permits, as a :class:`Permit` does (``grant.permit``): under a renewed
+    lease, given back by ``release()`` (``with`` does it), or when the lease runs out
+    if this process dies; ``grant.ctx`` is cancelled with a ``LeaseLost`` cause if the lease
+    is lost, and ``grant.fence`` is the grant's fencing token (the semaphore's sequence).
     """
 
-    __slots__ = ("_costs", "_members")
+    __slots__ = ("_costs", "_members", "_permit", "_released")
 
-    def __init__(self, members: list[RateLimit], costs: list[float]) -> None:
+    def __init__(
+        self, members: list[RateLimit], costs: list[float], permit: Permit | None = None
+    ) -> None:
         self._members = members
         self._costs = costs
+        self._permit = permit
+        self._released = False
 
     @property
-    def costs(self) -> dict[RateLimit, float]:
-        """The cost currently charged to each limiter (after adjustments)."""
-        return dict(zip(self._members, self._costs, strict=True))
+    def costs(self) -> dict[RateLimit | Semaphore, float]:
+        """The cost currently charged to each limiter (after adjustments); a semaphore's
+        is the number of permits held."""
+        out: dict[RateLimit | Semaphore, float] = dict(zip(self._members, self._costs, strict=True))
+        if self._permit is not None:
+            out[self._permit._sem] = self._permit.n
+        return out
 
-    def cost(self, limiter: RateLimit) -> float:
-        """What this grant currently charges ``limiter``."""
+    def cost(self, limiter: RateLimit | Semaphore) -> float:
+        """What this grant currently charges ``limiter`` (a semaphore: its permits)."""
+        if self._permit is not None and limiter is self._permit._sem:
+            return self._permit.n
         return self._costs[self._index(limiter, "Grant.cost")]
 
-    def adjust(self, limiter: RateLimit, actual: float) -> None:
-        """Correct what this grant charged ``limiter`` to ``actual``, in Redis, now."""
+    @property
+    def permit(self) -> Permit | None:
+        """The semaphore permits this grant holds (None: no semaphore in the Limits)."""
+        return self._permit
+
+    @property
+    def ctx(self) -> Context:
+        """The permits' lease: cancelled (cause ``LeaseLost``) when it is lost, done at
+        release. A grant without a semaphore holds nothing that can be lost: ``background()``."""
+        return background() if self._permit is None else self._permit.ctx
+
+    @property
+    def fence(self) -> int | None:
+        """The semaphore grant's fencing token (None: no semaphore in the Limits)."""
+        return None if self._permit is None else self._permit.fence
+
+    def adjust(self, limiter: RateLimit | Semaphore, actual: float) -> None:
+        """Correct what this grant charged ``limiter`` to ``actual``, in Redis, now.
+
+        Rate limits only: a semaphore's permits are held, not spent (``TypeError``)."""
+        if self._permit is not None and limiter is self._permit._sem:
+            raise TypeError(
+                f"Grant.adjust: {limiter!r} is a semaphore: its permits are held, not spent, "
+                "so there is nothing to adjust; adjust applies to the rate limits (release "
+                "the grant to give the permits back)"
+            )
         i = self._index(limiter, "Grant.adjust")
         if isinstance(actual, bool) or not isinstance(actual, int | float):
             raise TypeError(f"Grant.adjust: actual must be a number, got {type(actual).__name__}")
@@ -82,7 +123,7 @@ class Grant:
             raise ValueError(f"Grant.adjust: actual must be finite and >= 0, got {actual}")
         delta = actual - self._costs[i]
         if delta:
-            limiter._adjust(delta)
+            self._members[i]._adjust(delta)
         self._costs[i] = actual
 
     def _index(self, limiter: object, what: str) -> int:
@@ -92,7 +133,12 @@ class Grant:
         raise ValueError(f"{what}: limiter is not one of this grant's limiters")
 
     def release(self) -> None:
-        """Nothing to give back (a rate limit's cost is spent); for ``with``."""
+        """Give back the semaphore permits, if any (a rate limit's cost is spent);
+        idempotent. ``LeaseLost`` if their lease was lost first, as ``Permit.release``."""
+        if self._permit is None or self._released:
+            return
+        self._released = True
+        self._permit.release()
 
     def __enter__(self) -> Grant:
         return self
@@ -100,7 +146,7 @@ class Grant:
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        pass
+        self.release()
 
 
 def _acquire(
@@ -109,9 +155,14 @@ def _acquire(
     timeout: float | None,
     ctx: Context | None,
     what: str,
+    sem: Semaphore | None = None,
+    weight: int = 0,
+    once: bool = False,
 ) -> Grant:
     """Queue in Redis until every cost conforms at one instant, then take them all (one
-    script call per step; the uncontended case is one call)."""
+    script call per step; the uncontended case is one call). With ``sem`` (a Limits'
+    semaphore), its ``weight`` permits too, in the same script (``LIMITS_ACQUIRE``). ``once``
+    (``try_acquire``): granted now, or ``TryFailed`` with no trace left."""
     if ctx is not None:
         check_ctx(ctx, what)
         ctx.raise_if_cancelled()
@@ -123,6 +174,14 @@ def _acquire(
         keys += m._k.keys()
         tail += [m._k.interval_us, m._k.burst, c]
     script = first._s["RL_ACQUIRE"]
+    every = first._check_every  # (come back at least this often: queue leases)
+    rate_keys = keys  # (RL_LEAVE's)
+    if sem is not None:
+        keys = [*keys, *sem._k.keys]
+        tail += [sem._lease_ms, weight, sem._size]
+        script = first._s["LIMITS_ACQUIRE"]
+        every = min(every, intervals(sem._lease_ms)[1])
+        fence = 0
     clock = first._clock
     key = tuple(keys)
     if not clock.samples:
@@ -130,6 +189,12 @@ def _acquire(
     guard: rt.Guard | None = None
     queued = False
     mode = 0  # a first call: not queued, not granted yet (the script skips those checks)
+    if sem is not None:
+        mode = 2  # (the fast path knows no semaphore: a joint acquire always queues)
+    horizon = _HORIZON_US
+    if once:
+        horizon = 0  # granted as of now or not at all
+        mode = 1 if sem is None else mode
     # Late reports taken for a call that has not answered yet: given back if it fails (it may
     # not have reached Redis; a report sent twice moves nothing the second time).
     carried: list[Any] = []
@@ -138,6 +203,7 @@ def _acquire(
             with first._lock:
                 carried = first._reports.pop(key, [])
             sent = time.time()
+            held_from = time.monotonic()  # (a semaphore's lease runs from the request)
             try:
                 r = script(
                     keys=keys,
@@ -146,7 +212,7 @@ def _acquire(
                         first._epoch,
                         token,  # (a fresh epoch id, if Redis has none)
                         first._lease_us,
-                        _HORIZON_US,
+                        horizon,
                         first._k.prefix,
                         mode,
                         *tail,
@@ -156,6 +222,9 @@ def _acquire(
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             carried = []
+            if r[0] == -3:
+                assert sem is not None
+                raise size_conflict(what, sem._size, r[1])
             clock.sample(sent, time.time(), r[3])
             mode = 2
             epoch = decode(r[2])
@@ -164,19 +233,26 @@ def _acquire(
             if r[0] == 1:
                 instant = int(r[1])
                 now = int(r[3])
+                if sem is not None:
+                    fence = int(r[4])
                 break
+            if once:
+                raise TryFailed  # (and leaves the queues: below)
             guard = guard or rt.Guard(timeout, ctx, what)
             if not queued:
                 queued = True
                 with first._lock:
                     first._waiting += 1
+                if sem is not None:
+                    with sem._lock:
+                        sem._waiting += 1
             if r[1] >= 0:
                 # The head of every queue, due at r[1]: come back within the horizon (then
                 # it is granted), or sooner to renew the queue lease.
                 # (At least 1 ms: a clock estimate off by more than the horizon must not spin.)
-                wait = min(clock.until(r[1]) - HORIZON / 2, first._check_every)
+                wait = min(clock.until(r[1]) - HORIZON / 2, every)
                 _sleep(max(wait, 0.001), guard)
-            elif (got := first._woken(token, guard)) is not None:
+            elif (got := first._woken(token, guard, every)) is not None:
                 instant = got  # granted by another caller's script: no call needed
                 now = 0
                 break
@@ -188,6 +264,9 @@ def _acquire(
             # Granted as of an instant just ahead: return then, not before.
             guard = guard or rt.Guard(timeout, ctx, what)
             _sleep(wait, guard)
+        # (held from here: the lease and its renewal; before the lateness is measured, which
+        # must count what the holding costs, a renewal thread started for one)
+        permit = None if sem is None else sem._hold(token, weight, ctx, held_from, fence)
         # Maybe late (by the estimate's error, half its round trip) beyond the headroom?
         # Then the grants not yet made must move back by the excess (see rate_scripts'
         # ``late``); the report rides on this process's next acquire of these limiters, so a
@@ -202,22 +281,26 @@ def _acquire(
         if carried:
             with first._lock:
                 first._reports.setdefault(key, []).extend(carried)
-        # Leave no trace: out of the queue; a grant made meanwhile is refunded.
-        with contextlib.suppress(*IO_ERRORS):
-            first._s["RL_LEAVE"](
-                keys=keys,
-                args=[token, first._k.prefix, *_leave_args(members, costs)],
-            )
+        # Leave no trace: out of the queue; a grant made meanwhile is refunded. (Settled: a
+        # second cancellation must not cut it short and leave an entry at a queue's head.)
+        rt.settle(_leave(first, rate_keys, token, members, costs, sem))
         raise
     finally:
         if queued:
             with first._lock:
                 first._waiting -= 1
+            if sem is not None:
+                with sem._lock:
+                    sem._waiting -= 1
     for m, c in zip(members, costs, strict=True):
         with m._lock:
             m._acquired += 1
             m._granted += c
-    return Grant(members, costs)
+    return Grant(members, costs, permit)
+
+
+class TryFailed(Exception):
+    """A ``try_acquire`` that could not be granted at once (internal)."""
 
 
 def _calibrate(limiter: RateLimit, what: str) -> None:
@@ -234,6 +317,28 @@ def _calibrate(limiter: RateLimit, what: str) -> None:
         except IO_ERRORS as exc:
             raise unavailable(what, exc) from exc
         limiter._clock.sample(sent, time.time(), sec * 1_000_000 + usec)
+
+
+def _leave(
+    first: RateLimit,
+    keys: list[str],
+    token: str,
+    members: list[RateLimit],
+    costs: list[float],
+    sem: Semaphore | None,
+) -> Any:
+    """An acquire gives up: out of every queue (waking the next heads), a grant made
+    meanwhile refunded; and out of the semaphore's queue, or its permits given back.
+    -> RL_LEAVE's answer, or None when Redis could not be reached (the queue leases end the
+    entries)."""
+    out = None
+    with contextlib.suppress(*IO_ERRORS):
+        out = first._s["RL_LEAVE"](
+            keys=keys, args=[token, first._k.prefix, *_leave_args(members, costs)]
+        )
+    if sem is not None:
+        sem._withdraw(token)
+    return out
 
 
 def _leave_args(members: list[RateLimit], costs: list[float]) -> list[Any]:
@@ -313,12 +418,14 @@ class RateLimit:
         self._lease_us = lease_ms * 1000
         _, self._check_every = intervals(lease_ms)
         # A BLPOP must end before the client's socket timeout would cut it.
-        sock = client.get_connection_kwargs().get("socket_timeout")
+        # (redis-py 7 moves a from_url default of 5 s to "orig_socket_timeout")
+        kw = client.get_connection_kwargs()
+        sock = kw.get("socket_timeout") or kw.get("orig_socket_timeout")
         self._blpop_cap = self._check_every if not sock else min(self._check_every, sock / 2)
         self._client = client
         self._s = {
             n: client.register_script(getattr(rate_scripts, n))
-            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE")
+            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE", "LIMITS_ACQUIRE")
         }
         self._epoch = ""
         self._clock = ServerClock()
@@ -405,10 +512,10 @@ class RateLimit:
 
     # -- the work ------------------------------------------------------------------------
 
-    def _woken(self, token: str, guard: rt.Guard) -> int | None:
-        """Wait for this waiter's wake-up message, at most until its lease needs renewing:
-        the instant it was granted as of, or None (call the script again)."""
-        t = min(guard.slice(self._check_every), self._blpop_cap)
+    def _woken(self, token: str, guard: rt.Guard, every: float) -> int | None:
+        """Wait for this waiter's wake-up message, at most ``every`` (until its lease needs
+        renewing): the instant it was granted as of, or None (call the script again)."""
+        t = min(guard.slice(every), self._blpop_cap)
         try:
             got = self._client.blpop([f"{self._k.prefix}w:{token}"], timeout=max(t, 0.01))
         except IO_ERRORS as exc:
@@ -442,7 +549,7 @@ class RateLimit:
 
 
 def _wrap(
-    limiter: RateLimit | Limits,
+    limiter: Any,  # a RateLimit or a Limits
     call: Callable[[Any], Any],
     cost: Callable[[Any], Any] | None,
     task: bool,
@@ -456,95 +563,10 @@ def _wrap(
         )
 
     def limited(item: Any) -> Any:
-        limiter.acquire(1 if cost is None else cost(item), ctx=ctx)  # type: ignore[arg-type]
-        return call(item)
+        # (held through the call: a Limits' semaphore permits are given back after it)
+        # (no cost given: the limiter's default, a cost of 1 from every member)
+        acq = limiter.acquire(ctx=ctx) if cost is None else limiter.acquire(cost(item), ctx=ctx)
+        with acq:
+            return call(item)
 
     return limited
-
-
-class Limits:
-    """Limits(*limiters): acquire from several ``corral.threads.redis.RateLimit``\\ s atomically,
-    e.g. an account's requests per minute and tokens per minute.
-
-    One script grants every cost at one instant or takes nothing: a caller never holds one
-    limit while it waits for another. A waiter queues in every limiter's queue and is
-    granted when it heads them all (FIFO in each). The limiters must share a client, a
-    namespace and a hash tag (``tag=``), so every key is in one Cluster slot;
-    ``CrossSlot`` otherwise. A tag per tenant scales across a Cluster; a global limit
-    combined with per-tenant limits puts every tenant on the global limit's slot.
-
-    >>> import corral.threads.redis, redis
-    >>> def main(url):  # doctest: +SKIP
-    ...     with redis.Redis.from_url(url) as client:
-    ...         rpm = corral.threads.redis.RateLimit(client, "rpm", 600, per=60.0, tag="acct")
-    ...         tpm = corral.threads.redis.RateLimit(client, "tpm", 20_000, per=60.0,
-    ...                                      burst=20_000, tag="acct")
-    ...         limits = corral.threads.redis.Limits(rpm, tpm)
-    ...         with limits.acquire({tpm: 1200}) as grant:
-    ...             used = 900  # the reply's real token count
-    ...             grant.adjust(tpm, used)
-    """
-
-    __slots__ = ("_members",)
-
-    def __init__(self, *limiters: RateLimit) -> None:
-        what = "redis.Limits"
-        if not limiters:
-            raise ValueError(f"{what}: limiters must name at least one RateLimit")
-        for lim in limiters:
-            if not isinstance(lim, RateLimit):
-                kind = type(lim).__name__
-                raise TypeError(
-                    f"{what}: limiters must be corral.threads.redis.RateLimit, got {kind}"
-                )
-        first = limiters[0]
-        for lim in limiters:
-            if lim._client is not first._client or lim._k.group != first._k.group:
-                raise CrossSlot(
-                    f"{what}: {lim!r} and {first!r} do not share one client, namespace and "
-                    "tag: their keys may live on different Cluster slots. Make every limiter "
-                    "of one Limits with the same tag=..."
-                )
-            if sum(m is lim for m in limiters) > 1:
-                raise ValueError(f"{what}: limiters lists {lim!r} twice")
-        self._members = list(limiters)
-
-    @property
-    def limiters(self) -> tuple[RateLimit, ...]:
-        """The limiters, as given."""
-        return tuple(self._members)
-
-    def acquire(
-        self,
-        costs: Mapping[RateLimit, float] | None = None,
-        *,
-        timeout: float | None = None,
-        ctx: Context | None = None,
-    ) -> Grant:
-        """Wait until every limiter can grant its cost (``costs``; 1 for a limiter it does
-        not name) at one instant, then take them all. Errors as ``RateLimit.acquire``."""
-        what = "redis.Limits.acquire"
-        given: dict[int, float] = {}
-        if costs is not None:
-            if not isinstance(costs, Mapping):
-                raise TypeError(
-                    f"{what}: costs must be a mapping of limiter to cost, "
-                    f"got {type(costs).__name__}"
-                )
-            for lim, c in costs.items():
-                if not any(lim is m for m in self._members):
-                    raise ValueError(f"{what}: costs names {lim!r}, which is not in these Limits")
-                given[id(lim)] = c
-        cs = [m._k.cost(given.get(id(m), 1), what) for m in self._members]
-        if timeout is not None:
-            _check_timeout(timeout)
-        return rt.acquiring(_acquire, self._members, cs, timeout, ctx, what)
-
-    def _corral_rate_wrap(
-        self, call: Callable[[Any], Any], cost: Callable[[Any], Any] | None, task: bool, ctx: Any
-    ) -> Callable[[Any], Any]:
-        """``rate=`` on ``fan_out``/``stage`` (see ``_patterns/_rate.py``)."""
-        return _wrap(self, call, cost, task, ctx)
-
-    def __repr__(self) -> str:
-        return f"<corral.threads.redis.Limits of {len(self._members)}>"

@@ -173,13 +173,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return {1} end
 return {0}
 """
 
-# Every semaphore script: KEYS m, h, q, qx, e; ARGV[1] the caller's lease in ms.
-_SEM_PRELUDE = (
-    """
-local M, H, Q, QX, E = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local my_lease = tonumber(ARGV[1])
-"""
-    + EPOCH
+#: A semaphore's state and its one grant rule, for a script that has set ``M, H, Q, QX, E``
+#: (its keys) and ``my_lease`` (the caller's lease in ms): the semaphore scripts below and
+#: the joint ``Limits`` script of ``rate_scripts`` (``LIMITS_ACQUIRE``), which must
+#: grant a permit by this rule and no copy of it.
+SEM_STATE_LUA = (
+    EPOCH
     + """
 -- The grant channel is the name's ':c' (KEYS[1] is the name's ':m').
 local chan = string.sub(M, 1, -2) .. "c"
@@ -211,7 +210,7 @@ local held = tonumber(meta[2] or 0)
 local ttl = tonumber(meta[3] or 0)
 if 3 * my_lease > ttl then ttl = 3 * my_lease end
 local function weight(tok) return tonumber(redis.call('HGET', M, 'w' .. tok) or 0) end
-local function forget(tok) redis.call('HDEL', M, 'w' .. tok, 'l' .. tok, 'x' .. tok) end
+local function forget(tok) redis.call('HDEL', M, 'w' .. tok, 'l' .. tok, 'x' .. tok, 'j' .. tok) end
 local function purge()
   clock()
   for _, tok in ipairs(redis.call('ZRANGEBYSCORE', H, '-inf', now)) do
@@ -226,22 +225,45 @@ local function purge()
   end
   if held < 0 then held = 0 end
 end
-local function grant()
-  if grace_left() > 0 then return end
-  local granted = {}
+-- A waiter becomes a holder: its lease starts, it gets the next fence. -> the fence
+local function hold(tok, wt)
+  redis.call('ZREM', Q, tok)
+  redis.call('ZREM', QX, tok)
+  redis.call('ZADD', H, clock() + tonumber(redis.call('HGET', M, 'l' .. tok) or 0), tok)
+  redis.call('HDEL', M, 'j' .. tok)
+  local f = fence()
+  redis.call('HSET', M, 'x' .. tok, f)
+  held = held + wt
+  return f
+end
+-- The grant rule: FIFO, head-of-line (it stops at the first waiter that does not fit), and
+-- nothing during an epoch's grace. A waiter of a ``Limits`` (field ``j<token>``: its
+-- wake-up list) is granted only together with its rate limits, by its own script call
+-- (LIMITS_ACQUIRE, all or nothing): it stops the loop, and when it fits it is told to call
+-- back (its list gets an 'h', unless it is ``me``, the caller, or one is already there).
+-- -> the Limits waiter at the head that fits now, if any.
+local function grant(me)
+  if grace_left() > 0 then return nil end
+  local granted, fits = {}, nil
   while true do
     local head = redis.call('ZRANGE', Q, 0, 0)[1]
     if not head then break end
     local wt = weight(head)
     if size - held < wt then break end
-    redis.call('ZREM', Q, head)
-    redis.call('ZREM', QX, head)
-    redis.call('ZADD', H, now + tonumber(redis.call('HGET', M, 'l' .. head) or 0), head)
-    redis.call('HSET', M, 'x' .. head, fence())
-    held = held + wt
+    local j = redis.call('HGET', M, 'j' .. head)
+    if j then
+      fits = head
+      if head ~= me and redis.call('LLEN', j) == 0 then
+        redis.call('RPUSH', j, 'h')
+        redis.call('PEXPIRE', j, 3 * my_lease)
+      end
+      break
+    end
+    hold(head, wt)
     granted[#granted + 1] = head
   end
   if #granted > 0 then redis.call('PUBLISH', chan, table.concat(granted, ' ')) end
+  return fits
 end
 -- Write back `held` (and any extra fields), refresh every key's expiry; or delete every key
 -- (but the epoch) when nothing is held or queued. nq / nh: the queue / holder counts when
@@ -262,6 +284,15 @@ local function save(nq, nh, ...)
   end
 end
 """
+)
+
+# Every semaphore script: KEYS m, h, q, qx, e; ARGV[1] the caller's lease in ms.
+_SEM_PRELUDE = (
+    """
+local M, H, Q, QX, E = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local my_lease = tonumber(ARGV[1])
+"""
+    + SEM_STATE_LUA
 )
 
 # ARGV: lease_ms, token, weight, size.

@@ -26,7 +26,8 @@ from .._redis.common import (
     Serializer,
     SizeConflict,
 )
-from .._redis.rate_aio import Grant, Limits, RateLimit
+from .._redis.limits_aio import Limits
+from .._redis.rate_aio import Grant, RateLimit
 from .._redis.rate_common import CrossSlot, RedisRateLimitStatistics
 
 __all__ = [

@@ -12,8 +12,9 @@ from .._redis.common import (
     Serializer,
     SizeConflict,
 )
+from .._redis.limits_threads import Limits
 from .._redis.rate_common import CrossSlot, RedisRateLimitStatistics
-from .._redis.rate_threads import Grant, Limits, RateLimit
+from .._redis.rate_threads import Grant, RateLimit
 from .._redis.threads import SingleFlight
 from .._redis.threads_semaphore import Permit, Semaphore
 
