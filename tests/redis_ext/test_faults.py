@@ -35,6 +35,7 @@ from .conftest import (
     ClusterServer,
     RedisServer,
     ServerKind,
+    all_nodes,
     connect,
     connect_async,
 )
@@ -76,16 +77,10 @@ def _reports(client: Any, ns: str) -> list[dict[str, Any]]:
     return [json.loads(r) for r in client.lrange(f"{ns}:report", 0, -1)]
 
 
-def _all_nodes(client: Any) -> dict[str, Any]:
-    """Options sending a server-wide command (PUBSUB, KEYS) to every node of a cluster: a
-    cluster client sends it to one node, which knows only its own subscribers and keys."""
-    return {"target_nodes": "all"} if hasattr(client, "get_node_from_key") else {}
-
-
 def _followers(client: Any, ns: str, n: int) -> None:
     """Wait until ``n`` processes follow the one flight of ``ns`` (pub/sub subscribers)."""
     end = time.monotonic() + 30
-    every = _all_nodes(client)
+    every = all_nodes(client)
     while True:
         chans = client.pubsub_channels(f"{{{ns}}}:sf:c:*", **every)
         if len(chans) == 1 and client.pubsub_numsub(chans[0], **every)[0][1] >= n:
@@ -225,7 +220,7 @@ def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> N
         tb = threading.Thread(target=call, args=("follower", b))
         tb.start()
         end = time.monotonic() + 10
-        while not c1.pubsub_channels("{r}:sf:c:*", **_all_nodes(c1)):
+        while not c1.pubsub_channels("{r}:sf:c:*", **all_nodes(c1)):
             assert time.monotonic() < end
             time.sleep(0.005)
 
@@ -369,7 +364,7 @@ def test_semaphore_20_processes_never_over_8_and_dead_holder_returns(
     assert client.get("s:counter") == b"0"
     st = corral.threads.redis.Semaphore(client, "s:sem", 8).server_statistics()
     assert (st.held, st.waiting) == (0, 0)  # nothing leaked
-    assert client.keys("{s:sem}:*", **_all_nodes(client)) == [b"{s:sem}:e"]  # only the epoch
+    assert client.keys("{s:sem}:*", **all_nodes(client)) == [b"{s:sem}:e"]  # only the epoch
 
 
 # --- the Semaphore under real faults: permits in use counted outside corral -----------------
