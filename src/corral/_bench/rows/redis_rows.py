@@ -376,9 +376,9 @@ _WAVE_PROCS, _WAVE_CALLERS, _WAVE_KEYS, _WAVE_QUERY = 4, 100, 20, 0.05
 _SHARE_FOR = 5.0
 
 
-def _wave_worker(url: str, ns: str, share_for: float, waves: int, log: str) -> None:
+def _wave_worker(url: str, ns: str, share_for: float, waves: int, keys: int, log: str) -> None:
     """One process of the trial: per wave, wait for the start, then ``_WAVE_CALLERS`` callers
-    over the wave's keys; each execution of the query appends its key to ``log``."""
+    over the wave's ``keys`` keys; each execution of the query appends its key to ``log``."""
     import asyncio
 
     import redis
@@ -403,9 +403,9 @@ def _wave_worker(url: str, ns: str, share_for: float, waves: int, log: str) -> N
                 # (the control client blocks the loop, as the start of a burst would)
                 if control.blpop([f"{ns}:go:{w}"], timeout=120) is None:
                     raise BenchError("no start signal")
-                keys = [f"w{w}:k{i % _WAVE_KEYS}" for i in range(_WAVE_CALLERS)]
-                values = await asyncio.gather(*(sf.do(k, query, k) for k in keys))
-                ok = sum(v == f"value:{k}" for v, k in zip(values, keys, strict=True))
+                names = [f"w{w}:k{i % keys}" for i in range(_WAVE_CALLERS)]
+                values = await asyncio.gather(*(sf.do(k, query, k) for k in names))
+                ok = sum(v == f"value:{k}" for v, k in zip(values, names, strict=True))
                 await client.rpush(f"{ns}:done", ok)
 
     try:
@@ -419,16 +419,17 @@ def _waves(share_for: float) -> Any:
     def run(env: Env, n: int) -> Timing:
         import redis
 
-        waves = max(1, n // _WAVE_KEYS)
-        check(waves * _WAVE_KEYS == n, f"n={n} is not a whole number of {_WAVE_KEYS}-key waves")
+        keys = min(n, _WAVE_KEYS)  # (fewer in the warm-up run, a tenth of the items)
+        waves = n // keys
+        check(waves * keys == n, f"n={n} is not a whole number of {keys}-key waves")
         url = _url()
         ns = f"{_PREFIX}:waves:{time.monotonic_ns()}"
         fd, log = tempfile.mkstemp(prefix="corral-bench-waves-")
         os.close(fd)
         ctx = multiprocessing.get_context("spawn")  # never fork the bench's threaded process
+        args = (url, ns, share_for, waves, keys, log)
         procs = [
-            ctx.Process(target=_wave_worker, args=(url, ns, share_for, waves, log), daemon=True)
-            for _ in range(_WAVE_PROCS)
+            ctx.Process(target=_wave_worker, args=args, daemon=True) for _ in range(_WAVE_PROCS)
         ]
         try:
             with redis.Redis.from_url(url, socket_timeout=None) as client:
