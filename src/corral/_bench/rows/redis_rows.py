@@ -16,6 +16,11 @@ so only the cross-process part differs:
 
 ``redis.semaphore.uncontended``: ``n`` acquire+release pairs of one permit, nobody else
 waiting, against redis-py's ``Lock`` acquire+release (both one round trip each way).
+
+``redis.singleflight.share_for``: issue 18's trial, 4 processes (spawned per measurement,
+outside the stopwatch) × 100 callers over 20 keys per wave, a 50 ms query; its figure is the
+executions per key-wave, counted from an ``O_APPEND`` file outside corral, with
+``SingleFlight(share_for=5)`` and without it (the time is the trial's, no verdict).
 """
 
 from __future__ import annotations
