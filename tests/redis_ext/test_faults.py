@@ -341,6 +341,55 @@ async def test_restarting_cluster_master_is_redis_unavailable_not_clusterdown(
         await ac.aclose()
 
 
+@pytest.mark.timeout(60)
+def test_leader_renewal_meeting_clusterdown_is_retried_not_a_dead_thread(
+    redis_kind: ServerKind, request: pytest.FixtureRequest
+) -> None:
+    """A SingleFlight leader whose master restarts mid-call: its renewals meet the restarted
+    master's ``CLUSTERDOWN`` window, then find the lease gone. The renewal thread retried
+    connection errors only, so ``ClusterDownError`` killed it (an unhandled thread
+    exception); now it retries, and the leader learns ``LeaseLost`` from the refusal."""
+    if not redis_kind.cluster:  # (before a server is started for nothing)
+        pytest.skip("CLUSTERDOWN is a Redis Cluster's reply: a single server never gives it")
+    own_server = request.getfixturevalue("own_server")
+    assert isinstance(own_server, ClusterServer)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    c = connect(own_server.url, retry=Retry(NoBackoff(), 1))  # retries spent in ~0.5 s
+    try:
+        sf = corral.threads.redis.SingleFlight(c, namespace="rn", lease=1)
+        started, release = threading.Event(), threading.Event()
+        outcome: list[Any] = []
+
+        def load() -> str:
+            started.set()
+            release.wait(30)
+            return "v"
+
+        def call() -> None:
+            try:
+                outcome.append(sf.do("k", load))
+            except Exception as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=call)
+        t.start()
+        assert started.wait(10)
+        _restart_empty(own_server, "{rn}")  # renewals meet CLUSTERDOWN until it is ok
+        end = time.monotonic() + 10
+        while sf.statistics().lost < 1:  # the renewal found the lease gone (or timed out)
+            assert time.monotonic() < end, sf.statistics()
+            time.sleep(0.01)
+        release.set()
+        t.join(10)
+        assert not t.is_alive()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], corral.redis.LeaseLost), outcome
+    finally:
+        c.close()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)  # a fleet on a loaded 2-core machine: seconds, but margin
 def test_semaphore_20_processes_never_over_8_and_dead_holder_returns(
