@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import json
 import os
 import signal
@@ -388,6 +389,53 @@ def test_leader_renewal_meeting_clusterdown_is_retried_not_a_dead_thread(
         assert isinstance(outcome[0], corral.redis.LeaseLost), outcome
     finally:
         c.close()
+
+
+@pytest.mark.timeout(60)
+async def test_async_leader_renewal_meeting_clusterdown_is_retried(
+    redis_kind: ServerKind, request: pytest.FixtureRequest
+) -> None:
+    """The asyncio twin, with the master restarted from a thread so that the renewals and
+    the leader's clean-up run during the ``CLUSTERDOWN`` window: its caller got redis-py's
+    ``ClusterDownError`` from the clean-up after the lost lease instead of ``LeaseLost``;
+    nor may the renewal task end with an exception nobody retrieved."""
+    if not redis_kind.cluster:  # (before a server is started for nothing)
+        pytest.skip("CLUSTERDOWN is a Redis Cluster's reply: a single server never gives it")
+    own_server = request.getfixturevalue("own_server")
+    assert isinstance(own_server, ClusterServer)
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    ac = connect_async(own_server.url, retry=Retry(NoBackoff(), 1))  # spent in ~0.5 s
+    loop = asyncio.get_running_loop()
+    handler = loop.get_exception_handler()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        sf = corral.redis.SingleFlight(ac, namespace="arn", lease=1)
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def load() -> str:
+            started.set()
+            await release.wait()
+            return "v"
+
+        call = asyncio.ensure_future(sf.do("k", load))
+        await asyncio.wait_for(started.wait(), 10)
+        # In a thread: the renewals run on this loop while the master comes back.
+        await asyncio.to_thread(_restart_empty, own_server, "{arn}")
+        end = time.monotonic() + 10
+        while sf.statistics().lost < 1:  # the renewal found the lease gone (or timed out)
+            assert time.monotonic() < end, sf.statistics()
+            await asyncio.sleep(0.01)
+        release.set()
+        with pytest.raises(corral.redis.LeaseLost):
+            await asyncio.wait_for(call, 10)
+        gc.collect()  # a task that ended with an exception nobody retrieved is reported now
+        assert [c.get("exception") for c in reported] == []
+    finally:
+        loop.set_exception_handler(handler)
+        await ac.aclose()
 
 
 @pytest.mark.slow
