@@ -136,12 +136,17 @@ def _restart_empty(server: RedisServer | ClusterServer, *keys: str) -> None:
         server.restart()
         return
     for node in {n.port: n for n in (_owner(server, k) for k in keys)}.values():
-        assert node.proc is not None
-        node.proc.kill()
-        node.proc.wait()
-        node.stop()  # (reaped: closes its pipe)
-        node.start()
+        _kill_and_start(node)
     _cluster_ok(server)
+
+
+def _kill_and_start(node: RedisServer) -> None:
+    """SIGKILL one node and start it again on its port, with its files (nodes.conf)."""
+    assert node.proc is not None
+    node.proc.kill()
+    node.proc.wait()
+    node.stop()  # (reaped: closes its pipe)
+    node.start()
 
 
 @pytest.mark.slow
@@ -293,11 +298,7 @@ async def test_restarting_cluster_master_is_redis_unavailable_not_clusterdown(
         """``op`` right after the master restarted: RedisUnavailable, never redis-py's
         error. If the machine stalled past the ~2 s window and ``op`` succeeded, again."""
         for _ in range(5):
-            assert node.proc is not None
-            node.proc.kill()
-            node.proc.wait()
-            node.stop()
-            node.start()  # back on its port, its slots and no keys: not yet trusted
+            _kill_and_start(node)  # back on its port, its slots and no keys: not yet trusted
             try:
                 with redis.Redis(port=node.port) as raw:
                     raw.get("{cd}")
