@@ -140,6 +140,16 @@ def _restart_empty(server: RedisServer | ClusterServer, *keys: str) -> None:
     _cluster_ok(server)
 
 
+def _own_cluster(kind: ServerKind, request: pytest.FixtureRequest) -> ClusterServer:
+    """The test's own cluster (``own_server``), or a skip on a single-server kind, decided
+    before a server is started for nothing."""
+    if not kind.cluster:
+        pytest.skip("CLUSTERDOWN is a Redis Cluster's reply: a single server never gives it")
+    server = request.getfixturevalue("own_server")
+    assert isinstance(server, ClusterServer)
+    return server
+
+
 def _kill_and_start(node: RedisServer) -> None:
     """SIGKILL one node and start it again on its port, with its files (nodes.conf)."""
     assert node.proc is not None
@@ -280,10 +290,7 @@ async def test_restarting_cluster_master_is_redis_unavailable_not_clusterdown(
     is back (until it trusts its view of the cluster); a cluster client retries that, and
     raises ``ClusterDownError`` once its retries are spent. corral leaked it (a
     ``ResponseError``, not a connection error): now it is ``RedisUnavailable``, both flavours."""
-    if not redis_kind.cluster:  # (before a server is started for nothing)
-        pytest.skip("CLUSTERDOWN is a Redis Cluster's reply: a single server never gives it")
-    own_server = request.getfixturevalue("own_server")
-    assert isinstance(own_server, ClusterServer)
+    own_server = _own_cluster(redis_kind, request)
     import redis
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import NoBackoff
@@ -351,10 +358,7 @@ def test_leader_renewal_meeting_clusterdown_is_retried_not_a_dead_thread(
     master's ``CLUSTERDOWN`` window, then find the lease gone. The renewal thread retried
     connection errors only, so ``ClusterDownError`` killed it (an unhandled thread
     exception); now it retries, and the leader learns ``LeaseLost`` from the refusal."""
-    if not redis_kind.cluster:  # (before a server is started for nothing)
-        pytest.skip("CLUSTERDOWN is a Redis Cluster's reply: a single server never gives it")
-    own_server = request.getfixturevalue("own_server")
-    assert isinstance(own_server, ClusterServer)
+    own_server = _own_cluster(redis_kind, request)
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -400,10 +404,7 @@ async def test_async_leader_renewal_meeting_clusterdown_is_retried(
     the leader's clean-up run during the ``CLUSTERDOWN`` window: its caller got redis-py's
     ``ClusterDownError`` from the clean-up after the lost lease instead of ``LeaseLost``;
     nor may the renewal task end with an exception nobody retrieved."""
-    if not redis_kind.cluster:  # (before a server is started for nothing)
-        pytest.skip("CLUSTERDOWN is a Redis Cluster's reply: a single server never gives it")
-    own_server = request.getfixturevalue("own_server")
-    assert isinstance(own_server, ClusterServer)
+    own_server = _own_cluster(redis_kind, request)
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
