@@ -397,6 +397,21 @@ def _make_server(kind: ServerKind) -> RedisServer | ClusterServer:
     return RedisServer(kind.server)
 
 
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` is a cluster these fixtures started (its clients must be cluster ones)."""
+    return url in _CLUSTER_URLS
+
+
+def cluster_env(url: str) -> dict[str, str]:
+    """The environment for a subprocess that connects to ``url``: ``REDIS_CLUSTER=1`` tells
+    the workers (and docs/examples) to make cluster clients."""
+    env = dict(os.environ)
+    env.pop("REDIS_CLUSTER", None)
+    if is_cluster(url):
+        env["REDIS_CLUSTER"] = "1"
+    return env
+
+
 def connect(url: str, **kwargs: Any) -> Any:
     """A blocking client for a URL these fixtures handed out (a cluster client for a cluster)."""
     if url in _CLUSTER_URLS:

@@ -31,28 +31,26 @@ import corral.redis
 import corral.threads.redis
 
 from .conftest import (
-    _CLUSTER_URLS,
     START_TIMEOUT,
     ClusterServer,
     RedisServer,
     ServerKind,
     all_nodes,
+    cluster_env,
     connect,
     connect_async,
 )
-from .worker import CLUSTER_PREFIX
 
 WORKER = Path(__file__).with_name("worker.py")
 
 
 def _spawn(mode: str, url: str, ns: str, nprocs: int, *args: object) -> subprocess.Popen[str]:
-    if url in _CLUSTER_URLS:
-        url = CLUSTER_PREFIX + url  # the workers build RedisCluster clients
     return subprocess.Popen(
         [sys.executable, str(WORKER), mode, url, ns, str(nprocs), *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=cluster_env(url),  # on a cluster, the workers build RedisCluster clients
     )
 
 

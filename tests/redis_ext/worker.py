@@ -6,9 +6,9 @@ fleet sharing one Redis. Children start together when the test pushes NPROCS tok
 ``NS:go``, and report what they saw as JSON on ``NS:report``; the test reads Redis. The
 parent prints each child's exit status (a signal number when killed) as JSON and exits.
 
-``URL`` is a server's, or ``cluster+`` and a Redis Cluster node's (``test_faults._spawn`` marks
-the clusters the fixtures started): the children then build ``RedisCluster`` clients, which
-route each key to the master owning its slot.
+With ``REDIS_CLUSTER=1`` in the environment (conftest's ``cluster_env``) URL is a Redis
+Cluster's and every client is a cluster client, which routes each key to the master owning
+its slot.
 """
 
 from __future__ import annotations
@@ -30,24 +30,24 @@ import corral.threads.redis
 
 # redis-py's default socket timeout (5 s) would cut the long BLPOPs that start the fleet.
 _BLOCKING = 120
-CLUSTER_PREFIX = "cluster+"
+CLUSTER = os.environ.get("REDIS_CLUSTER") == "1"
 
 
 def _sync(url: str) -> Any:
-    """A blocking client: a ``RedisCluster`` for a ``cluster+`` URL, else a ``Redis``."""
-    if url.startswith(CLUSTER_PREFIX):
+    """A blocking client: a ``RedisCluster`` on a cluster, else a ``Redis``."""
+    if CLUSTER:
         from redis.cluster import RedisCluster
 
-        return RedisCluster.from_url(url.removeprefix(CLUSTER_PREFIX), socket_timeout=_BLOCKING)
+        return RedisCluster.from_url(url, socket_timeout=_BLOCKING)
     return redis.Redis.from_url(url, socket_timeout=_BLOCKING)
 
 
 def _async(url: str) -> Any:
-    """An asyncio client: a ``RedisCluster`` for a ``cluster+`` URL, else a ``Redis``."""
-    if url.startswith(CLUSTER_PREFIX):
+    """An asyncio client: a ``RedisCluster`` on a cluster, else a ``Redis``."""
+    if CLUSTER:
         from redis.asyncio.cluster import RedisCluster
 
-        return RedisCluster.from_url(url.removeprefix(CLUSTER_PREFIX), socket_timeout=_BLOCKING)
+        return RedisCluster.from_url(url, socket_timeout=_BLOCKING)
     return aredis.Redis.from_url(url, socket_timeout=_BLOCKING)
 
 
