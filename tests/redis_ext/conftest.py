@@ -462,6 +462,13 @@ def connect_async(url: str, **kwargs: Any) -> Any:
     return redis.asyncio.Redis.from_url(url, **kwargs)
 
 
+def all_nodes(client: Any) -> dict[str, Any]:
+    """Options sending a server-wide command (``KEYS``, ``PUBSUB CHANNELS``/``NUMSUB``) to
+    every node of a cluster client (``**all_nodes(c)``): by default a cluster client sends it
+    to one node, which knows only its own keys and subscribers. Nothing for one server."""
+    return {"target_nodes": "all"} if hasattr(client, "get_node_from_key") else {}
+
+
 # --- fixtures -------------------------------------------------------------------------------
 
 

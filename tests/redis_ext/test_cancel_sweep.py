@@ -262,9 +262,7 @@ async def test_async_joint_acquire_cancelled_at_every_step(
     """Every script call of a joint acquire (its LIMITS_ACQUIRE calls, and the leave and
     withdraw of a cancelled one), cancelled before it is sent and after its reply: the
     rate limit charged nothing and no permit held or queued, or the grant stands."""
-    import redis.asyncio as ar
-
-    async with ar.Redis.from_url(redis_url) as c:
+    async with connect_async(redis_url) as c:
         for at in range(MAX_STEPS):
             tag = f"j{at}{before}{contended}"
             rpm = corral.redis.RateLimit(c, "r", burst=5, tag=tag, **SLOW)
@@ -375,12 +373,10 @@ def test_async_joint_acquire_cancelled_at_every_loop_step_charges_nothing(redis_
     90 ms: the grant lies just ahead). Each time Redis ends as it was (the rate's schedule,
     read by test_ratelimit's ``_Schedule``, net of late-return shifts; no permit held or
     queued), or with that one grant."""
-    import redis.asyncio as ar
-
     from .test_ratelimit import _Schedule
 
     async def main() -> None:
-        async with ar.Redis.from_url(redis_url) as ac:
+        async with connect_async(redis_url) as ac:
             rl = corral.redis.RateLimit(ac, "s", 1, per=0.05, burst=1, headroom=0.04)
             sem = corral.redis.Semaphore(ac, "s", 1, lease=LEASE)  # tag: its name, "s"
             await sem.server_statistics()
@@ -422,10 +418,9 @@ def test_async_joint_acquire_cancelled_again_while_it_leaves_leaves_no_trace(
     """A queued joint acquire is cancelled, and cancelled again while its leave is on the
     way: the leave still runs to its end (out of the rate queue and the semaphore's), or the
     entries would hold the head of both queues until their leases ran out."""
-    import redis.asyncio as ar
 
     async def main() -> None:
-        async with ar.Redis.from_url(redis_url) as ac:
+        async with connect_async(redis_url) as ac:
             rpm = corral.redis.RateLimit(ac, "r", burst=5, tag="dc", **SLOW)
             sem = corral.redis.Semaphore(ac, "s", 1, lease=LEASE, tag="dc")
             await sem.server_statistics()

@@ -147,3 +147,43 @@ async def test_async_semaphore_and_singleflight_on_a_cluster(cluster_url: str) -
         assert calls == [1]
     finally:
         await c.aclose()
+
+
+def _name_elsewhere(cluster_url: str, prefix: str) -> str:
+    """A name whose slot is owned by a master other than the node at ``cluster_url``."""
+    from redis.cluster import RedisCluster
+
+    with RedisCluster.from_url(cluster_url) as c:
+        first = int(cluster_url.rsplit(":", 1)[1].split("/")[0])
+        return next(
+            f"{prefix}{i}"
+            for i in range(100)
+            if int(c.get_node_from_key(f"{{{prefix}{i}}}").port) != first
+        )
+
+
+@pytest.mark.timeout(60)
+async def test_single_node_client_on_a_cluster_is_redis_unsupported(cluster_url: str) -> None:
+    """A plain ``redis.Redis`` on one node of a cluster meets ``MOVED`` for the names other
+    masters own: corral says what to pass instead (it leaked redis-py's MovedError)."""
+    import redis
+    import redis.asyncio as aredis
+
+    name = _name_elsewhere(cluster_url, "mv")
+    with redis.Redis.from_url(cluster_url) as c:
+        sem = corral.threads.redis.Semaphore(c, name, 1, lease=1)
+        with pytest.raises(corral.redis.RedisUnsupported, match=r"redis\.cluster\.RedisCluster"):
+            sem.acquire(1, timeout=5)
+        sf = corral.threads.redis.SingleFlight(c, namespace=name, lease=1)
+        with pytest.raises(corral.redis.RedisUnsupported, match="redirected"):
+            sf.do("k", lambda: 1)
+    ac = aredis.Redis.from_url(cluster_url)
+    try:
+        asem = corral.redis.Semaphore(ac, name, 1, lease=1)
+        with pytest.raises(corral.redis.RedisUnsupported, match="redirected"):
+            await asem.acquire(1, timeout=5)
+        asf = corral.redis.SingleFlight(ac, namespace=name, lease=1)
+        with pytest.raises(corral.redis.RedisUnsupported, match="redirected"):
+            await asf.do("k", lambda: asyncio.sleep(0, 1))
+    finally:
+        await ac.aclose()

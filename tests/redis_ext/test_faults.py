@@ -3,11 +3,18 @@
 Processes come from worker.py: a fresh interpreter that forks the fleet (never the threaded
 pytest process). The test drives them through Redis (start tokens, BLPOP for the leader or
 victim pid) and reads what each reported.
+
+On the cluster kind the workers build ``RedisCluster`` clients, and a fault hits the master
+that owns the slot of the primitive's hash tag (``_owner``): it is stopped, SIGSTOPped,
+SIGKILLed and restarted empty (its ``nodes.conf`` kept, so it rejoins owning the same slots
+with no keys), or has its scripts flushed, while the other masters run on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import gc
 import json
 import os
 import signal
@@ -23,7 +30,16 @@ import pytest
 import corral.redis
 import corral.threads.redis
 
-from .conftest import RedisServer
+from .conftest import (
+    START_TIMEOUT,
+    ClusterServer,
+    RedisServer,
+    ServerKind,
+    all_nodes,
+    cluster_env,
+    connect,
+    connect_async,
+)
 
 WORKER = Path(__file__).with_name("worker.py")
 
@@ -34,6 +50,7 @@ def _spawn(mode: str, url: str, ns: str, nprocs: int, *args: object) -> subproce
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=cluster_env(url),  # on a cluster, the workers build RedisCluster clients
     )
 
 
@@ -62,12 +79,82 @@ def _reports(client: Any, ns: str) -> list[dict[str, Any]]:
 def _followers(client: Any, ns: str, n: int) -> None:
     """Wait until ``n`` processes follow the one flight of ``ns`` (pub/sub subscribers)."""
     end = time.monotonic() + 30
+    every = all_nodes(client)
     while True:
-        chans = client.pubsub_channels(f"{{{ns}}}:sf:c:*")
-        if len(chans) == 1 and client.pubsub_numsub(chans[0])[0][1] >= n:
+        chans = client.pubsub_channels(f"{{{ns}}}:sf:c:*", **every)
+        if len(chans) == 1 and client.pubsub_numsub(chans[0], **every)[0][1] >= n:
             return
         assert time.monotonic() < end, f"{n} followers never subscribed"
         time.sleep(0.01)
+
+
+# --- where a fault hits: the server, or the cluster master that owns the primitive's slot ----
+
+
+def _owner(server: RedisServer | ClusterServer, key: str) -> RedisServer:
+    """The process holding ``key``: the one server, or the master owning the key's slot
+    (``CLUSTER KEYSLOT``, then the client's slot table, checked against ``CLUSTER NODES``)."""
+    if not isinstance(server, ClusterServer):
+        return server
+    import redis
+
+    with redis.Redis(port=server.port, decode_responses=True) as r:
+        slot = int(r.execute_command("CLUSTER", "KEYSLOT", key))
+        nodes = r.execute_command("CLUSTER", "NODES")
+    with connect(server.url) as c:
+        port = int(c.nodes_manager.get_node_from_slot(slot).port)
+    text = nodes if isinstance(nodes, str) else "\n".join(nodes) if isinstance(nodes, list) else ""
+    if text:  # a raw reply: the line of the node at ``port`` lists a range with the slot
+        line = next(ln for ln in text.splitlines() if f":{port}@" in ln)
+        ranges = [p.split("-") for p in line.split()[8:] if not p.startswith("[")]
+        assert any(int(a[0]) <= slot <= int(a[-1]) for a in ranges), (slot, line)
+    return next(n for n in server.nodes if n.port == port)
+
+
+def _owner_client(client: Any, key: str) -> Any:
+    """A plain client on the node holding ``key`` (the server itself, on one server)."""
+    if not hasattr(client, "get_node_from_key"):
+        return client
+    import redis
+
+    node = client.get_node_from_key(key)
+    return redis.Redis(host=node.host, port=node.port)
+
+
+def _cluster_ok(server: RedisServer | ClusterServer) -> None:
+    if isinstance(server, ClusterServer):  # every node says cluster_state:ok again
+        server.wait_ok(time.monotonic() + START_TIMEOUT)
+
+
+def _restart_empty(server: RedisServer | ClusterServer, *keys: str) -> None:
+    """Restart without persistence: the server (same port), or on a cluster each master
+    owning one of ``keys``, SIGKILLed and started again on its port with its nodes.conf:
+    it rejoins owning the same slots, with no keys."""
+    if not isinstance(server, ClusterServer):
+        server.restart()
+        return
+    for node in {n.port: n for n in (_owner(server, k) for k in keys)}.values():
+        _kill_and_start(node)
+    _cluster_ok(server)
+
+
+def _own_cluster(kind: ServerKind, request: pytest.FixtureRequest) -> ClusterServer:
+    """The test's own cluster (``own_server``), or a skip on a single-server kind, decided
+    before a server is started for nothing."""
+    if not kind.cluster:
+        pytest.skip("CLUSTERDOWN is a Redis Cluster's reply: a single server never gives it")
+    server = request.getfixturevalue("own_server")
+    assert isinstance(server, ClusterServer)
+    return server
+
+
+def _kill_and_start(node: RedisServer) -> None:
+    """SIGKILL one node and start it again on its port, with its files (nodes.conf)."""
+    assert node.proc is not None
+    node.proc.kill()
+    node.proc.wait()
+    node.stop()  # (reaped: closes its pipe)
+    node.start()
 
 
 @pytest.mark.slow
@@ -117,11 +204,8 @@ def test_sigkilled_leader_is_taken_over_within_lease_plus_1s(client: Any, redis_
 
 
 def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> None:
-    _one_server(own_server)  # restarts and stops one server; a cluster is many
-    import redis
-
-    c1 = redis.Redis.from_url(own_server.url)
-    c2 = redis.Redis.from_url(own_server.url)
+    c1 = connect(own_server.url)
+    c2 = connect(own_server.url)
     try:
         a = corral.threads.redis.SingleFlight(c1, namespace="r", lease=0.5)
         b = corral.threads.redis.SingleFlight(c2, namespace="r", lease=0.5)
@@ -150,11 +234,11 @@ def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> N
         tb = threading.Thread(target=call, args=("follower", b))
         tb.start()
         end = time.monotonic() + 10
-        while not c1.pubsub_channels("{r}:sf:c:*"):
+        while not c1.pubsub_channels("{r}:sf:c:*", **all_nodes(c1)):
             assert time.monotonic() < end
             time.sleep(0.005)
 
-        own_server.restart()  # same port, every key lost
+        _restart_empty(own_server, "{r}", "{r:sem}")  # same port(s), every key lost
         release.set()
         ta.join(30)
         tb.join(30)
@@ -176,24 +260,182 @@ def test_redis_restart_mid_call_gives_typed_errors(own_server: RedisServer) -> N
 
 
 def test_redis_down_is_a_typed_error_not_a_hang(own_server: RedisServer) -> None:
-    _one_server(own_server)  # restarts and stops one server; a cluster is many
-    import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    c = redis.Redis.from_url(own_server.url, retry=Retry(NoBackoff(), 1))
+    c = connect(own_server.url, retry=Retry(NoBackoff(), 1))
     try:
         sf = corral.threads.redis.SingleFlight(c, namespace="down")
         sem = corral.threads.redis.Semaphore(c, "down", 1)
-        own_server.stop()
+        down = _owner(own_server, "{down}")  # on a cluster: the others run on
+        down.stop()
         with pytest.raises(corral.redis.RedisUnavailable, match="unreachable"):
             sf.do("k", lambda: 1)
         with pytest.raises(corral.redis.RedisUnavailable):
             sem.acquire(1)
-        own_server.start()
+        down.start()
+        _cluster_ok(own_server)
         assert sf.do("k", lambda: 1) == 1
     finally:
         c.close()
+
+
+@pytest.mark.timeout(90)
+async def test_restarting_cluster_master_is_redis_unavailable_not_clusterdown(
+    redis_kind: ServerKind, request: pytest.FixtureRequest
+) -> None:
+    """A master restarted with its nodes.conf answers ``CLUSTERDOWN`` for about 2 s after it
+    is back (until it trusts its view of the cluster); a cluster client retries that, and
+    raises ``ClusterDownError`` once its retries are spent. corral leaked it (a
+    ``ResponseError``, not a connection error): now it is ``RedisUnavailable``, both flavours."""
+    own_server = _own_cluster(redis_kind, request)
+    import redis
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    node = _owner(own_server, "{cd}")
+    c = connect(own_server.url, retry=Retry(NoBackoff(), 1))  # retries spent in ~0.5 s
+    ac = connect_async(own_server.url, retry=AsyncRetry(NoBackoff(), 1))
+    unavailable: list[str] = []
+
+    async def during_clusterdown(op: Any) -> None:
+        """``op`` right after the master restarted: RedisUnavailable, never redis-py's
+        error. If the machine stalled past the ~2 s window and ``op`` succeeded, again."""
+        for _ in range(5):
+            _kill_and_start(node)  # back on its port, its slots and no keys: not yet trusted
+            try:
+                with redis.Redis(port=node.port) as raw:
+                    raw.get("{cd}")
+                continue  # (already past the window)
+            except redis.exceptions.ClusterDownError:
+                pass  # the fault is there
+            try:
+                result = op()
+                if asyncio.iscoroutine(result):
+                    await result
+            except corral.redis.RedisUnavailable as exc:
+                unavailable.append(str(exc))
+                return
+        pytest.fail("never met the restarting master's CLUSTERDOWN window")
+
+    try:
+        sf = corral.threads.redis.SingleFlight(c, namespace="cd", lease=1)
+        sem = corral.threads.redis.Semaphore(c, "cd", 1, lease=1)
+        asf = corral.redis.SingleFlight(ac, namespace="cd", lease=1)
+        asem = corral.redis.Semaphore(ac, "cd", 1, lease=1)
+        assert sf.do("k", lambda: 1) == 1  # scripts loaded, topology known
+        assert await asf.do("k", lambda: asyncio.sleep(0, 1)) == 1
+
+        def hold() -> None:
+            with sem.acquire(1, timeout=5):
+                pass
+
+        async def ahold() -> None:
+            async with asem.acquire(1, timeout=5):
+                pass
+
+        await during_clusterdown(lambda: sf.do("k", lambda: 2))
+        await during_clusterdown(hold)
+        await during_clusterdown(lambda: asf.do("k", lambda: asyncio.sleep(0, 3)))
+        await during_clusterdown(ahold)
+        assert len(unavailable) == 4
+        assert all("cluster is down" in text for text in unavailable), unavailable
+        _cluster_ok(own_server)
+        assert sf.do("k", lambda: 4) == 4  # the cluster is ok again: calls work
+    finally:
+        c.close()
+        await ac.aclose()
+
+
+@pytest.mark.timeout(60)
+def test_leader_renewal_meeting_clusterdown_is_retried_not_a_dead_thread(
+    redis_kind: ServerKind, request: pytest.FixtureRequest
+) -> None:
+    """A SingleFlight leader whose master restarts mid-call: its renewals meet the restarted
+    master's ``CLUSTERDOWN`` window, then find the lease gone. The renewal thread retried
+    connection errors only, so ``ClusterDownError`` killed it (an unhandled thread
+    exception); now it retries, and the leader learns ``LeaseLost`` from the refusal."""
+    own_server = _own_cluster(redis_kind, request)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    c = connect(own_server.url, retry=Retry(NoBackoff(), 1))  # retries spent in ~0.5 s
+    try:
+        sf = corral.threads.redis.SingleFlight(c, namespace="rn", lease=1)
+        started, release = threading.Event(), threading.Event()
+        outcome: list[Any] = []
+
+        def load() -> str:
+            started.set()
+            release.wait(30)
+            return "v"
+
+        def call() -> None:
+            try:
+                outcome.append(sf.do("k", load))
+            except Exception as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=call)
+        t.start()
+        assert started.wait(10)
+        _restart_empty(own_server, "{rn}")  # renewals meet CLUSTERDOWN until it is ok
+        end = time.monotonic() + 10
+        while sf.statistics().lost < 1:  # the renewal found the lease gone (or timed out)
+            assert time.monotonic() < end, sf.statistics()
+            time.sleep(0.01)
+        release.set()
+        t.join(10)
+        assert not t.is_alive()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], corral.redis.LeaseLost), outcome
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(60)
+async def test_async_leader_renewal_meeting_clusterdown_is_retried(
+    redis_kind: ServerKind, request: pytest.FixtureRequest
+) -> None:
+    """The asyncio twin, with the master restarted from a thread so that the renewals and
+    the leader's clean-up run during the ``CLUSTERDOWN`` window: its caller got redis-py's
+    ``ClusterDownError`` from the clean-up after the lost lease instead of ``LeaseLost``;
+    nor may the renewal task end with an exception nobody retrieved."""
+    own_server = _own_cluster(redis_kind, request)
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    ac = connect_async(own_server.url, retry=Retry(NoBackoff(), 1))  # spent in ~0.5 s
+    loop = asyncio.get_running_loop()
+    handler = loop.get_exception_handler()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        sf = corral.redis.SingleFlight(ac, namespace="arn", lease=1)
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def load() -> str:
+            started.set()
+            await release.wait()
+            return "v"
+
+        call = asyncio.ensure_future(sf.do("k", load))
+        await asyncio.wait_for(started.wait(), 10)
+        # In a thread: the renewals run on this loop while the master comes back.
+        await asyncio.to_thread(_restart_empty, own_server, "{arn}")
+        end = time.monotonic() + 10
+        while sf.statistics().lost < 1:  # the renewal found the lease gone (or timed out)
+            assert time.monotonic() < end, sf.statistics()
+            await asyncio.sleep(0.01)
+        release.set()
+        with pytest.raises(corral.redis.LeaseLost):
+            await asyncio.wait_for(call, 10)
+        gc.collect()  # a task that ended with an exception nobody retrieved is reported now
+        assert [c.get("exception") for c in reported] == []
+    finally:
+        loop.set_exception_handler(handler)
+        await ac.aclose()
 
 
 @pytest.mark.slow
@@ -219,7 +461,7 @@ def test_semaphore_20_processes_never_over_8_and_dead_holder_returns(
     assert client.get("s:counter") == b"0"
     st = corral.threads.redis.Semaphore(client, "s:sem", 8).server_statistics()
     assert (st.held, st.waiting) == (0, 0)  # nothing leaked
-    assert client.keys("{s:sem}:*") == [b"{s:sem}:e"]  # only the epoch
+    assert client.keys("{s:sem}:*", **all_nodes(client)) == [b"{s:sem}:e"]  # only the epoch
 
 
 # --- the Semaphore under real faults: permits in use counted outside corral -----------------
@@ -268,17 +510,9 @@ def _wait_for_grant(log: Path, after: float = 0.0) -> tuple[int, int]:
 SIZE, NPROCS, LEASE, HOLD = 2, 4, 1.0, 0.4
 
 
-def _one_server(server_or_client: Any) -> None:
-    """These fleets' workers connect with ``redis.Redis``: one server, not a cluster (whose
-    kind the server matrix may hand out); they are skipped there."""
-    if "Cluster" in type(server_or_client).__name__:
-        pytest.skip("the fault fleets run against one server")
-
-
 def _sem_run(
     client: Any, url: str, ns: str, log: Path, flavour: str, inject: Any, seconds: float = 4.5
 ) -> tuple[dict[int, list[float]], list[str], list[dict[str, Any]]]:
-    _one_server(client)
     proc = _spawn("sem_hold", url, ns, NPROCS, flavour, LEASE, SIZE, seconds, HOLD, log)
     try:
         _go(client, ns, NPROCS)
@@ -323,18 +557,16 @@ def test_sigstopped_holder_stops_before_its_successor_is_granted(
 
 @pytest.mark.timeout(60)
 def test_sigstopped_redis_server_past_the_lease(own_server: RedisServer, tmp_path: Path) -> None:
-    import redis
-
-    _one_server(own_server)
     log = tmp_path / "log"
-    with redis.Redis.from_url(own_server.url, socket_timeout=120) as client:
+    node = _owner(own_server, "{sr:sem}")
+    with connect(own_server.url, socket_timeout=120) as client:
 
         def inject() -> None:
             _wait_for_grant(log)
-            assert own_server.proc is not None
-            os.kill(own_server.proc.pid, signal.SIGSTOP)  # every holder's renewals stall
+            assert node.proc is not None
+            os.kill(node.proc.pid, signal.SIGSTOP)  # every holder's renewals stall
             time.sleep(LEASE * 1.8)
-            os.kill(own_server.proc.pid, signal.SIGCONT)
+            os.kill(node.proc.pid, signal.SIGCONT)
 
         _, lines, reports = _sem_run(client, own_server.url, "sr", log, "mixed", inject)
     # The holders gave up on their own clocks while Redis was silent.
@@ -343,16 +575,14 @@ def test_sigstopped_redis_server_past_the_lease(own_server: RedisServer, tmp_pat
 
 @pytest.mark.timeout(60)
 def test_redis_restarted_empty_mid_run(own_server: RedisServer, tmp_path: Path) -> None:
-    import redis
-
-    _one_server(own_server)
     log = tmp_path / "log"
     restarted: list[float] = []
-    with redis.Redis.from_url(own_server.url, socket_timeout=120) as client:
+    with connect(own_server.url, socket_timeout=120) as client:
 
         def inject() -> None:
             _wait_for_grant(log)
-            own_server.restart()  # every key lost, the epoch and the fence counter included
+            # Every key lost, the epoch and the fence counter included.
+            _restart_empty(own_server, "{re:sem}")
             restarted.append(time.monotonic())
 
         spans, lines, reports = _sem_run(client, own_server.url, "re", log, "mixed", inject)
@@ -370,10 +600,17 @@ def test_script_flush_mid_run(client: Any, redis_url: str, tmp_path: Path) -> No
 
     def inject() -> None:
         _wait_for_grant(log)
-        for _ in range(3):
-            client.script_flush()  # every script forgotten: NOSCRIPT, then reloaded
-            flushed.append(time.monotonic())
-            time.sleep(0.3)
+        # On a cluster only the master of the semaphore's slot forgets: the cluster client
+        # meets NOSCRIPT there alone, and its SCRIPT LOAD goes to every master.
+        node = _owner_client(client, "{fl:sem}")
+        try:
+            for _ in range(3):
+                node.script_flush()  # every script forgotten: NOSCRIPT, then reloaded
+                flushed.append(time.monotonic())
+                time.sleep(0.3)
+        finally:
+            if node is not client:
+                node.close()
 
     spans, lines, _ = _sem_run(client, redis_url, "fl", log, "mixed", inject)
     assert any(a > flushed[-1] for a, _ in spans.values()), lines
@@ -393,7 +630,6 @@ def test_fleet_singleflight_short_calls_one_execution_per_key_wave_with_share_fo
     nprocs, callers, keys, waves, query = 4, 100, 20, 6, 0.05
     ns = f"sw{int(share_for)}"
     log = tmp_path / "log"
-    _one_server(client)
     proc = _spawn("sf_waves", redis_url, ns, nprocs, callers, keys, waves, query, share_for, log)
     try:
         for w in range(waves):

@@ -23,6 +23,7 @@ import pytest
 
 import corral.threads.redis as T
 
+from .conftest import cluster_env
 from .test_ratelimit_fleet import PROCS, _fleet, _worst_window
 
 VICTIM = """
@@ -30,7 +31,11 @@ import os, sys, time
 import redis
 import corral.threads.redis as T
 url, log, lease = sys.argv[1], sys.argv[2], float(sys.argv[3])
-c = redis.Redis.from_url(url, socket_timeout=30)
+if os.environ.get("REDIS_CLUSTER") == "1":  # conftest.cluster_env: a cluster's URL
+    from redis.cluster import RedisCluster
+    c = RedisCluster.from_url(url, socket_timeout=30)
+else:
+    c = redis.Redis.from_url(url, socket_timeout=30)
 rpm = T.RateLimit(c, "rpm", 1000, burst=10, tag="k")
 sem = T.Semaphore(c, "conc", 1, lease=lease, tag="k")
 g = T.Limits(rpm, sem).acquire(timeout=30)
@@ -38,11 +43,6 @@ fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 os.write(fd, f"G {g.fence} {time.monotonic():.6f} {os.getpid()}\\n".encode())
 time.sleep(120)  # holds the permit (renewed) until killed
 """
-
-
-def _one_server(client: Any) -> None:
-    if "Cluster" in type(client).__name__:
-        pytest.skip("the workers connect to one server, not a cluster")
 
 
 def _no_grace(client: Any, sem: Any) -> None:
@@ -54,7 +54,6 @@ def _no_grace(client: Any, sem: Any) -> None:
 def test_sigkilled_holder_of_a_joint_grant_gives_the_permit_back_at_lease_expiry(
     client: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    _one_server(client)
     lease = 2.0
     log = tmp_path / "grants.log"
     rpm = T.RateLimit(client, "rpm", 1000, burst=10, tag="k")
@@ -65,6 +64,7 @@ def test_sigkilled_holder_of_a_joint_grant_gives_the_permit_back_at_lease_expiry
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=cluster_env(redis_url),
     )
     try:
         end = time.monotonic() + 30
@@ -118,7 +118,6 @@ def test_8_processes_limits_rpm_tpm_concurrency_with_adjust(
     scaled from a minute to a second so that a 4-second run sees many of them: 30 requests
     and 3,000 tokens per second (burst 300), 8 calls at once, each call holding its permit
     50-300 ms, so that all three limits bind. Half the processes asyncio, half threads."""
-    _one_server(client)
     req_rate, tok_rate, tok_burst, conc, lease, seconds = 30, 3_000, 300, 8, 8.0, 4.0
     _no_grace(client, T.Semaphore(client, "fleet-llm:conc", conc, lease=lease, tag="acct"))
     start, rows = _fleet(

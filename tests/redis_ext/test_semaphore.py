@@ -17,7 +17,7 @@ import corral.redis
 import corral.threads.redis
 from corral import Cancelled, DeadlineExceeded
 
-from .conftest import wait_for
+from .conftest import all_nodes, connect_async, wait_for
 
 
 def test_threads_acquire_release_and_statistics(client: Any) -> None:
@@ -30,7 +30,8 @@ def test_threads_acquire_release_and_statistics(client: Any) -> None:
         with sem.acquire(5):
             assert sem.server_statistics().held == 8
     assert sem.server_statistics().held == 0
-    assert client.keys("{s}:*") == [b"{s}:e"]  # nothing held or queued: only the epoch
+    # Nothing held or queued: only the epoch.
+    assert client.keys("{s}:*", **all_nodes(client)) == [b"{s}:e"]
     s = sem.statistics()
     assert (s.held, s.acquired, s.lost) == (0, 2, 0)
     p = sem.acquire(2)
@@ -101,7 +102,7 @@ def test_timed_out_and_cancelled_waiters_leave_no_trace(client: Any) -> None:
         st = a.server_statistics()
         assert (st.held, st.waiting, st.waiting_weight) == (2, 0, 0)
         assert b.statistics().waiting == 0
-    assert client.keys("{t}:*") == [b"{t}:e"]
+    assert client.keys("{t}:*", **all_nodes(client)) == [b"{t}:e"]
 
 
 def test_dead_holder_permits_come_back_after_its_lease(client: Any) -> None:
@@ -140,9 +141,8 @@ def test_bad_input(client: Any) -> None:
 
 
 async def test_async_semaphore(redis_url: str) -> None:
-    import redis.asyncio as ar
 
-    async with ar.Redis.from_url(redis_url) as c1, ar.Redis.from_url(redis_url) as c2:
+    async with connect_async(redis_url) as c1, connect_async(redis_url) as c2:
         a = corral.redis.Semaphore(c1, "as", 3, lease=2)
         b = corral.redis.Semaphore(c2, "as", 3, lease=2)
         held = 0
@@ -169,9 +169,8 @@ async def _take(sem: corral.redis.Semaphore, n: int) -> corral.redis.Permit:
 
 
 async def test_async_cancelled_and_timed_out_waiters_leave_no_trace(redis_url: str) -> None:
-    import redis.asyncio as ar
 
-    async with ar.Redis.from_url(redis_url) as c1, ar.Redis.from_url(redis_url) as c2:
+    async with connect_async(redis_url) as c1, connect_async(redis_url) as c2:
         a = corral.redis.Semaphore(c1, "ac", 2, lease=2)
         b = corral.redis.Semaphore(c2, "ac", 2, lease=2)
         async with a.acquire(2):
@@ -188,13 +187,12 @@ async def test_async_cancelled_and_timed_out_waiters_leave_no_trace(redis_url: s
                 await b.acquire(2, ctx=ctx)
             st = await a.server_statistics()
             assert (st.held, st.waiting) == (2, 0)
-        assert await c1.keys("{ac}:*") == [b"{ac}:e"]
+        assert await c1.keys("{ac}:*", **all_nodes(c1)) == [b"{ac}:e"]
 
 
 async def test_async_size_conflict(redis_url: str) -> None:
-    import redis.asyncio as ar
 
-    async with ar.Redis.from_url(redis_url) as c:
+    async with connect_async(redis_url) as c:
         a = corral.redis.Semaphore(c, "sc", 2)
         async with a.acquire(1):
             with pytest.raises(corral.redis.SizeConflict, match="size=3"):
@@ -215,7 +213,7 @@ def test_waiter_that_lost_its_queue_entry_queues_again(client: Any) -> None:
     t.join(10)
     assert [p.n for p in got] == [1]
     got[0].release()
-    assert client.keys("{rq}:*") == [b"{rq}:e"]
+    assert client.keys("{rq}:*", **all_nodes(client)) == [b"{rq}:e"]
 
 
 def test_try_acquire_never_waits_and_never_passes_a_waiter(client: Any) -> None:
@@ -241,4 +239,4 @@ def test_try_acquire_never_waits_and_never_passes_a_waiter(client: Any) -> None:
     assert late.fence > got[0].fence  # fenced like any grant
     late.release()
     got[0].release()
-    assert client.keys("{try}:*") == [b"{try}:e"]
+    assert client.keys("{try}:*", **all_nodes(client)) == [b"{try}:e"]

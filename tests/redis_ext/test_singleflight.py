@@ -18,7 +18,7 @@ import corral.redis
 import corral.threads.redis
 from corral import DeadlineExceeded
 
-from .conftest import wait_for
+from .conftest import all_nodes, connect, connect_async, wait_for
 
 
 class Boom(Exception):
@@ -62,11 +62,11 @@ def test_threads_one_execution_for_two_processes(client: Any) -> None:
     sa, sb = a.statistics(), b.statistics()
     assert (sa.led, sa.followed, sb.led, sb.followed) == (1, 0, 0, 1)
     assert sa.in_flight == sb.in_flight == 0
-    assert client.keys("{t}:sf:*:lease") == []
+    assert client.keys("{t}:sf:*:lease", **all_nodes(client)) == []
 
 
 def _followers(client: Any, ns: str) -> int:
-    return len(client.pubsub_channels(f"{{{ns}}}:sf:c:*"))
+    return len(client.pubsub_channels(f"{{{ns}}}:sf:c:*", **all_nodes(client)))
 
 
 def test_threads_error_is_shared_across_processes(client: Any) -> None:
@@ -241,12 +241,11 @@ def test_bad_arguments(client: Any, kwargs: dict[str, Any], exc: type, text: str
 
 
 def test_bad_client_and_key(redis_url: str, client: Any) -> None:
-    import redis as r
 
     with pytest.raises(TypeError, match="client"):
         corral.threads.redis.SingleFlight(object())
     with (
-        r.Redis.from_url(redis_url, decode_responses=True) as text_client,
+        connect(redis_url, decode_responses=True) as text_client,
         pytest.raises(ValueError, match="decode_responses"),
     ):
         corral.threads.redis.SingleFlight(text_client)
@@ -261,7 +260,6 @@ def test_bad_client_and_key(redis_url: str, client: Any) -> None:
 
 
 async def test_async_one_execution_for_many_callers(redis_url: str) -> None:
-    import redis.asyncio as ar
 
     calls = []
 
@@ -270,7 +268,7 @@ async def test_async_one_execution_for_many_callers(redis_url: str) -> None:
         await asyncio.sleep(0.05)
         return {"id": user}
 
-    async with ar.Redis.from_url(redis_url) as c1, ar.Redis.from_url(redis_url) as c2:
+    async with connect_async(redis_url) as c1, connect_async(redis_url) as c2:
         a = corral.redis.SingleFlight(c1, namespace="as", lease=2)
         b = corral.redis.SingleFlight(c2, namespace="as", lease=2)
         out = await asyncio.gather(*(sf.do(7, load, 7) for sf in (a, b) for _ in range(50)))
@@ -283,17 +281,15 @@ async def test_async_one_execution_for_many_callers(redis_url: str) -> None:
 
 
 async def test_async_sync_fn_runs_in_a_thread(redis_url: str) -> None:
-    import redis.asyncio as ar
 
-    async with ar.Redis.from_url(redis_url) as c:
+    async with connect_async(redis_url) as c:
         sf = corral.redis.SingleFlight(c, namespace="sync")
         assert await sf.do("k", sorted, [3, 1, 2]) == [1, 2, 3]
 
 
 async def test_async_abandoned_leader_hands_over_at_once(redis_url: str) -> None:
-    import redis.asyncio as ar
 
-    async with ar.Redis.from_url(redis_url) as c1, ar.Redis.from_url(redis_url) as c2:
+    async with connect_async(redis_url) as c1, connect_async(redis_url) as c2:
         a = corral.redis.SingleFlight(c1, namespace="ab", lease=30)  # a long lease...
         b = corral.redis.SingleFlight(c2, namespace="ab", lease=30)
         started = asyncio.Event()
@@ -309,7 +305,7 @@ async def test_async_abandoned_leader_hands_over_at_once(redis_url: str) -> None
         leader = asyncio.create_task(a.do("k", forever))
         await started.wait()
         follower = asyncio.create_task(b.do("k", quick))
-        while not await c1.pubsub_channels("{ab}:sf:c:*"):
+        while not await c1.pubsub_channels("{ab}:sf:c:*", **all_nodes(c1)):
             await asyncio.sleep(0.005)
         leader.cancel()  # a's only caller leaves: a gives the lease up, b takes over now
         with pytest.raises(asyncio.CancelledError):
@@ -319,12 +315,11 @@ async def test_async_abandoned_leader_hands_over_at_once(redis_url: str) -> None
 
 
 async def test_async_error_and_timeout(redis_url: str) -> None:
-    import redis.asyncio as ar
 
     async def fail() -> None:
         raise Boom("x")
 
-    async with ar.Redis.from_url(redis_url) as c:
+    async with connect_async(redis_url) as c:
         sf = corral.redis.SingleFlight(c, namespace="ae", lease=2)
         with pytest.raises(Boom):
             await sf.do("k", fail)

@@ -5,6 +5,10 @@ This script is a fresh interpreter with no thread running when it forks its NPRO
 fleet sharing one Redis. Children start together when the test pushes NPROCS tokens on
 ``NS:go``, and report what they saw as JSON on ``NS:report``; the test reads Redis. The
 parent prints each child's exit status (a signal number when killed) as JSON and exits.
+
+With ``REDIS_CLUSTER=1`` in the environment (conftest's ``cluster_env``) URL is a Redis
+Cluster's and every client is a cluster client, which routes each key to the master owning
+its slot.
 """
 
 from __future__ import annotations
@@ -26,6 +30,25 @@ import corral.threads.redis
 
 # redis-py's default socket timeout (5 s) would cut the long BLPOPs that start the fleet.
 _BLOCKING = 120
+CLUSTER = os.environ.get("REDIS_CLUSTER") == "1"
+
+
+def _sync(url: str) -> Any:
+    """A blocking client: a ``RedisCluster`` on a cluster, else a ``Redis``."""
+    if CLUSTER:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, socket_timeout=_BLOCKING)
+    return redis.Redis.from_url(url, socket_timeout=_BLOCKING)
+
+
+def _async(url: str) -> Any:
+    """An asyncio client: a ``RedisCluster`` on a cluster, else a ``Redis``."""
+    if CLUSTER:
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, socket_timeout=_BLOCKING)
+    return aredis.Redis.from_url(url, socket_timeout=_BLOCKING)
 
 
 def _start(client: Any, ns: str) -> None:
@@ -36,11 +59,11 @@ def _start(client: Any, ns: str) -> None:
 
 def sf_many(url: str, ns: str, callers: str) -> None:
     """asyncio flavour: ``callers`` tasks on one key; the call counts its executions."""
-    sync = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
+    sync = _sync(url)
     _start(sync, ns)
 
     async def main() -> list[Any]:
-        async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
+        async with _async(url) as client:
             # 50 processes starting at once on 2 shared cores stall for seconds: a lease
             # must outlast the worst stall, or its holder rightly gives it up (LeaseLost).
             sf = corral.redis.SingleFlight(client, namespace=ns, lease=8)
@@ -63,7 +86,7 @@ def sf_many(url: str, ns: str, callers: str) -> None:
 def sf_kill(url: str, ns: str, callers: str, lease: str) -> None:
     """Thread flavour: the first execution blocks (to be SIGKILLed by the test); a takeover
     execution returns at once. Each caller reports its value and the time it got it."""
-    client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
+    client = _sync(url)
     sf = corral.threads.redis.SingleFlight(client, namespace=ns, lease=float(lease))
 
     def load() -> str:
@@ -100,7 +123,7 @@ def sf_kill(url: str, ns: str, callers: str, lease: str) -> None:
 
 def sem_victim(url: str, ns: str, lease: str) -> None:
     """Holds 5 permits and says so; the test SIGKILLs it while it holds them."""
-    client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
+    client = _sync(url)
     sem = corral.threads.redis.Semaphore(client, f"{ns}:sem", 8, lease=float(lease))
     sem.acquire(5)
     client.rpush(f"{ns}:victim", os.getpid())
@@ -109,7 +132,7 @@ def sem_victim(url: str, ns: str, lease: str) -> None:
 
 def sem_contend(url: str, ns: str, lease: str, index: str, rounds: str) -> None:
     """Acquires weight 1..5 ``rounds`` times; an independent counter tracks the sum held."""
-    client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
+    client = _sync(url)
     sem = corral.threads.redis.Semaphore(client, f"{ns}:sem", 8, lease=float(lease))
     weight = 1 + int(index) % 5
     peak = 0
@@ -147,7 +170,7 @@ def sem_hold(
         _log(log, f"{kind} {fence} {time.monotonic():.6f} {pid} {flavour}")
 
     if flavour == "threads":
-        client = redis.Redis.from_url(url, socket_timeout=_BLOCKING)
+        client = _sync(url)
         sem = corral.threads.redis.Semaphore(client, f"{ns}:sem", int(size), lease=float(lease))
         _start(client, ns)
         while time.monotonic() < end:
@@ -173,7 +196,7 @@ def sem_hold(
         return
 
     async def main() -> None:
-        async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
+        async with _async(url) as client:
             sem = corral.redis.Semaphore(client, f"{ns}:sem", int(size), lease=float(lease))
             await client.rpush(f"{ns}:ready", pid)
             if await client.blpop([f"{ns}:go"], timeout=60) is None:
@@ -211,7 +234,7 @@ def sf_waves(
     pid = os.getpid()
 
     async def main() -> None:
-        async with aredis.Redis.from_url(url, socket_timeout=_BLOCKING) as client:
+        async with _async(url) as client:
             sf = corral.redis.SingleFlight(
                 client, namespace=ns, lease=2, share_for=float(share_for)
             )

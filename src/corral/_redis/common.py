@@ -41,14 +41,23 @@ __all__ = [
 ]
 
 
-#: redis-py's errors for a connection that failed or timed out (a blip, or Redis is gone).
-#: A cluster client that reaches no node raises ``RedisClusterUnreachableError``, which is
-#: not a ``RedisError``: without it a stopped or stalled cluster escaped as redis-py's own
-#: exception instead of ``RedisUnavailable``. (Older redis-py has no such class: its plain
-#: ``RedisClusterException`` also means a bad cluster setup, so it is not caught there.)
+#: redis-py's errors for a connection that failed or timed out (a blip, or Redis is gone),
+#: and a Redis Cluster's transient refusals, which a cluster client raises once its own
+#: retries are spent: ``CLUSTERDOWN`` (a master restarting answers it until it has rejoined;
+#: the whole cluster once a master is marked failed), ``TRYAGAIN`` (a slot migrating), a
+#: slot no reachable node serves, or no node answering at all. Each means "not available
+#: now", as a dropped connection does: the same ``RedisUnavailable``, and a lease renewal
+#: retried while the lease may still run. (``ClusterDownError`` and ``TryAgainError`` are
+#: ``ResponseError`` subclasses, so this tuple is caught before ``ResponseError``.)
 IO_ERRORS = (
     rexc.ConnectionError,
     rexc.TimeoutError,
+    rexc.ClusterDownError,
+    rexc.TryAgainError,
+    rexc.SlotNotCoveredError,
+    # Newer redis-py only (no node of the cluster answered a topology refresh); older ones
+    # raise the errors above for it, so the fallback repeats one of them: their plain
+    # ``RedisClusterException`` also means a bad cluster setup, so it is not caught there.
     getattr(rexc, "RedisClusterUnreachableError", rexc.ConnectionError),
 )
 #: The longest socket read of a wait that watches a Context (a local wait, not a round trip).
@@ -296,8 +305,17 @@ _UNSUPPORTED = ("CROSSSLOT", "unknown command", "non deterministic", "Unknown Re
 
 
 def server_error(what: str, exc: rexc.ResponseError) -> BaseException:
-    """A script's error reply as a typed error: ``RedisUnsupported`` for a server too old or
-    a cross-slot refusal; anything else is returned as it is (a bug: say it loudly)."""
+    """A script's error reply as a typed error: ``RedisUnsupported`` for a server too old, a
+    cross-slot refusal, or a redirection (``MOVED``/``ASK``) that reached us; anything else
+    is returned as it is (a bug: say it loudly)."""
+    if isinstance(exc, rexc.AskError):  # MovedError too
+        # A cluster client follows redirections itself; one that reaches here came to a
+        # single-node client talking to a Redis Cluster node that does not own the key.
+        return RedisUnsupported(
+            f"{what}: the server redirected the call to another node ({exc}): this is a Redis"
+            " Cluster node, and a single-node client cannot follow redirections; pass a"
+            " redis.cluster.RedisCluster (redis.asyncio.cluster.RedisCluster for corral.redis)"
+        )
     text = str(exc)
     if any(s in text for s in _UNSUPPORTED):
         return RedisUnsupported(f"{what}: the server cannot run corral's scripts: {text}")

@@ -16,6 +16,11 @@ so only the cross-process part differs:
 
 ``redis.semaphore.uncontended``: ``n`` acquire+release pairs of one permit, nobody else
 waiting, against redis-py's ``Lock`` acquire+release (both one round trip each way).
+
+``redis.singleflight.share_for``: issue 18's trial, 4 processes (spawned per measurement,
+outside the stopwatch) × 100 callers over 20 keys per wave, a 50 ms query; its figure is the
+executions per key-wave, counted from an ``O_APPEND`` file outside corral, with
+``SingleFlight(share_for=5)`` and without it (the time is the trial's, no verdict).
 """
 
 from __future__ import annotations
@@ -364,5 +369,132 @@ register(
     impls=[
         _impl("corral.threads.redis", _sem_corral_threads, peer=False, reference="redis-py Lock"),
         _impl("redis-py Lock", _sem_lock_threads, peer=True),
+    ],
+)
+
+
+# --- redis.singleflight.share_for ---------------------------------------------------------------
+
+#: Issue 18's trial: processes × callers on ``_WAVE_KEYS`` keys per wave, a 50 ms query.
+_WAVE_PROCS, _WAVE_CALLERS, _WAVE_KEYS, _WAVE_QUERY = 4, 100, 20, 0.05
+#: How long a finished result stays joinable with the option on (seconds).
+_SHARE_FOR = 5.0
+
+
+def _wave_worker(url: str, ns: str, share_for: float, waves: int, keys: int, log: str) -> None:
+    """One process of the trial: per wave, wait for the start, then ``_WAVE_CALLERS`` callers
+    over the wave's ``keys`` keys; each execution of the query appends its key to ``log``."""
+    import asyncio
+
+    import redis
+    import redis.asyncio as aredis
+
+    import corral.redis
+
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    control = redis.Redis.from_url(url, socket_timeout=None)  # it blocks in BLPOP
+
+    async def main() -> None:
+        async with aredis.Redis.from_url(url) as client:
+            sf = corral.redis.SingleFlight(client, namespace=ns, lease=2, share_for=share_for)
+
+            async def query(key: str) -> str:
+                os.write(fd, f"{key}\n".encode())  # O_APPEND: counted outside corral
+                await asyncio.sleep(_WAVE_QUERY)
+                return f"value:{key}"
+
+            for w in range(waves):
+                await client.rpush(f"{ns}:ready", 1)
+                # (the control client blocks the loop, as the start of a burst would)
+                if control.blpop([f"{ns}:go:{w}"], timeout=120) is None:
+                    raise BenchError("no start signal")
+                names = [f"w{w}:k{i % keys}" for i in range(_WAVE_CALLERS)]
+                values = await asyncio.gather(*(sf.do(k, query, k) for k in names))
+                ok = sum(v == f"value:{k}" for v, k in zip(values, names, strict=True))
+                await client.rpush(f"{ns}:done", ok)
+
+    try:
+        asyncio.run(main())
+    finally:
+        control.close()
+        os.close(fd)
+
+
+def _waves(share_for: float) -> Any:
+    def run(env: Env, n: int) -> Timing:
+        import redis
+
+        keys = min(n, _WAVE_KEYS)  # (fewer in the warm-up run, a tenth of the items)
+        waves = n // keys
+        check(waves * keys == n, f"n={n} is not a whole number of {keys}-key waves")
+        url = _url()
+        ns = f"{_PREFIX}:waves:{time.monotonic_ns()}"
+        fd, log = tempfile.mkstemp(prefix="corral-bench-waves-")
+        os.close(fd)
+        ctx = multiprocessing.get_context("spawn")  # never fork the bench's threaded process
+        args = (url, ns, share_for, waves, keys, log)
+        procs = [
+            ctx.Process(target=_wave_worker, args=args, daemon=True) for _ in range(_WAVE_PROCS)
+        ]
+        try:
+            with redis.Redis.from_url(url, socket_timeout=None) as client:
+                for p in procs:
+                    p.start()
+                sw = None
+                for w in range(waves):
+                    for _ in procs:
+                        got = client.blpop([f"{ns}:ready"], timeout=120)
+                        check(got is not None, "a worker did not start")
+                    sw = sw or Stopwatch()  # process start-up is outside the stopwatch
+                    client.rpush(f"{ns}:go:{w}", *[1] * _WAVE_PROCS)
+                    for _ in procs:
+                        got = client.blpop([f"{ns}:done"], timeout=env.timeout)
+                        check(got is not None, "a worker did not finish its wave")
+                        check(int(got[1]) == _WAVE_CALLERS, f"{got[1]!r} callers got the value")
+                assert sw is not None
+                t = sw.stop()
+                for p in procs:
+                    p.join(env.timeout)
+            with open(log) as f:
+                counts: dict[str, int] = {}
+                for line in f:
+                    counts[line.strip()] = counts.get(line.strip(), 0) + 1
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                    p.join()
+            os.unlink(log)
+        check(len(counts) == n, f"{len(counts)} of {n} key-waves executed")
+        total = sum(counts.values())
+        figures = (
+            f"{total} executions for {n} key-waves: {total / n:.2f} per key-wave"
+            f" (at most {max(counts.values())})"
+        )
+        return Timing(t.wall, t.cpu, figures)
+
+    return run
+
+
+register(
+    "redis.singleflight.share_for",
+    items=_WAVE_KEYS * 6,
+    quick_items=_WAVE_KEYS * 2,
+    unit="key-wave",
+    note=(
+        f"{_WAVE_PROCS} processes × {_WAVE_CALLERS} callers over {_WAVE_KEYS} keys per wave, a "
+        f"{_WAVE_QUERY * 1000:.0f} ms query; the figure is executions per key-wave (1 is "
+        f"exact): SingleFlight(share_for={_SHARE_FOR:g}) keeps a finished result joinable, "
+        "without it a process that joins after the leader finished runs the query again"
+    ),
+    impls=[
+        # No reference: the time is the trial's, the executions are the result.
+        Impl(
+            f"corral.redis share_for={_SHARE_FOR:g}",
+            _waves(_SHARE_FOR),
+            peer=False,
+            requires=_REQUIRES,
+        ),
+        Impl("corral.redis, no share_for", _waves(0.0), peer=False, requires=_REQUIRES),
     ],
 )
