@@ -46,10 +46,10 @@ at the rate even when a message takes longer than one interval to reach a waiter
 
 from __future__ import annotations
 
-__all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_LEAVE", "RL_STATE"]
+__all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_FAST", "RL_FAST_LEAVE", "RL_LEAVE", "RL_STATE"]
 
-# Shared by the scripts: the clock, the epoch and a limiter's tat.
-_PRELUDE = """
+# Shared by the scripts: the clock, the epoch and a limiter's tat (and its GCRA rule).
+_CORE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function fmt(x) return string.format('%.17g', x) end
@@ -77,6 +77,17 @@ local function set_tat(key, tat)
   redis.call('SET', key, s, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
   return s
 end
+-- GCRA: the instant cost ``c`` conforms at, and ``tat`` once ``c`` is taken as of ``s``.
+local function conforms(tat, c, burst, T) return tat + (c - burst) * T end
+local function taken(tat, c, s, T)
+  if s > tat then tat = s end
+  return tat + c * T
+end
+"""
+
+_PRELUDE = (
+    _CORE
+    + """
 -- A caller (grant ``tok``) resumed ``need`` us later than the headroom covers: the grants
 -- not yet made move back as much, so the window that starts at its late return holds no
 -- more than the limit. Shifts made since that grant count towards it (each limiter keeps
@@ -85,6 +96,12 @@ end
 local function late(pre, tok, need, tat_keys, total_keys)
   local gk = pre .. 'g:' .. tok
   local g = redis.call('GET', gk)
+  if not g then
+    -- No record (a grant of RL_FAST keeps none of its own; or it expired): the marker of
+    -- this report, if it was applied already.
+    gk = pre .. 'r:' .. tok
+    g = redis.call('GET', gk)
+  end
   local rec = {}
   if g then for v in string.gmatch(g, '%S+') do rec[#rec + 1] = v end end
   local n = #tat_keys
@@ -98,15 +115,22 @@ local function late(pre, tok, need, tat_keys, total_keys)
       total = total + add
       redis.call('SET', total_keys[i], fmt(total), 'PX', 3600000)
     end
-    out[1 + i] = rec[1 + i]
+    out[1 + i] = rec[1 + i] or '0'
     out[1 + n + i] = fmt(total - need)
   end
   -- Applied: the record's shift totals now say ``need`` was shifted since the grant, so the
   -- same report sent again (by a caller that could not learn whether its call ran: it was
-  -- cancelled, or the reply was lost) moves nothing.
-  if g and #rec >= 1 + n then redis.call('SET', gk, table.concat(out, ' '), 'KEEPTTL') end
+  -- cancelled, or the reply was lost) moves nothing. A report with no record leaves a
+  -- marker (``r:<tok>``) that says the same.
+  if g and #rec >= 1 + n then
+    redis.call('SET', gk, table.concat(out, ' '), 'KEEPTTL')
+  elseif not g then
+    out[1] = '0'
+    redis.call('SET', gk, table.concat(out, ' '), 'PX', 3600000)
+  end
 end
 """
+)
 
 # KEYS: epoch, then per limiter: tat, queue, queue leases, entries, shift total.
 # ARGV: token, known epoch ('' if none), fresh epoch id, lease_us, horizon_us, prefix,
@@ -142,11 +166,9 @@ for i = 1, n do
   local b = 7 + 3 * i
   T[i], B[i], C[i] = tonumber(ARGV[b - 2]), tonumber(ARGV[b - 1]), tonumber(ARGV[b])
 end
-local function due(i, c) return tats[i] + (c - B[i]) * T[i] end
+local function due(i, c) return conforms(tats[i], c, B[i], T[i]) end
 local function take(i, c, s)
-  local tat = tats[i]
-  if s > tat then tat = s end
-  tats[i] = tat + c * T[i]
+  tats[i] = taken(tats[i], c, s, T[i])
   return set_tat(K(i, 1), tats[i])
 end
 local function record(tok, s, recs)
@@ -329,5 +351,67 @@ RL_STATE = (
 local rec = redis.call('HGET', KEYS[1], 'rec')
 local tat = get_tat(KEYS[2], rec and tonumber(rec), tonumber(ARGV[1]), tonumber(ARGV[2]))
 return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
+"""
+)
+
+# The uncontended acquire of one limiter, lean: RL_ACQUIRE's fast path (mode '0', one
+# limiter, no late reports) and nothing else, so an acquire that finds no queue pays for six
+# commands and few arguments, not for the queue machinery it does not use. The rules are
+# the shared ones (``_CORE``: the clock, the epoch, the tat and GCRA). A caller it cannot
+# grant (somebody queued, or its cost not due within the horizon) calls RL_ACQUIRE, which
+# queues it: this script then wrote nothing but the epoch.
+#
+# Its grant keeps no record of its own (a new key per grant, with an expiry, costs as much
+# as the rest of the script): the limiter's ``l`` key names the *last* such grant (token,
+# instant, tat after it), which is all a refund needs, since only the last grant of a
+# limiter can be refunded (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE
+# refunds it; a late report of it leaves a marker instead (see ``late``).
+# KEYS: epoch, tat, queue, last fast grant. ARGV: token (also the fresh epoch id if Redis
+#       has none), known epoch ('' if none), cost, then the limiter's constants: T_us,
+#       burst, lease_us, horizon_us.
+# -> now (an integer): granted as of now, and the epoch is the known one (the common reply:
+#    one integer is cheaper to parse than an array)
+#  | {1, instant, epoch, now} granted as of ``instant`` (server us)
+#  | {2, 0, epoch, now} not granted here: call RL_ACQUIRE
+#    (``epoch`` is 0 when it is the known one)
+RL_FAST = (
+    _CORE
+    + """
+local token, known = ARGV[1], ARGV[2]
+local id, rec = epoch(known, token)
+local e = 0
+if id ~= known then e = id end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {2, 0, e, now} end
+local c, T, B = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local tat = get_tat(KEYS[2], rec, T, B)
+local s = conforms(tat, c, B, T)
+if s < now then s = now end
+if s > now + tonumber(ARGV[7]) then return {2, 0, e, now} end
+local ts = set_tat(KEYS[2], taken(tat, c, s, T))
+-- (a grant of cost 0 has nothing to refund, and must not hide the last grant that has)
+if c > 0 then
+  redis.call('SET', KEYS[4], token .. ' ' .. fmt(s) .. ' ' .. ts,
+             'PX', math.floor((s - now + tonumber(ARGV[6])) / 1000) + 1)
+end
+if s == now and e == 0 then return now end
+return {1, s, e, now}
+"""
+)
+
+# KEYS: tat, last fast grant. ARGV: token, T_us, cost. RL_LEAVE for a grant of RL_FAST (which
+# never queues): refunded if it is still the last grant of the limiter and nothing was taken
+# after it (its tat is still the latest). -> as RL_LEAVE: 0 nothing to undo (not granted, or
+# a later grant took the slot: kept) | 2 refunded | 3 kept (something was taken after it)
+RL_FAST_LEAVE = (
+    _CORE
+    + """
+local g = redis.call('GET', KEYS[2])
+if not g then return 0 end
+local tok, _, ts = string.match(g, '^(%S+) (%S+) (%S+)$')
+if tok ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[1]) ~= ts then return 3 end
+set_tat(KEYS[1], tonumber(ts) - tonumber(ARGV[3]) * tonumber(ARGV[2]))
+return 2
 """
 )

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from .._core.context import Context, _check_timeout
 from .._shells import check_ctx
 from . import _rt_threads as rt
@@ -110,16 +112,21 @@ def _acquire(
         ctx.raise_if_cancelled()
     first = members[0]
     token = new_token()
-    keys = [first._k.epoch]
-    tail: list[Any] = []
-    for m, c in zip(members, costs, strict=True):
-        keys += m._k.keys()
-        tail += [m._k.interval_us, m._k.burst, c]
-    script = first._s["RL_ACQUIRE"]
     clock = first._clock
-    key = tuple(keys)
     if not clock.samples:
         _calibrate(first, what)
+    # One limiter, not queued at its last acquire here, and no late report to carry: the
+    # lean script (rate_scripts.RL_FAST) first. It grants, or says to call RL_ACQUIRE (then
+    # this limiter's next acquires call RL_ACQUIRE at once, until one is granted at its
+    # first call again: a contended limiter pays no second round trip per acquire).
+    fast = (
+        first._fast
+        and len(members) == 1
+        and (not first._reports or first._k.solo not in first._reports)
+    )
+    keys: list[str] = []
+    tail: list[Any] = []
+    key: tuple[str, ...] = ()
     guard: rt.Guard | None = None
     queued = False
     mode = 0  # a first call: not queued, not granted yet (the script skips those checks)
@@ -128,36 +135,51 @@ def _acquire(
     carried: list[Any] = []
     try:
         while True:
-            with first._lock:
-                carried = first._reports.pop(key, [])
+            if not fast and not keys:
+                keys, tail = [first._k.epoch], []
+                for m, c in zip(members, costs, strict=True):
+                    keys += m._k.keys()
+                    tail += [m._k.interval_us, m._k.burst, c]
+                key = tuple(keys)
             sent = time.time()
             try:
-                r = script(
-                    keys=keys,
-                    args=[
-                        token,
-                        first._epoch,
-                        token,  # (a fresh epoch id, if Redis has none)
-                        first._lease_us,
-                        _HORIZON_US,
-                        first._k.prefix,
-                        mode,
-                        *tail,
-                        *carried,
-                    ],
-                )
+                if fast:
+                    r = first._run_fast(token, costs[0])
+                else:
+                    with first._lock:
+                        carried = first._reports.pop(key, [])
+                    r = first._s["RL_ACQUIRE"](
+                        keys=keys,
+                        args=[
+                            token,
+                            first._epoch,
+                            token,  # (a fresh epoch id, if Redis has none)
+                            first._lease_us,
+                            _HORIZON_US,
+                            first._k.prefix,
+                            mode,
+                            *tail,
+                            *carried,
+                        ],
+                    )
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             carried = []
             clock.sample(sent, time.time(), r[3])
-            mode = 2
-            epoch = decode(r[2])
-            for m in members:
-                m._epoch = epoch
+            if r[2] != 0:  # (RL_FAST sends the epoch only when it is not the known one)
+                epoch = decode(r[2])
+                for m in members:
+                    m._epoch = epoch
             if r[0] == 1:
                 instant = int(r[1])
                 now = int(r[3])
+                if mode == 0 and not fast:
+                    first._fast = True  # granted at its first call: uncontended again
                 break
+            if fast:  # RL_FAST could not grant it: RL_ACQUIRE decides (a first call still)
+                fast = first._fast = False
+                continue
+            mode = 2
             guard = guard or rt.Guard(timeout, ctx, what)
             if not queued:
                 queued = True
@@ -176,8 +198,7 @@ def _acquire(
         # Granted as of the server's "now" (the fast path): return at once. (The estimate
         # of the server's clock is off by up to half a round trip: trusting it here would
         # sleep for that error, a wake-up on a loaded machine, on every uncontended acquire.)
-        wait = 0.0 if instant <= now else clock.until(instant)
-        if wait > 0:
+        if instant > now and (wait := clock.until(instant)) > 0:
             # Granted as of an instant just ahead: return then, not before.
             guard = guard or rt.Guard(timeout, ctx, what)
             _sleep(wait, guard)
@@ -190,7 +211,7 @@ def _acquire(
         if late > first._late:
             need = round((late - first._late + clock.rtt) * 1e6)
             with first._lock:
-                first._reports.setdefault(key, []).extend((token, need))
+                first._reports.setdefault(key or first._k.solo, []).extend((token, need))
                 first._late_count += 1
     except BaseException:
         if carried:
@@ -198,10 +219,15 @@ def _acquire(
                 first._reports.setdefault(key, []).extend(carried)
         # Leave no trace: out of the queue; a grant made meanwhile is refunded.
         with contextlib.suppress(*IO_ERRORS):
-            first._s["RL_LEAVE"](
-                keys=keys,
-                args=[token, first._k.prefix, *_leave_args(members, costs)],
-            )
+            if fast:  # (RL_FAST never queues: only its grant, if it made one, to undo)
+                k = first._k
+                first._s["RL_FAST_LEAVE"](
+                    keys=[k.tat, k.last], args=[token, k.interval_us, costs[0]]
+                )
+            elif keys:
+                first._s["RL_LEAVE"](
+                    keys=keys, args=[token, first._k.prefix, *_leave_args(members, costs)]
+                )
         raise
     finally:
         if queued:
@@ -277,6 +303,10 @@ class RateLimit:
         "_client",
         "_clock",
         "_epoch",
+        "_fast",
+        "_fast_args",
+        "_fast_keys",
+        "_fast_sha",
         "_granted",
         "_k",
         "_late",
@@ -313,8 +343,17 @@ class RateLimit:
         self._client = client
         self._s = {
             n: client.register_script(getattr(rate_scripts, n))
-            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE")
+            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE", "RL_FAST", "RL_FAST_LEAVE")
         }
+        # RL_FAST's constant arguments, encoded once as redis-py would encode them (its own
+        # encoder: the keys' bytes must be the other scripts'); see ``_run_fast``.
+        k, enc = self._k, client.get_encoder()
+        self._fast_sha = self._s["RL_FAST"].sha
+        self._fast_keys = tuple(enc.encode(x) for x in (k.epoch, k.tat, k.keys()[1], k.last))
+        self._fast_args = tuple(enc.encode(x) for x in (k.interval_us, k.burst, self._lease_us))
+        self._fast_args += (enc.encode(_HORIZON_US),)
+        #: RL_FAST first (see ``_acquire``): false while this limiter is contended here.
+        self._fast = True
         self._epoch = ""
         self._clock = ServerClock()
         # Lateness the headroom absorbs, less a margin for the server clock's estimate.
@@ -401,6 +440,19 @@ class RateLimit:
         return round(k.burst - int(r[0]) / k.interval_us, 6)
 
     # -- the work ------------------------------------------------------------------------
+
+    def _run_fast(self, token: str, cost: float) -> Any:
+        """RL_FAST for one acquire of ``cost``, through redis-py's cheapest path (the
+        command itself, its constant arguments encoded once); ``NOSCRIPT`` (Redis
+        restarted, or its scripts flushed) loads it and runs it again."""
+        args = (*self._fast_keys, token, self._epoch, cost, *self._fast_args)
+        try:
+            r = self._client.execute_command("EVALSHA", self._fast_sha, 4, *args)
+        except NoScriptError:
+            r = self._s["RL_FAST"](keys=args[:4], args=args[4:])
+        if r.__class__ is int:
+            return (1, r, 0, r)  # granted as of now, the epoch known: its short reply
+        return r
 
     def _woken(self, token: str, guard: rt.Guard) -> int | None:
         """Wait for this waiter's wake-up message, at most until its lease needs renewing:
