@@ -48,8 +48,8 @@ from __future__ import annotations
 
 __all__ = ["RL_ACQUIRE", "RL_ADJUST", "RL_FAST", "RL_FAST_LEAVE", "RL_LEAVE", "RL_STATE"]
 
-# Shared by the scripts: the clock, the epoch and a limiter's tat (and its GCRA rule).
-_CORE = """
+# Shared by the scripts: the clock, the epoch and a limiter's tat.
+_PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function fmt(x) return string.format('%.17g', x) end
@@ -77,17 +77,6 @@ local function set_tat(key, tat)
   redis.call('SET', key, s, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
   return s
 end
--- GCRA: the instant cost ``c`` conforms at, and ``tat`` once ``c`` is taken as of ``s``.
-local function conforms(tat, c, burst, T) return tat + (c - burst) * T end
-local function taken(tat, c, s, T)
-  if s > tat then tat = s end
-  return tat + c * T
-end
-"""
-
-_PRELUDE = (
-    _CORE
-    + """
 -- A caller (grant ``tok``) resumed ``need`` us later than the headroom covers: the grants
 -- not yet made move back as much, so the window that starts at its late return holds no
 -- more than the limit. Shifts made since that grant count towards it (each limiter keeps
@@ -130,7 +119,6 @@ local function late(pre, tok, need, tat_keys, total_keys)
   end
 end
 """
-)
 
 # KEYS: epoch, then per limiter: tat, queue, queue leases, entries, shift total.
 # ARGV: token, known epoch ('' if none), fresh epoch id, lease_us, horizon_us, prefix,
@@ -166,9 +154,11 @@ for i = 1, n do
   local b = 7 + 3 * i
   T[i], B[i], C[i] = tonumber(ARGV[b - 2]), tonumber(ARGV[b - 1]), tonumber(ARGV[b])
 end
-local function due(i, c) return conforms(tats[i], c, B[i], T[i]) end
+local function due(i, c) return tats[i] + (c - B[i]) * T[i] end
 local function take(i, c, s)
-  tats[i] = taken(tats[i], c, s, T[i])
+  local tat = tats[i]
+  if s > tat then tat = s end
+  tats[i] = tat + c * T[i]
   return set_tat(K(i, 1), tats[i])
 end
 local function record(tok, s, recs)
@@ -356,58 +346,83 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 
 # The uncontended acquire of one limiter, lean: RL_ACQUIRE's fast path (mode '0', one
 # limiter, no late reports) and nothing else, so an acquire that finds no queue pays for six
-# commands and few arguments, not for the queue machinery it does not use. The rules are
-# the shared ones (``_CORE``: the clock, the epoch, the tat and GCRA). A caller it cannot
-# grant (somebody queued, or its cost not due within the horizon) calls RL_ACQUIRE, which
-# queues it: this script then wrote nothing but the epoch.
+# commands and seven arguments, not for the queue machinery it does not use. A caller it
+# cannot grant (somebody queued, or its cost not due within the horizon) calls RL_ACQUIRE,
+# which queues it: this script then wrote nothing but the epoch.
+#
+# The rules in it (the epoch, the tat, GCRA's due time and take) are copies of
+# ``_PRELUDE``'s and RL_ACQUIRE's, written out in line: the prelude's local functions are
+# closures made again at every call, a third of this script's time. The copies are checked
+# against the originals by tests/redis_ext/test_ratelimit_fast.py, which drives both
+# scripts through the same sequences (see tests/inlines/registry.py).
 #
 # Its grant keeps no record of its own (a new key per grant, with an expiry, costs as much
 # as the rest of the script): the limiter's ``l`` key names the *last* such grant (token,
-# instant, tat after it), which is all a refund needs, since only the last grant of a
-# limiter can be refunded (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE
-# refunds it; a late report of it leaves a marker instead (see ``late``).
-# KEYS: epoch, tat, queue, last fast grant. ARGV: token (also the fresh epoch id if Redis
-#       has none), known epoch ('' if none), cost, then the limiter's constants: T_us,
-#       burst, lease_us, horizon_us.
+# tat after it), which is all a refund needs, since only the last grant of a limiter can be
+# refunded (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE refunds it; a late
+# report of it leaves a marker instead (see ``late``).
+# KEYS: epoch, tat (``<base>t``; the queue is ``<base>q``, the last fast grant ``<base>l``).
+# ARGV: token (also the fresh epoch id if Redis has none), known epoch ('' if none), cost,
+#       the limiter's constants "T_us burst lease_us horizon_us" (one argument, made once:
+#       every argument costs the client more to send than the server to split).
 # -> now (an integer): granted as of now, and the epoch is the known one (the common reply:
 #    one integer is cheaper to parse than an array)
 #  | {1, instant, epoch, now} granted as of ``instant`` (server us)
 #  | {2, 0, epoch, now} not granted here: call RL_ACQUIRE
 #    (``epoch`` is 0 when it is the known one)
-RL_FAST = (
-    _CORE
-    + """
+# inline of corral._redis.rate_scripts.RL_ACQUIRE
+RL_FAST = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
 local token, known = ARGV[1], ARGV[2]
-local id, rec = epoch(known, token)
+local base = string.sub(KEYS[2], 1, -2)
+-- inline of _PRELUDE's epoch()
+local got = redis.call('HMGET', KEYS[1], 'id', 'rec')
+local id, rec = got[1], got[2]
+if not id then
+  id = token
+  redis.call('HSET', KEYS[1], 'id', id)
+end
+if known ~= '' and known ~= id and not rec then
+  rec = string.format('%.17g', now)
+  redis.call('HSET', KEYS[1], 'rec', rec)
+end
 local e = 0
 if id ~= known then e = id end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {2, 0, e, now} end
-local c, T, B = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local tat = get_tat(KEYS[2], rec, T, B)
-local s = conforms(tat, c, B, T)
+-- inline of RL_ACQUIRE's fast path, for one limiter
+if redis.call('EXISTS', base .. 'q') == 1 then return {2, 0, e, now} end
+local c = tonumber(ARGV[3])
+local T, B, lease, horizon = string.match(ARGV[4], '^(%S+) (%S+) (%S+) (%S+)$')
+T, B = tonumber(T), tonumber(B)
+local tat = redis.call('GET', KEYS[2])  -- (get_tat)
+if tat then tat = tonumber(tat) elseif rec then tat = tonumber(rec) + B * T else tat = -1 end
+local s = tat + (c - B) * T  -- (due)
 if s < now then s = now end
-if s > now + tonumber(ARGV[7]) then return {2, 0, e, now} end
-local ts = set_tat(KEYS[2], taken(tat, c, s, T))
+if s > now + tonumber(horizon) then return {2, 0, e, now} end
+if s > tat then tat = s end  -- (take)
+tat = tat + c * T
+local ts = string.format('%.17g', tat)  -- (set_tat)
+redis.call('SET', KEYS[2], ts, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
 -- (a grant of cost 0 has nothing to refund, and must not hide the last grant that has)
 if c > 0 then
-  redis.call('SET', KEYS[4], token .. ' ' .. fmt(s) .. ' ' .. ts,
-             'PX', math.floor((s - now + tonumber(ARGV[6])) / 1000) + 1)
+  redis.call('SET', base .. 'l', token .. ' ' .. ts,
+             'PX', math.floor((s - now + tonumber(lease)) / 1000) + 1)
 end
 if s == now and e == 0 then return now end
 return {1, s, e, now}
 """
-)
 
 # KEYS: tat, last fast grant. ARGV: token, T_us, cost. RL_LEAVE for a grant of RL_FAST (which
 # never queues): refunded if it is still the last grant of the limiter and nothing was taken
-# after it (its tat is still the latest). -> as RL_LEAVE: 0 nothing to undo (not granted, or
-# a later grant took the slot: kept) | 2 refunded | 3 kept (something was taken after it)
+# after it (its tat is still the latest; RL_LEAVE's rule). -> as RL_LEAVE: 0 nothing to undo
+# (not granted, or a later grant took the slot: kept) | 2 refunded | 3 kept (something was
+# taken after it)
 RL_FAST_LEAVE = (
-    _CORE
+    _PRELUDE
     + """
 local g = redis.call('GET', KEYS[2])
 if not g then return 0 end
-local tok, _, ts = string.match(g, '^(%S+) (%S+) (%S+)$')
+local tok, ts = string.match(g, '^(%S+) (%S+)$')
 if tok ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 if redis.call('GET', KEYS[1]) ~= ts then return 3 end

@@ -304,7 +304,7 @@ class RateLimit:
         "_clock",
         "_epoch",
         "_fast",
-        "_fast_args",
+        "_fast_consts",
         "_fast_keys",
         "_fast_sha",
         "_granted",
@@ -349,9 +349,9 @@ class RateLimit:
         # encoder: the keys' bytes must be the other scripts'); see ``_run_fast``.
         k, enc = self._k, client.get_encoder()
         self._fast_sha = self._s["RL_FAST"].sha
-        self._fast_keys = tuple(enc.encode(x) for x in (k.epoch, k.tat, k.keys()[1], k.last))
-        self._fast_args = tuple(enc.encode(x) for x in (k.interval_us, k.burst, self._lease_us))
-        self._fast_args += (enc.encode(_HORIZON_US),)
+        self._fast_keys = (enc.encode(k.epoch), enc.encode(k.tat))
+        consts = (k.interval_us, k.burst, self._lease_us, _HORIZON_US)
+        self._fast_consts = enc.encode(" ".join(repr(x) for x in consts))
         #: RL_FAST first (see ``_acquire``): false while this limiter is contended here.
         self._fast = True
         self._epoch = ""
@@ -445,11 +445,12 @@ class RateLimit:
         """RL_FAST for one acquire of ``cost``, through redis-py's cheapest path (the
         command itself, its constant arguments encoded once); ``NOSCRIPT`` (Redis
         restarted, or its scripts flushed) loads it and runs it again."""
-        args = (*self._fast_keys, token, self._epoch, cost, *self._fast_args)
+        epoch, tat = self._fast_keys
+        args = (token, self._epoch, cost, self._fast_consts)
         try:
-            r = self._client.execute_command("EVALSHA", self._fast_sha, 4, *args)
+            r = self._client.execute_command("EVALSHA", self._fast_sha, 2, epoch, tat, *args)
         except NoScriptError:
-            r = self._s["RL_FAST"](keys=args[:4], args=args[4:])
+            r = self._s["RL_FAST"](keys=self._fast_keys, args=args)
         if r.__class__ is int:
             return (1, r, 0, r)  # granted as of now, the epoch known: its short reply
         return r
