@@ -193,9 +193,11 @@ class _Schedule:
         base = f"corral:{{{name}}}:rl:{name}:"
         async with ac.pipeline(transaction=True) as p:
             p.time().get(base + "t").get(base + "s").keys(f"corral:{{{name}}}:g:*")
-            (sec, usec), tat, shifts, records = await p.execute()
+            p.get(base + "l")  # (RL_FAST's grants keep their records in one key)
+            (sec, usec), tat, shifts, records, recent = await p.execute()
         assert tat is not None, "the limiter has no tat: nothing to compare against"
-        return cls(sec * 1e6 + usec, float(tat), float(shifts or 0), set(records))
+        records = set(records) | set((recent or b"").split())
+        return cls(sec * 1e6 + usec, float(tat), float(shifts or 0), records)
 
     def charged_since(self, before: _Schedule) -> float:
         """Microseconds of schedule taken between ``before`` and this read, beyond the

@@ -345,10 +345,10 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 )
 
 # The uncontended acquire of one limiter, lean: RL_ACQUIRE's fast path (mode '0', one
-# limiter, no late reports) and nothing else, so an acquire that finds no queue pays for six
-# commands and seven arguments, not for the queue machinery it does not use. A caller it
-# cannot grant (somebody queued, or its cost not due within the horizon) calls RL_ACQUIRE,
-# which queues it: this script then wrote nothing but the epoch.
+# limiter, no late reports) and nothing else, so an acquire that finds no queue pays for
+# seven commands and four arguments, not for the queue machinery it does not use. A caller
+# it cannot grant (somebody queued, or its cost not due within the horizon) calls
+# RL_ACQUIRE, which queues it: this script then wrote nothing but the epoch.
 #
 # The rules in it (the epoch, the tat, GCRA's due time and take) are copies of
 # ``_PRELUDE``'s and RL_ACQUIRE's, written out in line: the prelude's local functions are
@@ -356,12 +356,14 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 # against the originals by tests/redis_ext/test_ratelimit_fast.py, which drives both
 # scripts through the same sequences (see tests/inlines/registry.py).
 #
-# Its grant keeps no record of its own (a new key per grant, with an expiry, costs as much
-# as the rest of the script): the limiter's ``l`` key names the *last* such grant (token,
-# tat after it), which is all a refund needs, since only the last grant of a limiter can be
-# refunded (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE refunds it; a late
-# report of it leaves a marker instead (see ``late``).
-# KEYS: epoch, tat (``<base>t``; the queue is ``<base>q``, the last fast grant ``<base>l``).
+# Its grant keeps no record key of its own (a new key per grant, with an expiry, cost as
+# much as the rest of the script): the limiter's ``l`` key lists the recent grants of this
+# script, newest first, as ``token:tat-after-it``. That is what a refund needs: only the
+# last grant of a limiter can be refunded, or one whose later grants were all refunded
+# first (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE refunds from it; a
+# late report of such a grant leaves a marker instead (see ``late``).
+# KEYS: epoch, tat (``<base>t``; the queue is ``<base>q``, the recent grants ``<base>l``: the
+#       same hash tag, so the same Cluster slot).
 # ARGV: token (also the fresh epoch id if Redis has none), known epoch ('' if none), cost,
 #       the limiter's constants "T_us burst lease_us horizon_us" (one argument, made once:
 #       every argument costs the client more to send than the server to split).
@@ -376,25 +378,30 @@ local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local token, known = ARGV[1], ARGV[2]
 local base = string.sub(KEYS[2], 1, -2)
--- inline of _PRELUDE's epoch()
-local got = redis.call('HMGET', KEYS[1], 'id', 'rec')
-local id, rec = got[1], got[2]
+-- inline of _PRELUDE's epoch() (``rec`` is read only where it matters: an epoch that is
+-- not the known one, or a missing tat)
+local id = redis.call('HGET', KEYS[1], 'id')
+local rec = nil
 if not id then
   id = token
   redis.call('HSET', KEYS[1], 'id', id)
 end
-if known ~= '' and known ~= id and not rec then
-  rec = string.format('%.17g', now)
-  redis.call('HSET', KEYS[1], 'rec', rec)
-end
 local e = 0
-if id ~= known then e = id end
+if id ~= known then
+  e = id
+  rec = redis.call('HGET', KEYS[1], 'rec')
+  if known ~= '' and not rec then
+    rec = string.format('%.17g', now)
+    redis.call('HSET', KEYS[1], 'rec', rec)
+  end
+end
 -- inline of RL_ACQUIRE's fast path, for one limiter
 if redis.call('EXISTS', base .. 'q') == 1 then return {2, 0, e, now} end
 local c = tonumber(ARGV[3])
 local T, B, lease, horizon = string.match(ARGV[4], '^(%S+) (%S+) (%S+) (%S+)$')
 T, B = tonumber(T), tonumber(B)
 local tat = redis.call('GET', KEYS[2])  -- (get_tat)
+if not tat and e == 0 then rec = redis.call('HGET', KEYS[1], 'rec') end
 if tat then tat = tonumber(tat) elseif rec then tat = tonumber(rec) + B * T else tat = -1 end
 local s = tat + (c - B) * T  -- (due)
 if s < now then s = now end
@@ -403,28 +410,47 @@ if s > tat then tat = s end  -- (take)
 tat = tat + c * T
 local ts = string.format('%.17g', tat)  -- (set_tat)
 redis.call('SET', KEYS[2], ts, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
--- (a grant of cost 0 has nothing to refund, and must not hide the last grant that has)
+-- The grant's record, newest first in the limiter's list of recent ones (a grant of cost 0
+-- has nothing to refund). About the last eight are kept (400-480 bytes: the string is copied
+-- at every grant): only the last grant can be refunded, or one whose later grants were all
+-- refunded first, so an older record could serve only after eight such refunds in a row.
 if c > 0 then
-  redis.call('SET', base .. 'l', token .. ' ' .. ts,
-             'PX', math.floor((s - now + tonumber(lease)) / 1000) + 1)
+  local l = base .. 'l'
+  local v = redis.call('GET', l)
+  if v then
+    v = token .. ':' .. ts .. ' ' .. v
+    if #v > 480 then v = string.sub(v, 1, (string.find(v, ' ', 400, true) or 481) - 1) end
+  else
+    v = token .. ':' .. ts
+  end
+  redis.call('SET', l, v, 'PX', math.floor((s - now + tonumber(lease)) / 1000) + 1)
 end
 if s == now and e == 0 then return now end
 return {1, s, e, now}
 """
 
-# KEYS: tat, last fast grant. ARGV: token, T_us, cost. RL_LEAVE for a grant of RL_FAST (which
-# never queues): refunded if it is still the last grant of the limiter and nothing was taken
-# after it (its tat is still the latest; RL_LEAVE's rule). -> as RL_LEAVE: 0 nothing to undo
-# (not granted, or a later grant took the slot: kept) | 2 refunded | 3 kept (something was
+# KEYS: tat, recent fast grants. ARGV: token, T_us, cost. RL_LEAVE for a grant of RL_FAST
+# (which never queues): out of the recent grants, and refunded if nothing was taken after it
+# (its tat is still the latest; RL_LEAVE's rule). -> as RL_LEAVE: 0 nothing to undo (not
+# granted, or no longer among the recent grants: kept) | 2 refunded | 3 kept (something was
 # taken after it)
+# inline of corral._redis.rate_scripts.RL_LEAVE
 RL_FAST_LEAVE = (
     _PRELUDE
     + """
 local g = redis.call('GET', KEYS[2])
 if not g then return 0 end
-local tok, ts = string.match(g, '^(%S+) (%S+)$')
-if tok ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
+local h, tok = ' ' .. g, ARGV[1]
+local i = string.find(h, ' ' .. tok .. ':', 1, true)
+if not i then return 0 end
+local ts = string.match(h, '^[^ ]+', i + #tok + 2)
+local rest = string.sub(h, 2, i - 1) .. string.sub(h, i + #tok + #ts + 2)
+if string.sub(rest, 1, 1) == ' ' then rest = string.sub(rest, 2) end
+if rest == '' then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[2], rest, 'KEEPTTL')
+end
 if redis.call('GET', KEYS[1]) ~= ts then return 3 end
 set_tat(KEYS[1], tonumber(ts) - tonumber(ARGV[3]) * tonumber(ARGV[2]))
 return 2
