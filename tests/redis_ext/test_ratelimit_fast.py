@@ -60,8 +60,8 @@ class _Side:
         tok = self._token()
         fresh = False
         if self.lean:
-            consts = f"{T!r} {float(BURST)!r} {LEASE_US} {horizon}"
-            r = self.s["RL_FAST"](keys=[self.epoch, self.tat], args=[tok, self.known, cost, consts])
+            arg = f"{self.known} {T!r} {float(BURST)!r} {LEASE_US} {horizon}"
+            r = self.s["RL_FAST"](keys=[self.epoch, self.tat], args=[tok, cost, arg])
             if isinstance(r, int):
                 r = [1, r, 0, r]
             if r[2] != 0:

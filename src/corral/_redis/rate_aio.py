@@ -303,7 +303,9 @@ class RateLimit:
         "_clock",
         "_epoch",
         "_fast",
+        "_fast_arg",
         "_fast_consts",
+        "_fast_encode",
         "_fast_keys",
         "_fast_sha",
         "_granted",
@@ -350,7 +352,11 @@ class RateLimit:
         self._fast_sha = self._s["RL_FAST"].sha
         self._fast_keys = (enc.encode(k.epoch), enc.encode(k.tat))
         consts = (k.interval_us, k.burst, self._lease_us, _HORIZON_US)
-        self._fast_consts = enc.encode(" ".join(repr(x) for x in consts))
+        self._fast_consts = " ".join(repr(x) for x in consts)
+        self._fast_encode = enc.encode
+        #: (the known epoch, RL_FAST's last argument made with it): one attribute, read and
+        #: replaced whole, so a thread never pairs one epoch with another's argument.
+        self._fast_arg: tuple[str, Any] = ("", enc.encode(" " + self._fast_consts))
         #: RL_FAST first (see ``_acquire``): false while this limiter is contended here.
         self._fast = True
         self._epoch = ""
@@ -447,7 +453,12 @@ class RateLimit:
         command itself, its constant arguments encoded once); ``NOSCRIPT`` (Redis
         restarted, or its scripts flushed) loads it and runs it again."""
         epoch, tat = self._fast_keys
-        args = (token, self._epoch, cost, self._fast_consts)
+        known, arg = self._fast_arg
+        if known != self._epoch:
+            known = self._epoch
+            arg = self._fast_encode(f"{known} {self._fast_consts}")
+            self._fast_arg = (known, arg)
+        args = (token, cost, arg)
         try:
             r = await self._client.execute_command("EVALSHA", self._fast_sha, 2, epoch, tat, *args)
         except NoScriptError:

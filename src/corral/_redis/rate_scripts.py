@@ -346,7 +346,7 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 
 # The uncontended acquire of one limiter, lean: RL_ACQUIRE's fast path (mode '0', one
 # limiter, no late reports) and nothing else, so an acquire that finds no queue pays for
-# seven commands and four arguments, not for the queue machinery it does not use. A caller
+# six commands and three arguments, not for the queue machinery it does not use. A caller
 # it cannot grant (somebody queued, or its cost not due within the horizon) calls
 # RL_ACQUIRE, which queues it: this script then wrote nothing but the epoch.
 #
@@ -358,15 +358,16 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 #
 # Its grant keeps no record key of its own (a new key per grant, with an expiry, cost as
 # much as the rest of the script): the limiter's ``l`` key lists the recent grants of this
-# script, newest first, as ``token:tat-after-it``. That is what a refund needs: only the
+# script, newest first, with the tat after each. That is what a refund needs: only the
 # last grant of a limiter can be refunded, or one whose later grants were all refunded
 # first (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE refunds from it; a
 # late report of such a grant leaves a marker instead (see ``late``).
 # KEYS: epoch, tat (``<base>t``; the queue is ``<base>q``, the recent grants ``<base>l``: the
 #       same hash tag, so the same Cluster slot).
-# ARGV: token (also the fresh epoch id if Redis has none), known epoch ('' if none), cost,
-#       the limiter's constants "T_us burst lease_us horizon_us" (one argument, made once:
-#       every argument costs the client more to send than the server to split).
+# ARGV: token (also the fresh epoch id if Redis has none), cost, then "known T_us burst
+#       lease_us horizon_us": the known epoch ('' if none) and the limiter's constants, one
+#       argument made again only when the epoch changes (every argument costs the client
+#       more to send than the server to split).
 # -> now (an integer): granted as of now, and the epoch is the known one (the common reply:
 #    one integer is cheaper to parse than an array)
 #  | {1, instant, epoch, now} granted as of ``instant`` (server us)
@@ -376,7 +377,9 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 RL_FAST = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local token, known = ARGV[1], ARGV[2]
+local token, c = ARGV[1], tonumber(ARGV[2])
+local known, T, B, lease, horizon = string.match(ARGV[3], '^(%S*) (%S+) (%S+) (%S+) (%S+)$')
+T, B = tonumber(T), tonumber(B)
 local base = string.sub(KEYS[2], 1, -2)
 -- inline of _PRELUDE's epoch() (``rec`` is read only where it matters: an epoch that is
 -- not the known one, or a missing tat)
@@ -397,10 +400,9 @@ if id ~= known then
 end
 -- inline of RL_ACQUIRE's fast path, for one limiter
 if redis.call('EXISTS', base .. 'q') == 1 then return {2, 0, e, now} end
-local c = tonumber(ARGV[3])
-local T, B, lease, horizon = string.match(ARGV[4], '^(%S+) (%S+) (%S+) (%S+)$')
-T, B = tonumber(T), tonumber(B)
-local tat = redis.call('GET', KEYS[2])  -- (get_tat)
+local l = base .. 'l'
+local got = redis.call('MGET', KEYS[2], l)  -- (get_tat; and the recent grants, see below)
+local tat = got[1]
 if not tat and e == 0 then rec = redis.call('HGET', KEYS[1], 'rec') end
 if tat then tat = tonumber(tat) elseif rec then tat = tonumber(rec) + B * T else tat = -1 end
 local s = tat + (c - B) * T  -- (due)
@@ -411,17 +413,15 @@ tat = tat + c * T
 local ts = string.format('%.17g', tat)  -- (set_tat)
 redis.call('SET', KEYS[2], ts, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
 -- The grant's record, newest first in the limiter's list of recent ones (a grant of cost 0
--- has nothing to refund). About the last eight are kept (400-480 bytes: the string is copied
--- at every grant): only the last grant can be refunded, or one whose later grants were all
--- refunded first, so an older record could serve only after eight such refunds in a row.
+-- has nothing to refund), as ``<token's first 12 characters>:<tat after it>``. About the
+-- last four are kept (110-160 bytes: the string is copied at every grant): only the last
+-- grant can be refunded, or one whose later grants were all refunded first, so an older
+-- record could serve only after four such refunds in a row, newest first.
 if c > 0 then
-  local l = base .. 'l'
-  local v = redis.call('GET', l)
-  if v then
-    v = token .. ':' .. ts .. ' ' .. v
-    if #v > 480 then v = string.sub(v, 1, (string.find(v, ' ', 400, true) or 481) - 1) end
-  else
-    v = token .. ':' .. ts
+  local v = string.sub(token, 1, 12) .. ':' .. ts
+  if got[2] then
+    v = v .. ' ' .. got[2]
+    if #v > 160 then v = string.sub(v, 1, (string.find(v, ' ', 110, true) or 161) - 1) end
   end
   redis.call('SET', l, v, 'PX', math.floor((s - now + tonumber(lease)) / 1000) + 1)
 end
@@ -440,7 +440,7 @@ RL_FAST_LEAVE = (
     + """
 local g = redis.call('GET', KEYS[2])
 if not g then return 0 end
-local h, tok = ' ' .. g, ARGV[1]
+local h, tok = ' ' .. g, string.sub(ARGV[1], 1, 12)
 local i = string.find(h, ' ' .. tok .. ':', 1, true)
 if not i then return 0 end
 local ts = string.match(h, '^[^ ]+', i + #tok + 2)
