@@ -30,6 +30,10 @@ one script touches one Cluster slot) and a limiter name ``n``:
   that report's shift, so a report sent twice moves the schedule once), kept until
   the grant's instant plus a lease: a caller cancelled after the script granted it leaves
   with ``RL_LEAVE``, which refunds the grant if nothing was taken after it;
+* ``ns:{g}:rl:n:l`` — the records of the recent grants of ``RL_FAST`` (the lean script of
+  the uncontended acquire), newest first: the same refund, without a key per grant;
+* ``ns:{g}:r:<token>`` — the marker of a late report applied for a grant that has no record
+  of its own (one of ``RL_FAST``'s), so the same report sent again moves nothing;
 * ``ns:{g}:epoch`` hash — ``id``, made once and never expired, and ``rec``: the instant a
   process that knew the old ``id`` found it gone (Redis lost its state). A limiter whose
   ``tat`` is missing after ``rec`` starts *spent as of* ``rec`` (``tat = rec + burst * T``),
