@@ -87,7 +87,8 @@ REDIS_SUBS: list[tuple[str, str]] = [
     (r"from \. import _rt_aio as rt", "from . import _rt_threads as rt"),
     (r"^from \.aio import", "from .threads import"),
     (r"^from \.aio_semaphore import", "from .threads_semaphore import"),
-    (r"^from \.rate_aio import", "from .rate_threads import"),
+    (r"^(\s*)from \.rate_aio import", r"\1from .rate_threads import"),
+    (r"^from \.grant_aio import", "from .grant_threads import"),
     (r"^from \.\._aio\.", "from .._threads."),
     (r"\brt\.Acquire\[(\w+)\]", r"\1"),  # a blocking acquire() returns the Permit itself
     *REDIS_LINES,
@@ -144,6 +145,7 @@ def twins() -> list[Twin]:
         ),
         Twin(REDIS / "rate_aio.py", REDIS / "rate_threads.py", RATE_SUBS, RATE_SUBS[:3]),
         Twin(REDIS / "limits_aio.py", REDIS / "limits_threads.py", REDIS_SUBS),
+        Twin(REDIS / "grant_aio.py", REDIS / "grant_threads.py", REDIS_SUBS),
     ]
 
 

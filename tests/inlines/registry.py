@@ -50,6 +50,10 @@ _CHANNEL_AIO = _CHANNEL + "test_the_asyncio_channel_matches_the_original_rules"
 # switched off (corral._patterns._stage_run.INLINE_FAST_PATHS) give the same results.
 _WORKER_CHECK = _WORKERS + "test_pipelines_match_with_and_without_the_inlined_fast_paths"
 
+# The Redis rate limit's lean uncontended script and its leave (Lua, in line for speed),
+# driven beside the scripts they copy through generated sequences on a real server.
+_RL_FAST = ("../redis_ext/test_ratelimit_fast.py::test_the_lean_script_agrees_with_rl_acquire",)
+
 INLINES: dict[str, Inline] = {
     "corral._core.channel.ChannelState.send": Inline(
         copies=(
@@ -112,6 +116,12 @@ INLINES: dict[str, Inline] = {
     "corral._core.waiter.Waiter.complete": Inline(
         copies=("corral._core.waiter.AsyncWaiter.complete",),
         checks=(_WAITER + "test_async_waiter_complete_matches_waiter_complete",),
+    ),
+    "corral._redis.rate_scripts.RL_ACQUIRE": Inline(
+        copies=("corral._redis.rate_scripts",), checks=_RL_FAST
+    ),
+    "corral._redis.rate_scripts.RL_LEAVE": Inline(
+        copies=("corral._redis.rate_scripts",), checks=_RL_FAST
     ),
     "corral._core.waiter.Waiter.__init__": Inline(
         copies=("corral._core.waiter.AsyncWaiter.__init__",),

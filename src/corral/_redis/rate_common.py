@@ -118,9 +118,11 @@ class RateKeys:
         "group",
         "headroom",
         "interval_us",
+        "last",
         "per",
         "prefix",
         "rate",
+        "solo",
         "tat",
         "what",
     )
@@ -156,6 +158,10 @@ class RateKeys:
         self.tat = f"{self.prefix}rl:{n}:t"
         base = self.tat[:-1]
         self._keys = [self.tat, base + "q", base + "x", base + "m", base + "s"]
+        #: The recent grants of the lean script (``rate_scripts.RL_FAST``).
+        self.last = base + "l"
+        #: RL_ACQUIRE's keys for this limiter alone (the epoch, then ``keys()``), as a tuple.
+        self.solo = (self.epoch, *self._keys)
 
     def keys(self) -> list[str]:
         """tat, queue, queue leases, entries, shift total (the per-limiter KEYS; a list

@@ -30,6 +30,10 @@ one script touches one Cluster slot) and a limiter name ``n``:
   that report's shift, so a report sent twice moves the schedule once), kept until
   the grant's instant plus a lease: a caller cancelled after the script granted it leaves
   with ``RL_LEAVE``, which refunds the grant if nothing was taken after it;
+* ``ns:{g}:rl:n:l`` — the records of the recent grants of ``RL_FAST`` (the lean script of
+  the uncontended acquire), newest first: the same refund, without a key per grant;
+* ``ns:{g}:r:<token>`` — the marker of a late report applied for a grant that has no record
+  of its own (one of ``RL_FAST``'s), so the same report sent again moves nothing;
 * ``ns:{g}:epoch`` hash — ``id``, made once and never expired, and ``rec``: the instant a
   process that knew the old ``id`` found it gone (Redis lost its state). A limiter whose
   ``tat`` is missing after ``rec`` starts *spent as of* ``rec`` (``tat = rec + burst * T``),
@@ -48,7 +52,15 @@ from __future__ import annotations
 
 from .scripts import SEM_STATE_LUA
 
-__all__ = ["LIMITS_ACQUIRE", "RL_ACQUIRE", "RL_ADJUST", "RL_LEAVE", "RL_STATE"]
+__all__ = [
+    "LIMITS_ACQUIRE",
+    "RL_ACQUIRE",
+    "RL_ADJUST",
+    "RL_FAST",
+    "RL_FAST_LEAVE",
+    "RL_LEAVE",
+    "RL_STATE",
+]
 
 # Shared by the scripts: the clock, the epoch and a limiter's tat.
 _PRELUDE = """
@@ -87,6 +99,12 @@ end
 local function late(pre, tok, need, tat_keys, total_keys)
   local gk = pre .. 'g:' .. tok
   local g = redis.call('GET', gk)
+  if not g then
+    -- No record (a grant of RL_FAST keeps none of its own; or it expired): the marker of
+    -- this report, if it was applied already.
+    gk = pre .. 'r:' .. tok
+    g = redis.call('GET', gk)
+  end
   local rec = {}
   if g then for v in string.gmatch(g, '%S+') do rec[#rec + 1] = v end end
   local n = #tat_keys
@@ -100,13 +118,19 @@ local function late(pre, tok, need, tat_keys, total_keys)
       total = total + add
       redis.call('SET', total_keys[i], fmt(total), 'PX', 3600000)
     end
-    out[1 + i] = rec[1 + i]
+    out[1 + i] = rec[1 + i] or '0'
     out[1 + n + i] = fmt(total - need)
   end
   -- Applied: the record's shift totals now say ``need`` was shifted since the grant, so the
   -- same report sent again (by a caller that could not learn whether its call ran: it was
-  -- cancelled, or the reply was lost) moves nothing.
-  if g and #rec >= 1 + n then redis.call('SET', gk, table.concat(out, ' '), 'KEEPTTL') end
+  -- cancelled, or the reply was lost) moves nothing. A report with no record leaves a
+  -- marker (``r:<tok>``) that says the same.
+  if g and #rec >= 1 + n then
+    redis.call('SET', gk, table.concat(out, ' '), 'KEEPTTL')
+  elseif not g then
+    out[1] = '0'
+    redis.call('SET', gk, table.concat(out, ' '), 'PX', 3600000)
+  end
 end
 """
 
@@ -406,5 +430,117 @@ RL_STATE = (
 local rec = redis.call('HGET', KEYS[1], 'rec')
 local tat = get_tat(KEYS[2], rec and tonumber(rec), tonumber(ARGV[1]), tonumber(ARGV[2]))
 return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
+"""
+)
+
+# The uncontended acquire of one limiter, lean: RL_ACQUIRE's fast path (mode '0', one
+# limiter, no late reports) and nothing else, so an acquire that finds no queue pays for
+# six commands and three arguments, not for the queue machinery it does not use. A caller
+# it cannot grant (somebody queued, or its cost not due within the horizon) calls
+# RL_ACQUIRE, which queues it: this script then wrote nothing but the epoch.
+#
+# The rules in it (the epoch, the tat, GCRA's due time and take) are copies of
+# ``_PRELUDE``'s and RL_ACQUIRE's, written out in line: the prelude's local functions are
+# closures made again at every call, a third of this script's time. The copies are checked
+# against the originals by tests/redis_ext/test_ratelimit_fast.py, which drives both
+# scripts through the same sequences (see tests/inlines/registry.py).
+#
+# Its grant keeps no record key of its own (a new key per grant, with an expiry, cost as
+# much as the rest of the script): the limiter's ``l`` key lists the recent grants of this
+# script, newest first, with the tat after each. That is what a refund needs: only the
+# last grant of a limiter can be refunded, or one whose later grants were all refunded
+# first (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE refunds from it; a
+# late report of such a grant leaves a marker instead (see ``late``).
+# KEYS: epoch, tat, queue, recent grants (``l``): every key it touches, as Redis asks (one
+#       hash tag, so one Cluster slot).
+# ARGV: token (also the fresh epoch id if Redis has none), cost, then "known T_us burst
+#       lease_us horizon_us": the known epoch ('' if none) and the limiter's constants, one
+#       argument made again only when the epoch changes (every argument costs the client
+#       more to send than the server to split).
+# -> now (an integer): granted as of now, and the epoch is the known one (the common reply:
+#    one integer is cheaper to parse than an array)
+#  | {1, instant, epoch, now} granted as of ``instant`` (server us)
+#  | {2, 0, epoch, now} not granted here: call RL_ACQUIRE
+#    (``epoch`` is 0 when it is the known one)
+# inline of corral._redis.rate_scripts.RL_ACQUIRE
+RL_FAST = """
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local token, c = ARGV[1], tonumber(ARGV[2])
+local known, T, B, lease, horizon = string.match(ARGV[3], '^(%S*) (%S+) (%S+) (%S+) (%S+)$')
+T, B = tonumber(T), tonumber(B)
+-- inline of _PRELUDE's epoch() (``rec`` is read only where it matters: an epoch that is
+-- not the known one, or a missing tat)
+local id = redis.call('HGET', KEYS[1], 'id')
+local rec = nil
+if not id then
+  id = token
+  redis.call('HSET', KEYS[1], 'id', id)
+end
+local e = 0
+if id ~= known then
+  e = id
+  rec = redis.call('HGET', KEYS[1], 'rec')
+  if known ~= '' and not rec then
+    rec = string.format('%.17g', now)
+    redis.call('HSET', KEYS[1], 'rec', rec)
+  end
+end
+-- inline of RL_ACQUIRE's fast path, for one limiter
+if redis.call('EXISTS', KEYS[3]) == 1 then return {2, 0, e, now} end
+local l = KEYS[4]
+local got = redis.call('MGET', KEYS[2], l)  -- (get_tat; and the recent grants, see below)
+local tat = got[1]
+if not tat and e == 0 then rec = redis.call('HGET', KEYS[1], 'rec') end
+if tat then tat = tonumber(tat) elseif rec then tat = tonumber(rec) + B * T else tat = -1 end
+local s = tat + (c - B) * T  -- (due)
+if s < now then s = now end
+if s > now + tonumber(horizon) then return {2, 0, e, now} end
+if s > tat then tat = s end  -- (take)
+tat = tat + c * T
+local ts = string.format('%.17g', tat)  -- (set_tat)
+redis.call('SET', KEYS[2], ts, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
+-- The grant's record, newest first in the limiter's list of recent ones (a grant of cost 0
+-- has nothing to refund), as ``<token's first 12 characters>:<tat after it>``. About the
+-- last four are kept (110-160 bytes: the string is copied at every grant): only the last
+-- grant can be refunded, or one whose later grants were all refunded first, so an older
+-- record could serve only after four such refunds in a row, newest first.
+if c > 0 then
+  local v = string.sub(token, 1, 12) .. ':' .. ts
+  if got[2] then
+    v = v .. ' ' .. got[2]
+    if #v > 160 then v = string.sub(v, 1, (string.find(v, ' ', 110, true) or 161) - 1) end
+  end
+  redis.call('SET', l, v, 'PX', math.floor((s - now + tonumber(lease)) / 1000) + 1)
+end
+if s == now and e == 0 then return now end
+return {1, s, e, now}
+"""
+
+# KEYS: tat, recent fast grants. ARGV: token, T_us, cost. RL_LEAVE for a grant of RL_FAST
+# (which never queues): out of the recent grants, and refunded if nothing was taken after it
+# (its tat is still the latest; RL_LEAVE's rule). -> as RL_LEAVE: 0 nothing to undo (not
+# granted, or no longer among the recent grants: kept) | 2 refunded | 3 kept (something was
+# taken after it)
+# inline of corral._redis.rate_scripts.RL_LEAVE
+RL_FAST_LEAVE = (
+    _PRELUDE
+    + """
+local g = redis.call('GET', KEYS[2])
+if not g then return 0 end
+local h, tok = ' ' .. g, string.sub(ARGV[1], 1, 12)
+local i = string.find(h, ' ' .. tok .. ':', 1, true)
+if not i then return 0 end
+local ts = string.match(h, '^[^ ]+', i + #tok + 2)
+local rest = string.sub(h, 2, i - 1) .. string.sub(h, i + #tok + #ts + 2)
+if string.sub(rest, 1, 1) == ' ' then rest = string.sub(rest, 2) end
+if rest == '' then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[2], rest, 'KEEPTTL')
+end
+if redis.call('GET', KEYS[1]) ~= ts then return 3 end
+set_tat(KEYS[1], tonumber(ts) - tonumber(ARGV[3]) * tonumber(ARGV[2]))
+return 2
 """
 )

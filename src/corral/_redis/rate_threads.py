@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
-from .._core.context import Context, _check_timeout, background
+from redis.exceptions import NoScriptError
+
+from .._core.context import Context, _check_timeout
 from .._shells import check_ctx
 from . import _rt_threads as rt
 from . import rate_scripts
@@ -27,6 +28,7 @@ from .common import (
     size_conflict,
     unavailable,
 )
+from .grant_threads import Grant
 from .rate_common import (
     HORIZON,
     RateKeys,
@@ -34,7 +36,7 @@ from .rate_common import (
     ServerClock,
     late_shift_us,
 )
-from .threads_semaphore import Permit, Semaphore
+from .threads_semaphore import Semaphore
 
 __all__ = ["Grant", "RateLimit"]
 
@@ -48,105 +50,6 @@ def _sleep(seconds: float, guard: rt.Guard) -> None:
     end = guard.now() + seconds
     while (left := end - guard.now()) > 0:
         time.sleep(guard.slice(left))
-
-
-class Grant:
-    """What one acquire of a ``corral.threads.redis.RateLimit`` or ``Limits`` took.
-
-    A rate limit's cost is spent, not held, but it can be corrected once the real cost is
-    known: ``grant.adjust(limiter, actual)`` charges the difference (a charge may go
-    beyond the burst: the limiter is then in debt and later acquires wait until it is paid
-    off) or refunds it, in one script call.
-
-    A grant of a :class:`Limits` with a ``corral.threads.redis.Semaphore`` also holds that
-    semaphore's permits, as a :class:`Permit` does (``grant.permit``): under a renewed
-    lease, given back by ``release()`` (``with`` does it), or when the lease runs out
-    if this process dies; ``grant.ctx`` is cancelled with a ``LeaseLost`` cause if the lease
-    is lost, and ``grant.fence`` is the grant's fencing token (the semaphore's sequence).
-    """
-
-    __slots__ = ("_costs", "_members", "_permit", "_released")
-
-    def __init__(
-        self, members: list[RateLimit], costs: list[float], permit: Permit | None = None
-    ) -> None:
-        self._members = members
-        self._costs = costs
-        self._permit = permit
-        self._released = False
-
-    @property
-    def costs(self) -> dict[RateLimit | Semaphore, float]:
-        """The cost currently charged to each limiter (after adjustments); a semaphore's
-        is the number of permits held."""
-        out: dict[RateLimit | Semaphore, float] = dict(zip(self._members, self._costs, strict=True))
-        if self._permit is not None:
-            out[self._permit._sem] = self._permit.n
-        return out
-
-    def cost(self, limiter: RateLimit | Semaphore) -> float:
-        """What this grant currently charges ``limiter`` (a semaphore: its permits)."""
-        if self._permit is not None and limiter is self._permit._sem:
-            return self._permit.n
-        return self._costs[self._index(limiter, "Grant.cost")]
-
-    @property
-    def permit(self) -> Permit | None:
-        """The semaphore permits this grant holds (None: no semaphore in the Limits)."""
-        return self._permit
-
-    @property
-    def ctx(self) -> Context:
-        """The permits' lease: cancelled (cause ``LeaseLost``) when it is lost, done at
-        release. A grant without a semaphore holds nothing that can be lost: ``background()``."""
-        return background() if self._permit is None else self._permit.ctx
-
-    @property
-    def fence(self) -> int | None:
-        """The semaphore grant's fencing token (None: no semaphore in the Limits)."""
-        return None if self._permit is None else self._permit.fence
-
-    def adjust(self, limiter: RateLimit | Semaphore, actual: float) -> None:
-        """Correct what this grant charged ``limiter`` to ``actual``, in Redis, now.
-
-        Rate limits only: a semaphore's permits are held, not spent (``TypeError``)."""
-        if self._permit is not None and limiter is self._permit._sem:
-            raise TypeError(
-                f"Grant.adjust: {limiter!r} is a semaphore: its permits are held, not spent, "
-                "so there is nothing to adjust; adjust applies to the rate limits (release "
-                "the grant to give the permits back)"
-            )
-        i = self._index(limiter, "Grant.adjust")
-        if isinstance(actual, bool) or not isinstance(actual, int | float):
-            raise TypeError(f"Grant.adjust: actual must be a number, got {type(actual).__name__}")
-        if not (actual >= 0 and actual < float("inf")):
-            raise ValueError(f"Grant.adjust: actual must be finite and >= 0, got {actual}")
-        delta = actual - self._costs[i]
-        if delta:
-            self._members[i]._adjust(delta)
-        self._costs[i] = actual
-
-    def _index(self, limiter: object, what: str) -> int:
-        for i, m in enumerate(self._members):
-            if m is limiter:
-                return i
-        raise ValueError(f"{what}: limiter is not one of this grant's limiters")
-
-    def release(self) -> None:
-        """Give back the semaphore permits, if any (a rate limit's cost is spent);
-        idempotent. ``LeaseLost`` if their lease was lost first, as ``Permit.release``."""
-        if self._permit is None or self._released:
-            return
-        self._released = True
-        self._permit.release()
-
-    def __enter__(self) -> Grant:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.release()
 
 
 def _acquire(
@@ -168,24 +71,30 @@ def _acquire(
         ctx.raise_if_cancelled()
     first = members[0]
     token = new_token()
-    keys = [first._k.epoch]
-    tail: list[Any] = []
-    for m, c in zip(members, costs, strict=True):
-        keys += m._k.keys()
-        tail += [m._k.interval_us, m._k.burst, c]
-    script = first._s["RL_ACQUIRE"]
-    every = first._check_every  # (come back at least this often: queue leases)
-    rate_keys = keys  # (RL_LEAVE's)
-    if sem is not None:
-        keys = [*keys, *sem._k.keys]
-        tail += [sem._lease_ms, weight, sem._size]
-        script = first._s["LIMITS_ACQUIRE"]
-        every = min(every, intervals(sem._lease_ms)[1])
-        fence = 0
     clock = first._clock
-    key = tuple(keys)
     if not clock.samples:
         _calibrate(first, what)
+    # One limiter, not queued at its last acquire here, and no late report to carry: the
+    # lean script (rate_scripts.RL_FAST) first. It grants, or says to call RL_ACQUIRE (then
+    # this limiter's next acquires call RL_ACQUIRE at once, until one is granted at its
+    # first call again: a contended limiter pays no second round trip per acquire).
+    fast = (
+        first._fast
+        and len(members) == 1
+        and sem is None
+        and not once
+        and (not first._reports or first._k.solo not in first._reports)
+    )
+    keys: list[str] = []
+    rate_keys: list[str] = []
+    tail: list[Any] = []
+    key: tuple[str, ...] = ()
+    script = first._s["RL_ACQUIRE"]
+    every = first._check_every  # (come back at least this often: queue leases)
+    fence = 0
+    if sem is not None:
+        script = first._s["LIMITS_ACQUIRE"]
+        every = min(every, intervals(sem._lease_ms)[1])
     guard: rt.Guard | None = None
     queued = False
     mode = 0  # a first call: not queued, not granted yet (the script skips those checks)
@@ -200,25 +109,38 @@ def _acquire(
     carried: list[Any] = []
     try:
         while True:
-            with first._lock:
-                carried = first._reports.pop(key, [])
+            if not fast and not keys:
+                keys, tail = [first._k.epoch], []
+                for m, c in zip(members, costs, strict=True):
+                    keys += m._k.keys()
+                    tail += [m._k.interval_us, m._k.burst, c]
+                rate_keys = keys  # (RL_LEAVE's)
+                if sem is not None:
+                    keys = [*keys, *sem._k.keys]
+                    tail += [sem._lease_ms, weight, sem._size]
+                key = tuple(keys)
             sent = time.time()
             held_from = time.monotonic()  # (a semaphore's lease runs from the request)
             try:
-                r = script(
-                    keys=keys,
-                    args=[
-                        token,
-                        first._epoch,
-                        token,  # (a fresh epoch id, if Redis has none)
-                        first._lease_us,
-                        horizon,
-                        first._k.prefix,
-                        mode,
-                        *tail,
-                        *carried,
-                    ],
-                )
+                if fast:
+                    r = first._run_fast(token, costs[0])
+                else:
+                    with first._lock:
+                        carried = first._reports.pop(key, [])
+                    r = script(
+                        keys=keys,
+                        args=[
+                            token,
+                            first._epoch,
+                            token,  # (a fresh epoch id, if Redis has none)
+                            first._lease_us,
+                            horizon,
+                            first._k.prefix,
+                            mode,
+                            *tail,
+                            *carried,
+                        ],
+                    )
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             carried = []
@@ -226,18 +148,24 @@ def _acquire(
                 assert sem is not None
                 raise size_conflict(what, sem._size, r[1])
             clock.sample(sent, time.time(), r[3])
-            mode = 2
-            epoch = decode(r[2])
-            for m in members:
-                m._epoch = epoch
+            if r[2] != 0:  # (RL_FAST sends the epoch only when it is not the known one)
+                epoch = decode(r[2])
+                for m in members:
+                    m._epoch = epoch
             if r[0] == 1:
                 instant = int(r[1])
                 now = int(r[3])
                 if sem is not None:
                     fence = int(r[4])
+                elif mode == 0 and not fast:
+                    first._fast = True  # granted at its first call: uncontended again
                 break
+            if fast:  # RL_FAST could not grant it: RL_ACQUIRE decides (a first call still)
+                fast = first._fast = False
+                continue
             if once:
                 raise TryFailed  # (and leaves the queues: below)
+            mode = 2
             guard = guard or rt.Guard(timeout, ctx, what)
             if not queued:
                 queued = True
@@ -259,8 +187,7 @@ def _acquire(
         # Granted as of the server's "now" (the fast path): return at once. (The estimate
         # of the server's clock is off by up to half a round trip: trusting it here would
         # sleep for that error, a wake-up on a loaded machine, on every uncontended acquire.)
-        wait = 0.0 if instant <= now else clock.until(instant)
-        if wait > 0:
+        if instant > now and (wait := clock.until(instant)) > 0:
             # Granted as of an instant just ahead: return then, not before.
             guard = guard or rt.Guard(timeout, ctx, what)
             _sleep(wait, guard)
@@ -275,7 +202,7 @@ def _acquire(
         need = late_shift_us(-clock.until(instant), clock.rtt, first._k.headroom)
         if need:
             with first._lock:
-                first._reports.setdefault(key, []).extend((token, need))
+                first._reports.setdefault(key or first._k.solo, []).extend((token, need))
                 first._late_count += 1
     except BaseException:
         if carried:
@@ -283,7 +210,10 @@ def _acquire(
                 first._reports.setdefault(key, []).extend(carried)
         # Leave no trace: out of the queue; a grant made meanwhile is refunded. (Settled: a
         # second cancellation must not cut it short and leave an entry at a queue's head.)
-        rt.settle(_leave(first, rate_keys, token, members, costs, sem))
+        if fast:  # (RL_FAST never queues: only its grant, if it made one, to undo)
+            rt.settle(_leave_fast(first, token, costs[0]))
+        elif keys:
+            rt.settle(_leave(first, rate_keys, token, members, costs, sem))
         raise
     finally:
         if queued:
@@ -341,6 +271,17 @@ def _leave(
     return out
 
 
+def _leave_fast(first: RateLimit, token: str, cost: float) -> Any:
+    """An acquire whose only call was RL_FAST gives up: RL_FAST never queues, so only its
+    grant, if it made one, is undone (RL_FAST_LEAVE; RL_LEAVE's refund rule). -> its answer,
+    or None when Redis could not be reached."""
+    k = first._k
+    out = None
+    with contextlib.suppress(*IO_ERRORS):
+        out = first._s["RL_FAST_LEAVE"](keys=[k.tat, k.last], args=[token, k.interval_us, cost])
+    return out
+
+
 def _leave_args(members: list[RateLimit], costs: list[float]) -> list[Any]:
     out: list[Any] = []
     for m, c in zip(members, costs, strict=True):
@@ -388,6 +329,12 @@ class RateLimit:
         "_client",
         "_clock",
         "_epoch",
+        "_fast",
+        "_fast_arg",
+        "_fast_consts",
+        "_fast_encode",
+        "_fast_keys",
+        "_fast_sha",
         "_granted",
         "_k",
         "_late_count",
@@ -425,8 +372,29 @@ class RateLimit:
         self._client = client
         self._s = {
             n: client.register_script(getattr(rate_scripts, n))
-            for n in ("RL_ACQUIRE", "RL_LEAVE", "RL_ADJUST", "RL_STATE", "LIMITS_ACQUIRE")
+            for n in (
+                "RL_ACQUIRE",
+                "RL_LEAVE",
+                "RL_ADJUST",
+                "RL_STATE",
+                "RL_FAST",
+                "RL_FAST_LEAVE",
+                "LIMITS_ACQUIRE",
+            )
         }
+        # RL_FAST's constant arguments, encoded once as redis-py would encode them (its own
+        # encoder: the keys' bytes must be the other scripts'); see ``_run_fast``.
+        k, enc = self._k, client.get_encoder()
+        self._fast_sha = self._s["RL_FAST"].sha
+        self._fast_keys = tuple(enc.encode(x) for x in (k.epoch, k.tat, k.keys()[1], k.last))
+        consts = (k.interval_us, k.burst, self._lease_us, _HORIZON_US)
+        self._fast_consts = " ".join(repr(x) for x in consts)
+        self._fast_encode = enc.encode
+        #: (the known epoch, RL_FAST's last argument made with it): one attribute, read and
+        #: replaced whole, so a thread never pairs one epoch with another's argument.
+        self._fast_arg: tuple[str, Any] = ("", enc.encode(" " + self._fast_consts))
+        #: RL_FAST first (see ``_acquire``): false while this limiter is contended here.
+        self._fast = True
         self._epoch = ""
         self._clock = ServerClock()
         self._late_count = 0
@@ -511,6 +479,25 @@ class RateLimit:
         return round(k.burst - int(r[0]) / k.interval_us, 6)
 
     # -- the work ------------------------------------------------------------------------
+
+    def _run_fast(self, token: str, cost: float) -> Any:
+        """RL_FAST for one acquire of ``cost``, through redis-py's cheapest path (the
+        command itself, its constant arguments encoded once); ``NOSCRIPT`` (Redis
+        restarted, or its scripts flushed) loads it and runs it again."""
+
+        known, arg = self._fast_arg
+        if known != self._epoch:
+            known = self._epoch
+            arg = self._fast_encode(f"{known} {self._fast_consts}")
+            self._fast_arg = (known, arg)
+        args = (token, cost, arg)
+        try:
+            r = self._client.execute_command("EVALSHA", self._fast_sha, 4, *self._fast_keys, *args)
+        except NoScriptError:
+            r = self._s["RL_FAST"](keys=self._fast_keys, args=args)
+        if r.__class__ is int:
+            return (1, r, 0, r)  # granted as of now, the epoch known: its short reply
+        return r
 
     def _woken(self, token: str, guard: rt.Guard, every: float) -> int | None:
         """Wait for this waiter's wake-up message, at most ``every`` (until its lease needs
