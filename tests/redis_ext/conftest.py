@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -297,6 +298,46 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def info(port: int, section: str) -> dict[str, Any]:
+    """``INFO section`` of the server on ``port`` (as redis-py parses it)."""
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5) as r:
+        return dict(r.info(section))
+
+
+#: Replication set up at once (Redis 7 waits 5 s for more replicas before a diskless sync).
+_REPL = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
+
+
+class ReplicaPair:
+    """A master and one replica started with ``--replicaof`` on loopback ports; ``start``
+    returns once the replica says ``master_link_status:up`` and the master counts it."""
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.master = RedisServer(binary, extra=list(_REPL))
+        self.replica = RedisServer(
+            binary, extra=[*_REPL, "--replicaof", "127.0.0.1", str(self.master.port)]
+        )
+
+    def start(self) -> None:
+        self.master.start()
+        self.replica.start()
+        wait_for(
+            lambda: (
+                info(self.replica.port, "replication").get("master_link_status") == "up"
+                and info(self.master.port, "replication").get("connected_slaves") == 1
+            ),
+            START_TIMEOUT,
+        )
+
+    def remove(self) -> None:
+        for server in (self.replica, self.master):
+            if server.proc is not None and server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGCONT)  # a stopped server cannot terminate
+            server.remove()
+
+
 #: URLs of the clusters started by these fixtures: connect() gives them a cluster client.
 _CLUSTER_URLS: set[str] = set()
 
@@ -493,6 +534,18 @@ def own_server(redis_kind: ServerKind) -> Iterator[RedisServer | ClusterServer]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def replica_pair() -> Iterator[ReplicaPair]:
+    """A master and one replica of Debian's ``redis-server``, replication up (test_replicas)."""
+    _check_available(DEFAULT_KIND)
+    pair = ReplicaPair()
+    try:
+        pair.start()
+        yield pair
+    finally:
+        pair.remove()
 
 
 @pytest.fixture
