@@ -322,3 +322,177 @@ def test_failover_to_a_replica_that_acked_keeps_the_permit(
             await new.close()
 
     _run(scenario)
+
+
+# --- renewals: one not acknowledged extends nothing ---------------------------------------------
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_unacknowledged_renewals_let_the_holder_lose_its_lease(
+    flavour: str, replica_pair: ReplicaPair
+) -> None:
+    # The master keeps renewing the holder, but a renewal the replica lacks would not
+    # survive a failover: the promoted replica would expire the holder on the last renewal
+    # it has. So the holder counts only acknowledged renewals, and stops in time.
+    pair = replica_pair
+    _aged(pair, "rr")
+
+    async def scenario() -> None:
+        side = Side(flavour, pair.master)
+        sem = side.mod.Semaphore(side.client, "rr", 1, lease=0.6, replicas=1)
+        try:
+            permit = await call(sem.acquire)
+            _cut_off(pair)
+            await _until(lambda: permit.ctx.cancelled)
+            assert isinstance(permit.ctx.cause, corral.redis.LeaseLost)
+            stats = await call(sem.server_statistics)
+            assert stats.held == 1  # the master still has it: its renewals went on
+            with pytest.raises(corral.redis.LeaseLost):
+                await call(permit.release)
+        finally:
+            await side.close()
+
+    try:
+        _run(scenario)
+    finally:
+        assert pair.replica.proc is not None
+        pair.replica.proc.send_signal(signal.SIGCONT)
+
+
+# --- SingleFlight: a leadership counts once the replica has it -----------------------------------
+
+
+def _start(flavour: str, fn: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """Run ``await call(fn)`` concurrently (a task, or a thread for the blocking flavour);
+    -> a coroutine function that returns its result (or raises its exception)."""
+    if flavour == "asyncio":
+        task = asyncio.ensure_future(call(fn))
+
+        async def result() -> Any:
+            return await task
+
+        return result
+    out: list[Any] = []
+    err: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as e:
+            err.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+
+    async def joined() -> Any:
+        t.join(30)
+        if err:
+            raise err[0]
+        return out[0]
+
+    return joined
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_singleflight_leadership_counts_once_the_replica_has_it(
+    flavour: str, replica_pair: ReplicaPair
+) -> None:
+    pair = replica_pair
+
+    async def scenario() -> None:
+        side = Side(flavour, pair.master)
+        sf = side.mod.SingleFlight(side.client, namespace="s1", replicas=1)
+        seen: list[int] = []
+        try:
+            with _sync(pair.replica) as replica:
+
+                def fn() -> str:
+                    seen.append(replica.exists("{s1}:sf:k:lease"))  # the replica has it
+                    return "v"
+
+                assert await call(sf.do, "k", fn) == "v"
+                before = _wait_calls(pair.master)
+                assert await call(sf.do, "k", fn) == "v"
+                assert _wait_calls(pair.master) == before + 1
+                assert seen == [1, 1]
+        finally:
+            await side.close()
+
+    _run(scenario)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_singleflight_stalled_replica_raises_not_replicated_and_runs_nothing(
+    flavour: str, replica_pair: ReplicaPair
+) -> None:
+    pair = replica_pair
+    assert pair.replica.proc is not None
+    pair.replica.proc.send_signal(signal.SIGSTOP)
+
+    async def scenario() -> None:
+        side = Side(flavour, pair.master)
+        sf = side.mod.SingleFlight(side.client, namespace="s2", replicas=1, replicas_timeout=0.2)
+        calls: list[int] = []
+        try:
+            with pytest.raises(NotReplicated):
+                await call(sf.do, "k", lambda: calls.append(1))
+            assert calls == []
+            with _sync(pair.master) as m:
+                assert m.exists("{s2}:sf:k:lease") == 0  # given back at once
+        finally:
+            await side.close()
+
+    try:
+        _run(scenario)
+    finally:
+        pair.replica.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("replicas", [0, 1])
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_singleflight_failover_to_a_replica_that_missed_the_leadership(
+    flavour: str, replicas: int, replica_pair: ReplicaPair
+) -> None:
+    pair = replica_pair
+    _cut_off(pair)
+
+    async def scenario() -> None:
+        old, new = Side(flavour, pair.master), Side(flavour, pair.replica)
+        opt = {"replicas": replicas, "replicas_timeout": 0.2} if replicas else {}
+        sf = old.mod.SingleFlight(old.client, namespace="s3", lease=10, **opt)
+        running, finish = threading.Event(), threading.Event()
+        calls: list[str] = []
+
+        def first() -> str:
+            calls.append("first")
+            running.set()
+            finish.wait(30)
+            return "first"
+
+        try:
+            leader = _start(flavour, lambda: sf.do("k", first))
+            if replicas == 0:
+                await _until(running.is_set)
+            else:
+                with pytest.raises(NotReplicated):
+                    await leader()
+            _failover(pair)
+            successor = new.mod.SingleFlight(new.client, namespace="s3", lease=10)
+            second = await call(successor.do, "k", lambda: calls.append("second") or "second")
+            assert second == "second"
+            if replicas == 0:
+                # The old behaviour, documented: two leaders of one key at once.
+                assert calls == ["first", "second"]
+                assert running.is_set()
+                assert not finish.is_set()
+                finish.set()
+                with pytest.raises(RedisUnavailable):  # its master is gone
+                    await leader()
+            else:
+                assert calls == ["second"]
+        finally:
+            finish.set()
+            await old.close()
+            await new.close()
+
+    _run(scenario)
