@@ -349,6 +349,12 @@ def test_unacknowledged_renewals_let_the_holder_lose_its_lease(
             assert stats.held == 1  # the master still has it: its renewals went on
             with pytest.raises(corral.redis.LeaseLost):
                 await call(permit.release)
+            # A renewal may still be in flight (each one now waits up to replicas_timeout
+            # for the silent replica): let the renewer end before the client is closed, or
+            # that renewal reconnects a closed pool and leaves a socket behind.
+            await _until(
+                lambda: not any(t.name == "corral-redis-semaphore" for t in threading.enumerate())
+            )
         finally:
             await side.close()
 

@@ -31,14 +31,12 @@ from .common import (
     LeaseLost,
     RedisSingleFlightStatistics,
     RemoteError,
-    Replicas,
     Serializer,
     SFKeys,
     check_client,
     check_lease,
     check_namespace,
     check_on_lost,
-    check_replicas,
     check_serializer,
     decode,
     dump_outcome,
@@ -47,11 +45,11 @@ from .common import (
     lost_leader,
     new_lease,
     new_token,
-    not_replicated,
     redis_key,
     state_lost,
 )
 from .common import translated as _translated
+from .replicas import Replicas, check_replicas, not_replicated
 
 __all__ = ["SingleFlight"]
 

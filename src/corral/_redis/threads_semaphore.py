@@ -32,19 +32,18 @@ from .common import (
     check_lease,
     check_namespace,
     check_on_lost,
-    check_replicas,
     check_semaphore,
     granted_in,
     intervals,
     lost_holder,
     new_lease,
     new_token,
-    not_replicated,
     server_error,
     size_conflict,
     unavailable,
 )
 from .common import translated as _translated
+from .replicas import check_replicas, not_replicated
 from .threads import next_message, replicated
 
 __all__ = ["Permit", "Semaphore"]
