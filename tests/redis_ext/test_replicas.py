@@ -233,7 +233,7 @@ def test_stalled_replica_acquire_raises_not_replicated_and_holds_nothing(
             assert isinstance(caught.value, RedisUnavailable)
             assert (caught.value.acked, caught.value.wanted) == (0, 1)
             assert "replicas=1" in str(caught.value)
-            with pytest.raises(NotReplicated):
+            with pytest.raises(NotReplicated, match="try_acquire"):
                 await call(sem.try_acquire, 1)
             stats = await call(sem.server_statistics)
             assert (stats.held, stats.waiting) == (0, 0)  # given back on the master

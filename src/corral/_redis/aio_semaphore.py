@@ -264,7 +264,9 @@ class Semaphore:
         sent = time.monotonic()
         try:
             try:
-                r = await self._grant("SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0)
+                r = await self._grant(
+                    "SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0, what
+                )
             except BaseException:
                 await self._withdraw(token)
                 raise
@@ -289,7 +291,9 @@ class Semaphore:
         self._renewal.poke()
         return permit
 
-    async def _grant(self, name: str, args: list[Any], at: int) -> Any:
+    async def _grant(
+        self, name: str, args: list[Any], at: int, what: str = "redis.Semaphore.acquire"
+    ) -> Any:
         """Run the script ``name``, whose reply's item ``at`` is 1 when it grants the
         caller's token. With ``replicas=N`` a grant counts only once N replicas acknowledged
         it: ``NotReplicated`` otherwise (the caller's cleanup gives the permits back)."""
@@ -298,7 +302,7 @@ class Semaphore:
             return await self._s[name](keys=self._k.keys, args=args)
         r, acks = await replicated(self._client, self._s[name], self._k.keys, args, rep)
         if r[at] == 1 and acks < rep.n:
-            raise not_replicated("redis.Semaphore.acquire", acks, rep)
+            raise not_replicated(what, acks, rep)
         return r
 
     async def _withdraw(self, token: str) -> None:

@@ -264,7 +264,7 @@ class Semaphore:
         sent = time.monotonic()
         try:
             try:
-                r = self._grant("SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0)
+                r = self._grant("SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0, what)
             except BaseException:
                 self._withdraw(token)
                 raise
@@ -289,7 +289,9 @@ class Semaphore:
         self._renewal.poke()
         return permit
 
-    def _grant(self, name: str, args: list[Any], at: int) -> Any:
+    def _grant(
+        self, name: str, args: list[Any], at: int, what: str = "redis.Semaphore.acquire"
+    ) -> Any:
         """Run the script ``name``, whose reply's item ``at`` is 1 when it grants the
         caller's token. With ``replicas=N`` a grant counts only once N replicas acknowledged
         it: ``NotReplicated`` otherwise (the caller's cleanup gives the permits back)."""
@@ -298,7 +300,7 @@ class Semaphore:
             return self._s[name](keys=self._k.keys, args=args)
         r, acks = replicated(self._client, self._s[name], self._k.keys, args, rep)
         if r[at] == 1 and acks < rep.n:
-            raise not_replicated("redis.Semaphore.acquire", acks, rep)
+            raise not_replicated(what, acks, rep)
         return r
 
     def _withdraw(self, token: str) -> None:
