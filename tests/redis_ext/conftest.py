@@ -59,11 +59,14 @@ MATRIX_MODULES = frozenset(
         "test_ratelimit_docs",
         "test_ratelimit_bench",
         "test_cancel_sweep",
+        "test_replicas",
     }
 )
 #: Matrix modules whose tests cannot run on a cluster, and why (their cluster case is skipped
 #: with this reason, never silently).
 NOT_ON_CLUSTER = {
+    "test_replicas": "replicas= is refused on a Cluster client (RedisUnsupported); the test "
+    "starts its own master and replica of the kind's binary",
     "test_ratelimit_bench": "the bench rows and their peers (limits, pyrate-limiter) connect "
     "to one server with redis.Redis; a Cluster would answer their keys with MOVED",
 }
@@ -537,10 +540,10 @@ def own_server(redis_kind: ServerKind) -> Iterator[RedisServer | ClusterServer]:
 
 
 @pytest.fixture
-def replica_pair() -> Iterator[ReplicaPair]:
-    """A master and one replica of Debian's ``redis-server``, replication up (test_replicas)."""
-    _check_available(DEFAULT_KIND)
-    pair = ReplicaPair()
+def replica_pair(redis_kind: ServerKind) -> Iterator[ReplicaPair]:
+    """A master and one replica of this test's server kind, replication up (test_replicas)."""
+    _check_available(redis_kind)
+    pair = ReplicaPair(redis_kind.server)
     try:
         pair.start()
         yield pair

@@ -128,6 +128,20 @@ def test_replicas_arguments_checked(flavour: str, client: Any) -> None:
         make(replicas=2, replicas_timeout=0.05)
 
 
+def test_replicas_refused_on_a_cluster_client() -> None:
+    # WAIT must run on the connection to the slot's master that ran the grant; a cluster
+    # client does not promise it. (The asyncio cluster client connects lazily, so no cluster
+    # is needed to check the refusal; the rule is flavour-neutral, in _redis/replicas.py.)
+    from redis.asyncio.cluster import RedisCluster
+
+    c = RedisCluster(host="127.0.0.1", port=1)
+    with pytest.raises(corral.redis.RedisUnsupported, match="replicas="):
+        corral.redis.Semaphore(c, "a", 2, replicas=1)
+    with pytest.raises(corral.redis.RedisUnsupported, match="replicas="):
+        corral.redis.SingleFlight(c, replicas=1)
+    corral.redis.Semaphore(c, "a", 2, replicas=0)
+
+
 # --- 1. with the option, grants work and WAIT is paid ----------------------------------------
 
 
