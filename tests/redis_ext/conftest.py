@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -60,11 +61,14 @@ MATRIX_MODULES = frozenset(
         "test_cancel_sweep",
         "test_ratelimit_sem",
         "test_ratelimit_sem_fleet",
+        "test_replicas",
     }
 )
 #: Matrix modules whose tests cannot run on a cluster, and why (their cluster case is skipped
 #: with this reason, never silently).
 NOT_ON_CLUSTER = {
+    "test_replicas": "replicas= is refused on a Cluster client (RedisUnsupported); the test "
+    "starts its own master and replica of the kind's binary",
     "test_ratelimit_bench": "the bench rows and their peers (limits, pyrate-limiter) connect "
     "to one server with redis.Redis; a Cluster would answer their keys with MOVED",
 }
@@ -299,6 +303,46 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def info(port: int, section: str) -> dict[str, Any]:
+    """``INFO section`` of the server on ``port`` (as redis-py parses it)."""
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=port, socket_timeout=5) as r:
+        return dict(r.info(section))
+
+
+#: Replication set up at once (Redis 7 waits 5 s for more replicas before a diskless sync).
+_REPL = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
+
+
+class ReplicaPair:
+    """A master and one replica started with ``--replicaof`` on loopback ports; ``start``
+    returns once the replica says ``master_link_status:up`` and the master counts it."""
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.master = RedisServer(binary, extra=list(_REPL))
+        self.replica = RedisServer(
+            binary, extra=[*_REPL, "--replicaof", "127.0.0.1", str(self.master.port)]
+        )
+
+    def start(self) -> None:
+        self.master.start()
+        self.replica.start()
+        wait_for(
+            lambda: (
+                info(self.replica.port, "replication").get("master_link_status") == "up"
+                and info(self.master.port, "replication").get("connected_slaves") == 1
+            ),
+            START_TIMEOUT,
+        )
+
+    def remove(self) -> None:
+        for server in (self.replica, self.master):
+            if server.proc is not None and server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGCONT)  # a stopped server cannot terminate
+            server.remove()
+
+
 #: URLs of the clusters started by these fixtures: connect() gives them a cluster client.
 _CLUSTER_URLS: set[str] = set()
 
@@ -502,6 +546,18 @@ def own_server(redis_kind: ServerKind) -> Iterator[RedisServer | ClusterServer]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture
+def replica_pair(redis_kind: ServerKind) -> Iterator[ReplicaPair]:
+    """A master and one replica of this test's server kind, replication up (test_replicas)."""
+    _check_available(redis_kind)
+    pair = ReplicaPair(redis_kind.server)
+    try:
+        pair.start()
+        yield pair
+    finally:
+        pair.remove()
 
 
 @pytest.fixture

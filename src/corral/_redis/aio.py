@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from .._aio.singleflight import SingleFlight as LocalSingleFlight
 from .._core.context import Context
 from .._core.singleflight import CURRENT_FLIGHT, SingleFlightBase
@@ -45,6 +47,7 @@ from .common import (
     state_lost,
 )
 from .common import translated as _translated
+from .replicas import Replicas, check_replicas, not_replicated
 
 __all__ = ["SingleFlight"]
 
@@ -76,10 +79,38 @@ async def next_message(pubsub: Any, wait: float, guard: rt.Guard) -> Any:
     return None
 
 
+async def replicated(
+    client: Any, script: Any, keys: list[str], args: list[Any], rep: Replicas
+) -> tuple[Any, int]:
+    """Run ``script``, then ``WAIT rep.n rep.timeout_ms``, on one connection: -> (the
+    script's reply, how many replicas acknowledged it).
+
+    ``WAIT`` counts the replicas that acknowledged every write *this connection* made, and
+    redis-py hands each command any connection of its pool: the two go in one pipeline
+    (not a transaction), which runs on one connection, in one round trip. Every script that
+    grants writes (the grant itself, or a lease renewal and key expiries), so the WAIT
+    covers the grant even when another process's script made it (a queued waiter's grant is
+    confirmed by its own renewal, later in the replication stream). ``NOSCRIPT`` (a restart,
+    ``SCRIPT FLUSH``) loads the script and runs the pair again."""
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        pipe.execute_command("WAIT", rep.n, rep.timeout_ms)
+        r, acks = await pipe.execute(raise_on_error=False)
+        if isinstance(r, NoScriptError) and attempt == 0:
+            await client.script_load(script.script)
+            continue
+        for reply in (r, acks):
+            if isinstance(reply, Exception):
+                raise reply
+        return r, int(acks)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class SingleFlight:
     """SingleFlight(client, *, namespace="corral", lease=10.0, serializer=pickle, ctx=None,
-    share_for=0.0, share_max_bytes=1 MiB, on_lost=None): one execution per key across every
-    process sharing a Redis.
+    share_for=0.0, share_max_bytes=1 MiB, on_lost=None, replicas=0, replicas_timeout=None):
+    one execution per key across every process sharing a Redis.
 
     ``await sf.do(key, fn, *args)`` returns ``fn(*args)``. Callers in this process are first
     deduplicated in memory (a ``corral.SingleFlight``), so each process makes one flight per
@@ -101,6 +132,12 @@ class SingleFlight:
     that long, so callers of the same burst that reach Redis after the call ended get it
     instead of running it again. Outcomes over ``share_max_bytes`` (serialized) are not
     kept: those late callers run the call again (counted in ``statistics().not_kept``).
+
+    **replicas=N** makes a leadership count only once N replicas acknowledged it (``WAIT``
+    on the connection that took it, for ``replicas_timeout`` seconds: by default a tenth of
+    the lease, at most 1 s); otherwise it is given back and the callers get
+    ``NotReplicated``, so a failover to a replica that missed it cannot start a second
+    leader. Renewals count only when acknowledged too (see docs/redis.md).
 
     Keys are ``str`` (an ``int`` is its digits). ``timeout=`` and ``ctx=`` make one caller
     leave, as with ``corral.SingleFlight``; when every caller in this process left, the
@@ -125,6 +162,7 @@ class SingleFlight:
         "_not_kept",
         "_ns",
         "_on_lost",
+        "_replicas",
         "_s",
         "_serializer",
         "_share_max",
@@ -144,6 +182,8 @@ class SingleFlight:
         share_for: float = 0.0,
         share_max_bytes: int = SHARE_MAX_BYTES,
         on_lost: Callable[[LeaseLost], object] | None = None,
+        replicas: int = 0,
+        replicas_timeout: float | None = None,
     ) -> None:
         what = "redis.SingleFlight"
         check_client(client, what, binary=True, asyncio=rt.ASYNC)
@@ -152,6 +192,7 @@ class SingleFlight:
         self._ns = check_namespace(namespace, what)
         self._lease_ms = check_lease(lease, what)
         self._share_ms = _check_share(share_for, share_max_bytes, what)
+        self._replicas = check_replicas(replicas, replicas_timeout, self._lease_ms, client, what)
         self._share_max = share_max_bytes
         self._on_lost = on_lost
         self._lost = Counter()
@@ -219,10 +260,7 @@ class SingleFlight:
             token = new_token()
             sent = time.monotonic()
             with _translated("redis.SingleFlight.do"):
-                r = await self._s["SF_JOIN"](
-                    keys=[keys.lease, keys.epoch, keys.done, *map(keys.result, dead)],
-                    args=[token, self._lease_ms],
-                )
+                r = await self._join(keys, dead, token)
             epoch = decode(r[2])
             if r[0] == 2:
                 with self._count_lock:
@@ -242,6 +280,20 @@ class SingleFlight:
                 return load_outcome(self._serializer, data)
             dead.append(leader)
 
+    async def _join(self, keys: SFKeys, dead: list[str], token: str) -> Any:
+        """SF_JOIN; with ``replicas=N`` a leadership it grants counts only once N replicas
+        acknowledged it, else it is given back: ``NotReplicated``."""
+        join_keys = [keys.lease, keys.epoch, keys.done, *map(keys.result, dead)]
+        args = [token, self._lease_ms]
+        rep = self._replicas
+        if rep is None:
+            return await self._s["SF_JOIN"](keys=join_keys, args=args)
+        r, acks = await replicated(self._client, self._s["SF_JOIN"], join_keys, args, rep)
+        if r[0] == 1 and acks < rep.n:
+            await self._abandon(keys, token)
+            raise not_replicated("redis.SingleFlight.do", acks, rep)
+        return r
+
     async def _lead(
         self,
         k: str,
@@ -255,6 +307,7 @@ class SingleFlight:
     ) -> Any:
         lease_ms = self._lease_ms
         renew = self._s["SF_RENEW"]
+        rep = self._replicas
         every, _ = intervals(lease_ms)
         # The leadership's Context: a child of the local flight's (cancelled when every
         # caller here left), cancelled with LeaseLost when the lease is gone.
@@ -265,11 +318,17 @@ class SingleFlight:
         async def tick() -> bool:
             lease.arm()
             sent = time.monotonic()
-            ok = bool(await renew(keys=[keys.lease], args=[token, lease_ms]))
-            if ok:
-                lease.renewed(sent)
+            args = [token, lease_ms]
+            if rep is None:
+                ok, acked = bool(await renew(keys=[keys.lease], args=args)), True
             else:
+                r, acks = await replicated(self._client, renew, [keys.lease], args, rep)
+                ok, acked = bool(r), acks >= rep.n
+            if not ok:
                 lease.lose(f"SingleFlight key {k!r}: the renewal found the lease not ours")
+            elif acked:
+                lease.renewed(sent)
+            # (renewed but not acknowledged by replicas=N: it extends nothing, as a blip)
             return ok
 
         renewer = rt.Renewer(every, tick, f"corral-redis-lease-{k}")

@@ -19,7 +19,7 @@ from .._core.semaphore import SemaphoreStatistics, check_weight
 from .._shells import check_ctx
 from . import _rt_aio as rt
 from . import scripts
-from .aio import next_message
+from .aio import next_message, replicated
 from .common import (
     IO_ERRORS,
     Counter,
@@ -42,6 +42,7 @@ from .common import (
     unavailable,
 )
 from .common import translated as _translated
+from .replicas import check_replicas, not_replicated
 
 __all__ = ["Permit", "Semaphore"]
 
@@ -94,9 +95,9 @@ class Permit:
 
 
 class Semaphore:
-    """Semaphore(client, name, size, *, lease=10.0, on_lost=None, tag=None): Go's weighted
-    semaphore shared by every process using ``name`` on one Redis; strictly FIFO across
-    processes.
+    """Semaphore(client, name, size, *, lease=10.0, on_lost=None, tag=None, replicas=0,
+    replicas_timeout=None): Go's weighted semaphore shared by every process using ``name``
+    on one Redis; strictly FIFO across processes.
 
     ``async with sem.acquire(n) as permit:`` holds ``n`` of the ``size`` permits. Requests
     are served in arrival order, and a large one at the head holds back smaller ones behind
@@ -110,6 +111,12 @@ class Semaphore:
     acquire that times out (``timeout=``), is cancelled or whose ``ctx`` is done leaves the
     queue at once (or, if granted meanwhile, gives the permits straight back). The fast
     path (permits free, nobody queued) is one script call, one round trip.
+
+    **replicas=N** makes a grant count only once N replicas acknowledged it (``WAIT`` on the
+    connection that took it, for ``replicas_timeout`` seconds: by default a tenth of the
+    lease, at most 1 s); otherwise the permits are given back and the acquire raises
+    ``NotReplicated``, so a failover to a replica that missed the grant cannot grant the
+    same permits again. Renewals count only when acknowledged too (see docs/redis.md).
 
     Every process must pass the same ``size`` for a name (``SizeConflict`` otherwise); the
     keys disappear when nothing is held or queued (but one small epoch hash per name).
@@ -138,6 +145,7 @@ class Semaphore:
         "_lost_count",
         "_on_lost",
         "_renewal",
+        "_replicas",
         "_s",
         "_size",
         "_waiting",
@@ -152,6 +160,8 @@ class Semaphore:
         lease: float = 10.0,
         on_lost: Callable[[LeaseLost], object] | None = None,
         tag: str | None = None,
+        replicas: int = 0,
+        replicas_timeout: float | None = None,
     ) -> None:
         what = "redis.Semaphore"
         check_client(client, what, binary=False, asyncio=rt.ASYNC)
@@ -161,6 +171,7 @@ class Semaphore:
             raise ValueError(f"{what}: tag must not contain braces, got {tag!r}")
         self._k = SemKeys(check_namespace(name, what, "name"), tag)
         self._lease_ms = check_lease(lease, what)
+        self._replicas = check_replicas(replicas, replicas_timeout, self._lease_ms, client, what)
         self._client = client
         self._on_lost = on_lost
         self._s = {
@@ -216,15 +227,13 @@ class Semaphore:
         if ctx is not None:
             check_ctx(ctx, what)
         token = new_token()
-        k = self._k
         sent = time.monotonic()
         try:  # (not _translated: a generator-based context manager costs on the fast path)
             try:
-                r = await self._s["SEM_ACQUIRE"](
-                    keys=k.keys, args=[self._lease_ms, token, n, self._size]
-                )
+                r = await self._grant("SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0)
             except BaseException:
-                # Cancelled (or failed) with the script's effect unknown: leave no trace.
+                # Cancelled, failed with the script's effect unknown, or not replicated
+                # (NotReplicated): leave no trace.
                 await self._withdraw(token)
                 raise
             if r[0] == -1:
@@ -264,8 +273,8 @@ class Semaphore:
         sent = time.monotonic()
         try:
             try:
-                r = await self._s["SEM_ACQUIRE"](
-                    keys=self._k.keys, args=[self._lease_ms, token, n, self._size]
+                r = await self._grant(
+                    "SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0, what
                 )
             except BaseException:
                 await self._withdraw(token)
@@ -291,6 +300,20 @@ class Semaphore:
         self._renewal.poke()
         return permit
 
+    async def _grant(
+        self, name: str, args: list[Any], at: int, what: str = "redis.Semaphore.acquire"
+    ) -> Any:
+        """Run the script ``name``, whose reply's item ``at`` is 1 when it grants the
+        caller's token. With ``replicas=N`` a grant counts only once N replicas acknowledged
+        it: ``NotReplicated`` otherwise (the caller's cleanup gives the permits back)."""
+        rep = self._replicas
+        if rep is None:
+            return await self._s[name](keys=self._k.keys, args=args)
+        r, acks = await replicated(self._client, self._s[name], self._k.keys, args, rep)
+        if r[at] == 1 and acks < rep.n:
+            raise not_replicated(what, acks, rep)
+        return r
+
     async def _withdraw(self, token: str) -> None:
         with contextlib.suppress(*IO_ERRORS):
             await rt.settle(self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token]))
@@ -311,7 +334,7 @@ class Semaphore:
                     # grant message is confirmed by the next check, which also starts the
                     # holder's lease clock (sent before the check) and reads its fence.
                     sent = time.monotonic()
-                    r = await self._s["SEM_TOUCH"](keys=k.keys, args=[lease_ms, token])
+                    r = await self._grant("SEM_TOUCH", [lease_ms, token], 2)
                     grace_ms = int(r[0])
                     if r[2] == 1:
                         return sent, int(r[3])
@@ -320,9 +343,7 @@ class Semaphore:
                         # the lease) or Redis lost its state: it held nothing, so it simply
                         # queues again, at the back.
                         sent = time.monotonic()
-                        r = await self._s["SEM_ACQUIRE"](
-                            keys=k.keys, args=[lease_ms, token, n, self._size]
-                        )
+                        r = await self._grant("SEM_ACQUIRE", [lease_ms, token, n, self._size], 0)
                         if r[0] == -1:
                             raise size_conflict("redis.Semaphore.acquire", self._size, r[1])
                         if r[0] == 1:
@@ -347,15 +368,22 @@ class Semaphore:
         for _, permit in held:
             permit._ctx.arm()
         sent = time.monotonic()
+        args = [self._lease_ms, *(t for t, _ in held)]
+        rep = self._replicas
         try:
-            r = await self._s["SEM_TOUCH"](
-                keys=self._k.keys, args=[self._lease_ms, *(t for t, _ in held)]
-            )
+            if rep is None:
+                r, acked = await self._s["SEM_TOUCH"](keys=self._k.keys, args=args), True
+            else:
+                r, acks = await replicated(
+                    self._client, self._s["SEM_TOUCH"], self._k.keys, args, rep
+                )
+                acked = acks >= rep.n
         except (*IO_ERRORS, ResponseError):
             return  # a blip: the leases may still run; each ctx's own deadline decides
         for i, (_, permit) in enumerate(held):
             if r[2 + 2 * i] == 1:
-                permit._ctx.renewed(sent)
+                if acked:  # (renewed but not acknowledged by replicas=N: a blip)
+                    permit._ctx.renewed(sent)
             else:
                 permit._ctx.lose(
                     "the renewal found these permits no longer held (the lease expired,"

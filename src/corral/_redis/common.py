@@ -26,6 +26,7 @@ from .._errors import Cancelled, CorralError, DeadlineExceeded
 __all__ = [
     "LeaseContext",
     "LeaseLost",
+    "NotReplicated",
     "RedisUnavailable",
     "RedisUnsupported",
     "RemoteError",
@@ -69,6 +70,20 @@ class RedisUnavailable(CorralError):
     the operation relied on (it restarted without persistence). ``__cause__`` is redis-py's
     error when there is one. The operation's outcome is unknown to this caller: it did not
     silently succeed."""
+
+
+class NotReplicated(RedisUnavailable):
+    """A grant (Semaphore permits, a SingleFlight leadership) was acknowledged by fewer
+    replicas than ``replicas=`` asked for within ``replicas_timeout``, so it was given back
+    instead of used: Redis replicates asynchronously, and a failover to a replica that
+    missed the grant would grant the same permits (or leadership) a second time.
+    ``acked`` and ``wanted`` say how many replicas acknowledged and how many were asked for.
+    Nothing is held: retry later, or lower ``replicas=``."""
+
+    def __init__(self, message: str, acked: int = 0, wanted: int = 0) -> None:
+        super().__init__(message)
+        self.acked = acked
+        self.wanted = wanted
 
 
 class RedisUnsupported(CorralError):

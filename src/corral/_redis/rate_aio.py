@@ -17,6 +17,7 @@ from .._core.context import Context, _check_timeout
 from .._shells import check_ctx
 from . import _rt_aio as rt
 from . import rate_scripts
+from .aio import replicated
 from .aio_semaphore import Semaphore
 from .common import (
     IO_ERRORS,
@@ -36,6 +37,7 @@ from .rate_common import (
     ServerClock,
     late_shift_us,
 )
+from .replicas import not_replicated
 
 __all__ = ["Grant", "RateLimit"]
 
@@ -91,6 +93,7 @@ async def _acquire(
     script = first._s["RL_ACQUIRE"]
     every = first._check_every  # (come back at least this often: queue leases)
     fence = 0
+    rep = None if sem is None else sem._replicas
     if sem is not None:
         script = first._s["LIMITS_ACQUIRE"]
         every = min(every, intervals(sem._lease_ms)[1])
@@ -126,20 +129,23 @@ async def _acquire(
                 else:
                     with first._lock:
                         carried = first._reports.pop(key, [])
-                    r = await script(
-                        keys=keys,
-                        args=[
-                            token,
-                            first._epoch,
-                            token,  # (a fresh epoch id, if Redis has none)
-                            first._lease_us,
-                            horizon,
-                            first._k.prefix,
-                            mode,
-                            *tail,
-                            *carried,
-                        ],
-                    )
+                    args = [
+                        token,
+                        first._epoch,
+                        token,  # (a fresh epoch id, if Redis has none)
+                        first._lease_us,
+                        horizon,
+                        first._k.prefix,
+                        mode,
+                        *tail,
+                        *carried,
+                    ]
+                    if rep is None:
+                        r = await script(keys=keys, args=args)
+                    else:  # a semaphore's replicas=N: the joint grant counts once acknowledged
+                        r, acks = await replicated(first._client, script, keys, args, rep)
+                        if r[0] == 1 and acks < rep.n:
+                            raise not_replicated(what, acks, rep)  # (given back: below)
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             carried = []

@@ -36,6 +36,8 @@ from .rate_common import (
     ServerClock,
     late_shift_us,
 )
+from .replicas import not_replicated
+from .threads import replicated
 from .threads_semaphore import Semaphore
 
 __all__ = ["Grant", "RateLimit"]
@@ -92,6 +94,7 @@ def _acquire(
     script = first._s["RL_ACQUIRE"]
     every = first._check_every  # (come back at least this often: queue leases)
     fence = 0
+    rep = None if sem is None else sem._replicas
     if sem is not None:
         script = first._s["LIMITS_ACQUIRE"]
         every = min(every, intervals(sem._lease_ms)[1])
@@ -127,20 +130,23 @@ def _acquire(
                 else:
                     with first._lock:
                         carried = first._reports.pop(key, [])
-                    r = script(
-                        keys=keys,
-                        args=[
-                            token,
-                            first._epoch,
-                            token,  # (a fresh epoch id, if Redis has none)
-                            first._lease_us,
-                            horizon,
-                            first._k.prefix,
-                            mode,
-                            *tail,
-                            *carried,
-                        ],
-                    )
+                    args = [
+                        token,
+                        first._epoch,
+                        token,  # (a fresh epoch id, if Redis has none)
+                        first._lease_us,
+                        horizon,
+                        first._k.prefix,
+                        mode,
+                        *tail,
+                        *carried,
+                    ]
+                    if rep is None:
+                        r = script(keys=keys, args=args)
+                    else:  # a semaphore's replicas=N: the joint grant counts once acknowledged
+                        r, acks = replicated(first._client, script, keys, args, rep)
+                        if r[0] == 1 and acks < rep.n:
+                            raise not_replicated(what, acks, rep)  # (given back: below)
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             carried = []

@@ -9,7 +9,8 @@
 Errors: :class:`RedisUnavailable` (Redis unreachable, or it lost its state mid-call),
 :class:`LeaseLost` (this process's lease was lost while it held it: also the cause of
 the lease's cancelled Context), :class:`RedisUnsupported` (a server too old, a cross-slot
-refusal), :class:`RemoteError`
+refusal), :class:`NotReplicated` (a grant fewer replicas than ``replicas=`` acknowledged,
+given back: a subclass of ``RedisUnavailable``), :class:`RemoteError`
 (another process's exception could not be carried across), :class:`SizeConflict` (a
 semaphore name used with two sizes). See docs/redis.md.
 """
@@ -18,6 +19,7 @@ from .._redis.aio import SingleFlight
 from .._redis.aio_semaphore import Permit, Semaphore
 from .._redis.common import (
     LeaseLost,
+    NotReplicated,
     RedisSemaphoreStatistics,
     RedisSingleFlightStatistics,
     RedisUnavailable,
@@ -35,6 +37,7 @@ __all__ = [
     "Grant",
     "LeaseLost",
     "Limits",
+    "NotReplicated",
     "Permit",
     "RateLimit",
     "RedisRateLimitStatistics",

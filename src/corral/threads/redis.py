@@ -4,6 +4,7 @@ over a blocking ``redis.Redis`` (``pip install 'corral[redis]'``). The same obje
 
 from .._redis.common import (
     LeaseLost,
+    NotReplicated,
     RedisSemaphoreStatistics,
     RedisSingleFlightStatistics,
     RedisUnavailable,
@@ -23,6 +24,7 @@ __all__ = [
     "Grant",
     "LeaseLost",
     "Limits",
+    "NotReplicated",
     "Permit",
     "RateLimit",
     "RedisRateLimitStatistics",
