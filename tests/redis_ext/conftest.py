@@ -517,13 +517,30 @@ def all_nodes(client: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def _shared_server(redis_kind: ServerKind) -> Iterator[RedisServer | ClusterServer]:
-    server = _make_server(redis_kind)
+def _servers() -> Iterator[dict[str, RedisServer | ClusterServer]]:
+    """The session's servers, one per kind, started on first use and stopped at the end."""
+    servers: dict[str, RedisServer | ClusterServer] = {}
     try:
-        server.start()
-        yield server
+        yield servers
     finally:
-        server.remove()
+        for server in servers.values():
+            server.remove()
+
+
+@pytest.fixture
+def _shared_server(
+    redis_kind: ServerKind, _servers: dict[str, RedisServer | ClusterServer]
+) -> RedisServer | ClusterServer:
+    """The session's server of this test's kind. (Looked up per test, not cached as one
+    session fixture: pytest keeps a session fixture made for the matrix's last kind, say the
+    cluster, and handed it to the next module that runs on Debian's server only, whose
+    single-node clients then met MOVED.)"""
+    server = _servers.get(redis_kind.name)
+    if server is None:
+        server = _make_server(redis_kind)
+        _servers[redis_kind.name] = server
+        server.start()
+    return server
 
 
 @pytest.fixture
