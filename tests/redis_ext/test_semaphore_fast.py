@@ -161,3 +161,70 @@ def test_the_sequences_reach_the_lean_paths(client: Any) -> None:
     assert side.s["SEM_FAST"](keys=side.fast_keys, args=[1000, "b", 1, SIZE]) > 0
     assert side.s["SEM_FAST_RELEASE"](keys=side.fast_keys, args=[1000, "b"]) == 1
     side.lose_state()
+
+
+# --- the client: the lean pair serves the uncontended acquire, and survives SCRIPT FLUSH ------
+
+
+def _recording(client: Any) -> list[Any]:
+    """The shas of the EVALSHA calls ``client`` makes from now on (in call order)."""
+    shas: list[Any] = []
+    real = client.execute_command
+
+    def execute_command(*args: Any, **kw: Any) -> Any:
+        if args and args[0] == "EVALSHA":
+            shas.append(args[1])
+        return real(*args, **kw)
+
+    client.execute_command = execute_command
+    return shas
+
+
+def test_threads_uncontended_pair_runs_the_lean_scripts_and_survives_script_flush(
+    redis_url: str,
+) -> None:
+    import corral.threads.redis
+
+    from .conftest import all_nodes, connect
+
+    with connect(redis_url) as c:
+        sem = corral.threads.redis.Semaphore(c, "semfthr", 2, lease=0.3)
+        sem.acquire(1).release()  # (the name's first use waits its grace)
+        shas = _recording(c)
+        with sem.acquire(1) as p:
+            first = p.fence
+        assert shas == [sem._fast[0], sem._fast[1]]  # one lean call each way, nothing else
+        c.script_flush()  # NOSCRIPT next: the wrapper loads the script, once
+        with sem.acquire(2) as p:
+            assert p.fence > first
+        with sem.acquire(1):
+            pass
+        assert (
+            shas.count(sem._fast[0]) == shas.count(sem._fast[1]) == 4
+        )  # (NOSCRIPT, after the load, then one call)
+        assert sem.statistics().acquired == 4
+        assert c.keys("{semfthr}:*", **all_nodes(c)) == [b"{semfthr}:e"]  # (the epoch only)
+
+
+async def test_async_uncontended_pair_runs_the_lean_scripts_and_survives_script_flush(
+    redis_url: str,
+) -> None:
+    import corral.redis
+
+    from .conftest import all_nodes, connect_async
+
+    async with connect_async(redis_url) as c:
+        sem = corral.redis.Semaphore(c, "semfaio", 2, lease=0.3)
+        await (await sem.acquire(1)).release()
+        shas = _recording(c)
+        async with sem.acquire(1) as p:
+            first = p.fence
+        assert shas == [sem._fast[0], sem._fast[1]]
+        await c.script_flush()
+        async with sem.acquire(2) as p:
+            assert p.fence > first
+        async with sem.acquire(1):
+            pass
+        assert shas.count(sem._fast[0]) == shas.count(sem._fast[1]) == 4
+        assert sem.statistics().acquired == 4
+        assert await c.keys("{semfaio}:*", **all_nodes(c)) == [b"{semfaio}:e"]

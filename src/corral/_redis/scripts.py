@@ -63,7 +63,11 @@ waiters leave the queue), then *grants* in FIFO order with head-of-line blocking
 ``semaphore.Weighted``: a large request at the head is never overtaken), and publishes the
 granted tokens. When nothing is held or queued, every key but the epoch is deleted;
 otherwise each key's expiry is set to ``ttl`` (three leases) so a semaphore abandoned by
-every process disappears (all but its epoch hash: three small fields per name).
+every process disappears (all but its epoch hash: three small fields per name). The
+uncontended pair (nobody queued, room enough, a known epoch past its grace) goes through
+``SEM_FAST`` / ``SEM_FAST_RELEASE``, the same rules written out in line without the
+prelude's closures; they hand every other case to ``SEM_ACQUIRE`` / ``SEM_RELEASE`` before
+writing anything (see their comment).
 """
 
 from __future__ import annotations

@@ -330,21 +330,23 @@ class Semaphore:
     def _fast_acquire(self, token: str, n: int, what: str) -> int:
         """SEM_FAST, the lean uncontended grant (``scripts``): -> the fence when granted,
         0 when it cannot decide (then SEM_ACQUIRE must). Called through ``EVALSHA`` itself,
-        not redis-py's ``Script`` wrapper (which costs more than packing the call); a
-        ``NOSCRIPT`` (a restart, ``SCRIPT FLUSH``) goes through the wrapper, which loads it.
+        not redis-py's ``Script`` wrapper (which costs more than packing the call).
         With ``replicas=N`` a grant counts only once acknowledged (as ``_grant``)."""
         sha, _, keys, lease, size = self._fast
         rep = self._replicas
         if rep is not None:
-            args = [lease, token, n, size]
-            r, acks = replicated(self._client, self._s["SEM_FAST"], keys, args, rep)
+            r, acks = replicated(
+                self._client, self._s["SEM_FAST"], keys, [lease, token, n, size], rep
+            )
             if r and acks < rep.n:
                 raise not_replicated(what, acks, rep)
             return int(r)
+        call = ("EVALSHA", sha, 4, *keys, lease, token, n, size)
         try:
-            r = self._client.execute_command("EVALSHA", sha, 4, *keys, lease, token, n, size)
-        except NoScriptError:
-            r = self._s["SEM_FAST"](keys=keys, args=[lease, token, n, size])
+            r = self._client.execute_command(*call)
+        except NoScriptError:  # (a restart, SCRIPT FLUSH: loaded again, then called again)
+            self._client.script_load(scripts.SEM_FAST)
+            r = self._client.execute_command(*call)
         return int(r)
 
     def _grant(
@@ -451,10 +453,12 @@ class Semaphore:
             r = 0
             if not self._waiting:  # (else SEM_FAST_RELEASE would most likely answer 0)
                 _, sha, keys, lease_ms, _ = self._fast
+                args = ("EVALSHA", sha, 4, *keys, lease_ms, token)
                 try:
-                    r = self._client.execute_command("EVALSHA", sha, 4, *keys, lease_ms, token)
+                    r = self._client.execute_command(*args)
                 except NoScriptError:
-                    r = self._s["SEM_FAST_RELEASE"](keys=keys, args=[lease_ms, token])
+                    self._client.script_load(scripts.SEM_FAST_RELEASE)
+                    r = self._client.execute_command(*args)
             if r != 1:  # not decided by the lean script: the original decides
                 r = self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token])
         except IO_ERRORS as exc:
