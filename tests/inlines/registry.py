@@ -53,6 +53,11 @@ _WORKER_CHECK = _WORKERS + "test_pipelines_match_with_and_without_the_inlined_fa
 # The Redis rate limit's lean uncontended script and its leave (Lua, in line for speed),
 # driven beside the scripts they copy through generated sequences on a real server.
 _RL_FAST = ("../redis_ext/test_ratelimit_fast.py::test_the_lean_script_agrees_with_rl_acquire",)
+# The Redis semaphore's lean uncontended pair (Lua, in line for speed), likewise.
+_SEM_FAST = (
+    "../redis_ext/test_semaphore_fast.py::"
+    "test_the_lean_pair_agrees_with_sem_acquire_and_sem_release",
+)
 
 INLINES: dict[str, Inline] = {
     "corral._core.channel.ChannelState.send": Inline(
@@ -122,6 +127,12 @@ INLINES: dict[str, Inline] = {
     ),
     "corral._redis.rate_scripts.RL_LEAVE": Inline(
         copies=("corral._redis.rate_scripts",), checks=_RL_FAST
+    ),
+    "corral._redis.scripts.SEM_ACQUIRE": Inline(
+        copies=("corral._redis.scripts",), checks=_SEM_FAST
+    ),
+    "corral._redis.scripts.SEM_RELEASE": Inline(
+        copies=("corral._redis.scripts",), checks=_SEM_FAST
     ),
     "corral._core.waiter.Waiter.__init__": Inline(
         copies=("corral._core.waiter.AsyncWaiter.__init__",),

@@ -53,6 +53,7 @@ MATRIX_MODULES = frozenset(
     {
         "test_faults",
         "test_semaphore",
+        "test_semaphore_fast",
         "test_singleflight",
         "test_ratelimit",
         "test_ratelimit_fleet",

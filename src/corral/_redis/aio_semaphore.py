@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from .._core.context import Context, _check_timeout
 from .._core.semaphore import SemaphoreStatistics, check_weight
@@ -138,6 +138,7 @@ class Semaphore:
     __slots__ = (
         "_acquired",
         "_client",
+        "_fast",
         "_held",
         "_k",
         "_lease_ms",
@@ -176,8 +177,26 @@ class Semaphore:
         self._on_lost = on_lost
         self._s = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("SEM_ACQUIRE", "SEM_TOUCH", "SEM_RELEASE", "SEM_STATE")
+            for name in (
+                "SEM_ACQUIRE",
+                "SEM_TOUCH",
+                "SEM_RELEASE",
+                "SEM_STATE",
+                "SEM_FAST",
+                "SEM_FAST_RELEASE",
+            )
         }
+        # The lean pair's call, made ready once: its keys (all but ``qx``) and constants
+        # encoded with the client's encoder, so redis-py packs them without converting.
+        enc = client.get_encoder()
+        fast_keys = [enc.encode(k) for i, k in enumerate(self._k.keys) if i != 3]
+        self._fast = (
+            self._s["SEM_FAST"].sha,
+            self._s["SEM_FAST_RELEASE"].sha,
+            fast_keys,
+            enc.encode(self._lease_ms),
+            enc.encode(self._size),
+        )
         self._lock = rt.Lock()
         self._held: dict[str, Permit] = {}
         # Renewals run only while this object holds permits; nothing is left running after.
@@ -228,17 +247,24 @@ class Semaphore:
             check_ctx(ctx, what)
         token = new_token()
         sent = time.monotonic()
+        r: Any = None
         try:  # (not _translated: a generator-based context manager costs on the fast path)
             try:
-                r = await self._grant("SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0)
+                # The lean script first, unless another acquire of this process waits (it
+                # would then most likely answer "call SEM_ACQUIRE": a round trip lost).
+                fence = await self._fast_acquire(token, n, what) if not self._waiting else 0
+                if not fence:
+                    r = await self._grant("SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0)
             except BaseException:
                 # Cancelled, failed with the script's effect unknown, or not replicated
                 # (NotReplicated): leave no trace.
                 await self._withdraw(token)
                 raise
-            if r[0] == -1:
+            if fence:
+                pass
+            elif r[0] == -1:
                 raise size_conflict(what, self._size, r[1])
-            if r[0] == 0:
+            elif r[0] == 0:
                 with self._lock:
                     self._waiting += 1
                 try:
@@ -273,6 +299,9 @@ class Semaphore:
         sent = time.monotonic()
         try:
             try:
+                fence = await self._fast_acquire(token, n, what)
+                if fence:
+                    return self._hold(token, n, None, sent, fence)
                 r = await self._grant(
                     "SEM_ACQUIRE", [self._lease_ms, token, n, self._size], 0, what
                 )
@@ -299,6 +328,28 @@ class Semaphore:
             self._held[token] = permit
         self._renewal.poke()
         return permit
+
+    async def _fast_acquire(self, token: str, n: int, what: str) -> int:
+        """SEM_FAST, the lean uncontended grant (``scripts``): -> the fence when granted,
+        0 when it cannot decide (then SEM_ACQUIRE must). Called through ``EVALSHA`` itself,
+        not redis-py's ``Script`` wrapper (which costs more than packing the call).
+        With ``replicas=N`` a grant counts only once acknowledged (as ``_grant``)."""
+        sha, _, keys, lease, size = self._fast
+        rep = self._replicas
+        if rep is not None:
+            r, acks = await replicated(
+                self._client, self._s["SEM_FAST"], keys, [lease, token, n, size], rep
+            )
+            if r and acks < rep.n:
+                raise not_replicated(what, acks, rep)
+            return int(r)
+        call = ("EVALSHA", sha, 4, *keys, lease, token, n, size)
+        try:
+            r = await self._client.execute_command(*call)
+        except NoScriptError:  # (a restart, SCRIPT FLUSH: loaded again, then called again)
+            await self._client.script_load(scripts.SEM_FAST)
+            r = await self._client.execute_command(*call)
+        return int(r)
 
     async def _grant(
         self, name: str, args: list[Any], at: int, what: str = "redis.Semaphore.acquire"
@@ -403,7 +454,17 @@ class Semaphore:
         self._renewal.idle()
         lease = permit._ctx
         try:
-            r = await self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token])
+            r = 0
+            if not self._waiting:  # (else SEM_FAST_RELEASE would most likely answer 0)
+                _, sha, keys, lease_ms, _ = self._fast
+                args = ("EVALSHA", sha, 4, *keys, lease_ms, token)
+                try:
+                    r = await self._client.execute_command(*args)
+                except NoScriptError:
+                    await self._client.script_load(scripts.SEM_FAST_RELEASE)
+                    r = await self._client.execute_command(*args)
+            if r != 1:  # not decided by the lean script: the original decides
+                r = await self._s["SEM_RELEASE"](keys=self._k.keys, args=[self._lease_ms, token])
         except IO_ERRORS as exc:
             lease.end()
             raise unavailable("redis.Semaphore.release", exc) from exc

@@ -63,13 +63,19 @@ waiters leave the queue), then *grants* in FIFO order with head-of-line blocking
 ``semaphore.Weighted``: a large request at the head is never overtaken), and publishes the
 granted tokens. When nothing is held or queued, every key but the epoch is deleted;
 otherwise each key's expiry is set to ``ttl`` (three leases) so a semaphore abandoned by
-every process disappears (all but its epoch hash: three small fields per name).
+every process disappears (all but its epoch hash: three small fields per name). The
+uncontended pair (nobody queued, room enough, a known epoch past its grace) goes through
+``SEM_FAST`` / ``SEM_FAST_RELEASE``, the same rules written out in line without the
+prelude's closures; they hand every other case to ``SEM_ACQUIRE`` / ``SEM_RELEASE`` before
+writing anything (see their comment).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "SEM_ACQUIRE",
+    "SEM_FAST",
+    "SEM_FAST_RELEASE",
     "SEM_RELEASE",
     "SEM_STATE",
     "SEM_TOUCH",
@@ -410,3 +416,83 @@ save()
 return out
 """
 )
+
+
+# The lean uncontended pair: SEM_ACQUIRE's fast path and SEM_RELEASE's "nobody queued" path
+# written out in line, without the prelude. The prelude's nine local functions are closures
+# made again at every call, about half of these scripts' server time when the call is the
+# common one (see docs/design.md, "The uncontended semaphore pair"). Each lean script either
+# does exactly what its original would, or, before writing anything, answers 0: "call the
+# original" (a new epoch, a grace running, a lease longer than any asked for in this epoch,
+# another size, anyone queued, not enough room, an unknown token). The grant rule itself
+# stays in SEM_STATE_LUA: a lean script grants only where that rule grants at once to the
+# caller and to nobody else (nobody queued), so there is no second copy of FIFO,
+# head-of-line or the grace to drift.
+#
+# KEYS: m, h, q, e (a Semaphore's keys but ``qx``, which it never touches: ``qx`` holds
+# exactly the tokens of ``q``, so with ``q`` empty it is empty too).
+# ARGV: lease_ms, token, weight, size.
+# -> the fence (an integer: cheaper to parse than an array) | 0 not decided here: call
+#    SEM_ACQUIRE
+# inline of corral._redis.scripts.SEM_ACQUIRE
+SEM_FAST = """
+local M, H, E = KEYS[1], KEYS[2], KEYS[4]
+local lease, wt, want = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- inline of EPOCH and SEM_STATE_LUA's grace: a known epoch whose grace covers this lease
+local ep = redis.call('HMGET', E, 't0', 'f', 'g')
+if not ep[1] or lease > tonumber(ep[3] or 0) then return 0 end
+-- inline of SEM_ACQUIRE's fast path: nobody queued, room enough (no purge), no grace left
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local meta = redis.call('HMGET', M, 'size', 'held', 'ttl')
+local size = tonumber(meta[1] or 0)
+if size ~= 0 and size ~= want then return 0 end
+local held = tonumber(meta[2] or 0)
+if want - held < wt then return 0 end
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(now_us / 1000)
+if math.floor(tonumber(ep[1]) / 1000) + tonumber(ep[3]) - now > 0 then return 0 end
+-- (fence(), hold and save(0, nil, ...))
+local f = math.max(tonumber(ep[2] or 0) + 1, now_us)
+local fs = string.format('%.0f', f)
+redis.call('HSET', E, 'f', fs)
+local tok = ARGV[2]
+redis.call('ZADD', H, now + lease, tok)
+local ttl = tonumber(meta[3] or 0)
+if 3 * lease > ttl then ttl = 3 * lease end
+redis.call('HSET', M, 'held', held + wt, 'ttl', ttl, 'size', want, 'w' .. tok, wt,
+  'l' .. tok, lease, 'x' .. tok, fs)
+redis.call('PEXPIRE', M, ttl)
+redis.call('PEXPIRE', H, ttl)
+return f
+"""
+
+# KEYS: m, h, q, e (as SEM_FAST). ARGV: lease_ms, token.
+# -> 1 released | 0 not decided here: call SEM_RELEASE (anyone queued, a new epoch, a
+#    lease longer than the epoch's grace, or the token is not a holder)
+# inline of corral._redis.scripts.SEM_RELEASE
+SEM_FAST_RELEASE = """
+local M, H = KEYS[1], KEYS[2]
+local lease, tok = tonumber(ARGV[1]), ARGV[2]
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+-- inline of EPOCH and SEM_STATE_LUA's grace: a known epoch whose grace covers this lease
+local ep = redis.call('HMGET', KEYS[4], 't0', 'g')
+if not ep[1] or lease > tonumber(ep[2] or 0) then return 0 end
+-- inline of SEM_RELEASE for a holder, nobody queued (no purge, no grant)
+if redis.call('ZREM', H, tok) == 0 then return 0 end
+-- The last holder (the common case): every key goes, its fields with it (no HDEL first).
+if redis.call('EXISTS', H) == 0 then
+  redis.call('DEL', M)
+  return 1
+end
+local meta = redis.call('HMGET', M, 'held', 'ttl', 'w' .. tok)
+local held = tonumber(meta[1] or 0) - tonumber(meta[3] or 0)
+if held < 0 then held = 0 end
+redis.call('HDEL', M, 'w' .. tok, 'l' .. tok, 'x' .. tok, 'j' .. tok)
+local ttl = tonumber(meta[2] or 0)
+if 3 * lease > ttl then ttl = 3 * lease end
+redis.call('HSET', M, 'held', held, 'ttl', ttl)
+redis.call('PEXPIRE', M, ttl)
+redis.call('PEXPIRE', H, ttl)
+return 1
+"""
