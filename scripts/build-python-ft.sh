@@ -10,8 +10,8 @@
 # directories under the work dir, so the system's apt sources and lists are never touched.
 #
 # Prints the interpreter's path on its last line of stdout. Reuses an interpreter already at the
-# prefix when it runs with the GIL off, so only a fresh machine pays the build (~5-15 min on 2
-# cores). Environment:
+# prefix when it runs with the GIL off, so only a fresh machine pays the build (9 min on 2
+# cores, niced, beside CI's test lanes). Environment:
 #   CORRAL_FT_PREFIX   install prefix       (default: $HOME/.cache/corral-python-ft/3.13t)
 #   CORRAL_FT_WORK     download/build dir   (default: $HOME/.cache/corral-python-ft/work)
 #   CORRAL_FT_JOBS     make -j              (default: nproc)
