@@ -271,7 +271,10 @@ def _in_capture(item: pytest.Item) -> Generator[None, object, object]:
 
 @pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
-    return (yield from _in_capture(item))
+    incidents = item.stash.setdefault(_INCIDENTS, [])
+    with _capturing_incidents(incidents):
+        _freeze_at_module_start(item)
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -289,6 +292,56 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object
         late.clear()
         pytest.fail(_report("after the leak check", messages), pytrace=False)
     return result
+
+
+# --- the leak check's gc.collect(), made cheap ---------------------------------------------
+#
+# A full collection walks every object the collector tracks, and after collecting the suite
+# (2,000+ items, hypothesis, Dask and redis-py imported) plus what earlier tests left (pytest's
+# reports, caches) that took 0.1-0.3 s per test on a 2-core machine: a third of `make test`'s
+# pytest time, before anything was tested. So everything alive is collected once and then
+# frozen (gc.freeze: moved where collections no longer look) when collection ends, and again
+# when a module's first test starts, before its fixtures are set up. What is alive then is the
+# suite and whatever outlives modules; what a test makes is made later, so its garbage is still
+# collected, finalized and blamed on it by its own check. Garbage of the previous module's
+# fixtures is finalized by that module-start collection, inside the first test's setup, where
+# its incidents are recorded.
+#
+# What it gives up: an object that outlived its module and later becomes garbage in a cycle is
+# not finalized before the session ends (today it would be blamed on whichever later test
+# happened to collect it). And gc.get_referrers() does not see frozen referrers. Hypothesis
+# relies on it, once per process, when it registers a Random (its entry points', trio's when
+# installed, at import; its own global one on the first @given): with the referrer frozen it
+# warns, an error here. So both happen before the first freeze, which is at the end of
+# collection, outside any test's timeout (the import takes a second on a loaded machine); and
+# the session's end, where plugins import more, runs unfrozen again.
+
+_module_frozen: list[object] = [None]  # the path of the module whose start froze the heap last
+
+
+def _freeze() -> None:
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if gc.get_freeze_count():  # once per process: an in-process inner session finds it done
+        return
+    try:
+        from hypothesis.internal.entropy import deterministic_PRNG
+    except ImportError:
+        pass
+    else:
+        with deterministic_PRNG():  # makes and registers hypothesis' global Random
+            pass
+    _freeze()
+
+
+def _freeze_at_module_start(item: pytest.Item) -> None:
+    if _module_frozen[0] != item.path:
+        _module_frozen[0] = item.path
+        _freeze()
 
 
 # --- probes of corral's own test hooks ------------------------------------------------------
@@ -459,6 +512,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    gc.unfreeze()  # frozen since collection; the summary and its imports come after
     problem = _gil_turned_on()
     if problem is not None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

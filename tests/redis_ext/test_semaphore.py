@@ -127,12 +127,13 @@ def test_bad_input(client: Any) -> None:
         corral.threads.redis.Semaphore(client, "", 2)
     with pytest.raises(ValueError, match="lease"):
         corral.threads.redis.Semaphore(client, "b", 2, lease=0)
-    sem = corral.threads.redis.Semaphore(client, "b", 4)
+    # A short lease: a name's first grant waits one lease (its epoch's grace), 10 s by default.
+    sem = corral.threads.redis.Semaphore(client, "b", 4, lease=0.5)
     with pytest.raises(ValueError, match="n=5"):
         sem.acquire(5)
     with pytest.raises(TypeError, match="timeout"):
         sem.acquire(1, timeout="1")  # type: ignore[arg-type]
-    other = corral.threads.redis.Semaphore(client, "b", 6)
+    other = corral.threads.redis.Semaphore(client, "b", 6, lease=0.5)
     with sem.acquire(1):
         with pytest.raises(corral.redis.SizeConflict, match=r"size=6.*size=4") as info:
             other.acquire(1)
@@ -193,10 +194,11 @@ async def test_async_cancelled_and_timed_out_waiters_leave_no_trace(redis_url: s
 async def test_async_size_conflict(redis_url: str) -> None:
 
     async with connect_async(redis_url) as c:
-        a = corral.redis.Semaphore(c, "sc", 2)
+        # A short lease: a name's first grant waits one lease (its epoch's grace), 10 s by default.
+        a = corral.redis.Semaphore(c, "sc", 2, lease=0.5)
         async with a.acquire(1):
             with pytest.raises(corral.redis.SizeConflict, match="size=3"):
-                await corral.redis.Semaphore(c, "sc", 3).acquire(1)
+                await corral.redis.Semaphore(c, "sc", 3, lease=0.5).acquire(1)
 
 
 def test_waiter_that_lost_its_queue_entry_queues_again(client: Any) -> None:
