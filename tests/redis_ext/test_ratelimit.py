@@ -124,16 +124,22 @@ def test_fifo_head_of_line_across_processes(client: Any) -> None:
 
 
 def test_try_acquire_does_not_jump_the_queue(client: Any) -> None:
-    # 5/s: b's 2 units are due in 0.4 s, beyond the horizon: b queues (a grant due sooner
-    # would be made at once, as of its instant).
-    a, b = (corral.threads.redis.RateLimit(client, "j", 5, burst=2) for _ in range(2))
-    a.acquire(2)
-    t = threading.Thread(target=lambda: b.acquire(2))
+    # 1,000 per minute, burst 50 (60 ms per unit): after a takes all 50, b's 50 units are due
+    # in 3 s, far beyond the horizon, so b queues; one unit conforms again after 60 ms. A
+    # try_acquire(1) then must still fail: it would pass the queued b. (Wide margins: a stall
+    # of up to about 3 s on a loaded machine cannot turn the case into another.)
+    a, b = (corral.threads.redis.RateLimit(client, "j", 1000, per=60.0, burst=50) for _ in range(2))
+    a.acquire(50)
+    t = threading.Thread(target=lambda: b.acquire(50))
     t.start()
-    wait_for(lambda: _queued(client, "j") == 1)
-    time.sleep(0.25)  # one unit conforms again (nothing waits on this: it is the point)
-    assert not a.try_acquire(1)
-    t.join(10)
+    try:
+        wait_for(lambda: _queued(client, "j") == 1)
+        wait_for(lambda: a.available() >= 1)  # one unit conforms again: the point
+        assert _queued(client, "j") == 1, "b was granted before the try: the case is lost"
+        assert not a.try_acquire(1)
+    finally:
+        t.join(10)
+    assert not t.is_alive()
 
 
 def test_adjust_charges_into_debt_and_refunds(client: Any) -> None:
