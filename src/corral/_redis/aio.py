@@ -21,7 +21,6 @@ from .._core.singleflight import CURRENT_FLIGHT, SingleFlightBase
 from . import _rt_aio as rt
 from . import scripts
 from .common import (
-    ABANDONED,
     CURRENT_FENCE,
     IO_ERRORS,
     PICKLE,
@@ -37,9 +36,7 @@ from .common import (
     check_on_lost,
     check_serializer,
     decode,
-    dump_outcome,
     intervals,
-    load_outcome,
     lost_leader,
     new_lease,
     new_token,
@@ -47,6 +44,7 @@ from .common import (
     state_lost,
 )
 from .common import translated as _translated
+from .outcome import ABANDONED, dump_outcome, load_outcome
 from .replicas import Replicas, check_replicas, not_replicated
 
 __all__ = ["SingleFlight"]

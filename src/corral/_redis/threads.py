@@ -23,7 +23,6 @@ from .._threads.singleflight import SingleFlight as LocalSingleFlight
 from . import _rt_threads as rt
 from . import scripts
 from .common import (
-    ABANDONED,
     CURRENT_FENCE,
     IO_ERRORS,
     PICKLE,
@@ -39,9 +38,7 @@ from .common import (
     check_on_lost,
     check_serializer,
     decode,
-    dump_outcome,
     intervals,
-    load_outcome,
     lost_leader,
     new_lease,
     new_token,
@@ -49,6 +46,7 @@ from .common import (
     state_lost,
 )
 from .common import translated as _translated
+from .outcome import ABANDONED, dump_outcome, load_outcome
 from .replicas import Replicas, check_replicas, not_replicated
 
 __all__ = ["SingleFlight"]
