@@ -284,7 +284,7 @@ def _leave_fast(first: RateLimit, token: str, cost: float) -> Any:
     k = first._k
     out = None
     with contextlib.suppress(*IO_ERRORS):
-        out = first._s["RL_FAST_LEAVE"](keys=[k.tat, k.last], args=[token, k.interval_us, cost])
+        out = first._s["RL_FAST_LEAVE"](keys=[k.tat], args=[token, k.interval_us, cost])
     return out
 
 
@@ -392,8 +392,8 @@ class RateLimit:
         # encoder: the keys' bytes must be the other scripts'); see ``_run_fast``.
         k, enc = self._k, client.get_encoder()
         self._fast_sha = self._s["RL_FAST"].sha
-        self._fast_keys = tuple(enc.encode(x) for x in (k.epoch, k.tat, k.keys()[1], k.last))
-        consts = (k.interval_us, k.burst, self._lease_us, _HORIZON_US)
+        self._fast_keys = tuple(enc.encode(x) for x in (k.epoch, k.tat, k.keys()[1]))
+        consts = (k.interval_us, k.burst, _HORIZON_US)
         self._fast_consts = " ".join(repr(x) for x in consts)
         self._fast_encode = enc.encode
         #: (the known epoch, RL_FAST's last argument made with it): one attribute, read and
@@ -498,7 +498,7 @@ class RateLimit:
             self._fast_arg = (known, arg)
         args = (token, cost, arg)
         try:
-            r = self._client.execute_command("EVALSHA", self._fast_sha, 4, *self._fast_keys, *args)
+            r = self._client.execute_command("EVALSHA", self._fast_sha, 3, *self._fast_keys, *args)
         except NoScriptError:
             r = self._s["RL_FAST"](keys=self._fast_keys, args=args)
         if r.__class__ is int:
