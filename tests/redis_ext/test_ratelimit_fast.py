@@ -156,6 +156,10 @@ def test_the_lean_script_agrees_with_rl_acquire(client: Any) -> None:
                     for side in (orig, lean):
                         side.lose_state()
                 assert orig.state() == lean.state()
+                # the tat's expiry too (a second after it passes), up to the time between
+                # the twins' calls
+                ttl = (orig.c.pttl(orig.tat), lean.c.pttl(lean.tat))
+                assert (min(ttl) >= 0 and abs(ttl[0] - ttl[1]) < 500) or ttl == (-2, -2), ttl
         except AssertionError as exc:
             raise AssertionError(f"seed {seed}, after {trace}: {exc}") from None
 

@@ -526,7 +526,10 @@ if c > 0 then
   tail = ' ' .. string.sub(token, 1, 12) .. ':' .. ts .. tail
   if #tail > 160 then tail = string.sub(tail, 1, (string.find(tail, ' ', 110, true) or 161) - 1) end
 end
-redis.call('SET', KEYS[2], ts .. tail, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
+-- (set_tat's expiry, a second after the tat passes: the tat is not in the past here, and
+-- x - x % 1 is math.floor(x) without two calls to the math library)
+local ms = (tat - now) / 1000 + 1000
+redis.call('SET', KEYS[2], ts .. tail, 'PX', ms - ms % 1)
 if s == now and e == 0 then return now end
 return {1, s, e, now}
 """
