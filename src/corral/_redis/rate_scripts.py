@@ -463,9 +463,10 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 # tat, newest first, each ``<token's first 12 characters>:<tat after it>``, and every
 # script that writes the tat keeps them (``_PRELUDE``'s read_tat/set_tat). That is what a
 # refund needs: only the last grant of a limiter can be refunded, or one whose later grants
-# were all refunded first (RL_LEAVE's rule: nothing was taken after it), so about the last
-# four are kept (up to 160 bytes), and they live as long as the tat: once the tat has
-# passed, a refund would change nothing (a tat in the past means the whole burst is free).
+# were all refunded first (RL_LEAVE's rule: nothing was taken after it), so the last four
+# or five are kept (up to about 170 bytes), and they live as long as the tat: once the tat
+# has passed, a refund would change nothing (a tat in the past means the whole burst is
+# free).
 # RL_FAST_LEAVE refunds from them; a late report of such a grant leaves a marker instead
 # (see ``late``).
 # KEYS: epoch, tat, queue: every key it touches, as Redis asks (one hash tag, so one Cluster
@@ -521,15 +522,18 @@ if s > tat then tat = s end  -- (take)
 tat = tat + c * T
 local ts = string.format('%.17g', tat)  -- (set_tat)
 -- This grant's record, first among the recent ones (a grant of cost 0 has nothing to
--- refund); beyond 160 bytes the oldest go.
+-- refund), the oldest beyond 130 bytes gone first (so the last four or five are kept); one
+-- concatenation, one new string.
 if c > 0 then
-  tail = ' ' .. string.sub(token, 1, 12) .. ':' .. ts .. tail
-  if #tail > 160 then tail = string.sub(tail, 1, (string.find(tail, ' ', 110, true) or 161) - 1) end
+  if #tail > 130 then tail = string.sub(tail, 1, (string.find(tail, ' ', 100, true) or 131) - 1) end
+  v = ts .. ' ' .. string.sub(token, 1, 12) .. ':' .. ts .. tail
+else
+  v = ts .. tail
 end
 -- (set_tat's expiry, a second after the tat passes: the tat is not in the past here, and
 -- x - x % 1 is math.floor(x) without two calls to the math library)
 local ms = (tat - now) / 1000 + 1000
-redis.call('SET', KEYS[2], ts .. tail, 'PX', ms - ms % 1)
+redis.call('SET', KEYS[2], v, 'PX', ms - ms % 1)
 if s == now and e == 0 then return now end
 return {1, s, e, now}
 """
