@@ -59,8 +59,8 @@ class _Side:
         tok = self._token()
         fresh = False
         if self.lean:
-            arg = f"{self.known} {T!r} {float(BURST)!r} {horizon}"
-            r = self.s["RL_FAST"](keys=[self.epoch, self.tat, self.keys[2]], args=[tok, cost, arg])
+            arg = f"{tok} {cost} {self.known} {T!r} {float(BURST)!r} {horizon}"
+            r = self.s["RL_FAST"](keys=[self.epoch, self.tat, self.keys[2]], args=[arg])
             if isinstance(r, int):
                 r = [1, r, 0, r]
             if r[2] != 0:

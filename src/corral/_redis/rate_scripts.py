@@ -471,10 +471,10 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 # (see ``late``).
 # KEYS: epoch, tat, queue: every key it touches, as Redis asks (one hash tag, so one Cluster
 #       slot).
-# ARGV: token (also the fresh epoch id if Redis has none), cost, then "known T_us burst
-#       horizon_us": the known epoch ('' if none) and the limiter's constants, one argument
-#       made again only when the epoch changes (every argument costs the client more to
-#       send than the server to split).
+# ARGV: one argument, "token cost known T_us burst horizon_us": the token (also the fresh
+#       epoch id if Redis has none), the cost, the known epoch ('' if none) and the
+#       limiter's constants (every argument costs the client more to pack than the server
+#       to split; the end from ``known`` on is made again only when the epoch changes).
 # -> now (an integer): granted as of now, and the epoch is the known one (the common reply:
 #    one integer is cheaper to parse than an array)
 #  | {1, instant, epoch, now} granted as of ``instant`` (server us)
@@ -484,9 +484,9 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 RL_FAST = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local token, c = ARGV[1], tonumber(ARGV[2])
-local known, T, B, horizon = string.match(ARGV[3], '^(%S*) (%S+) (%S+) (%S+)$')
-T, B = tonumber(T), tonumber(B)
+local token, c, known, T, B, horizon =
+  string.match(ARGV[1], '^(%S+) (%S+) (%S*) (%S+) (%S+) (%S+)$')
+c, T, B = tonumber(c), tonumber(T), tonumber(B)
 -- inline of _PRELUDE's epoch() (``rec`` is read only where it matters: an epoch that is
 -- not the known one, or a missing tat)
 local id = redis.call('HGET', KEYS[1], 'id')
