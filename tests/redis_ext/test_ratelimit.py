@@ -198,18 +198,19 @@ class _Schedule:
     _READ = """
     local t = redis.call('TIME')
     return {t[1], t[2], redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]),
-            redis.call('KEYS', ARGV[1]), redis.call('GET', KEYS[3])}
+            redis.call('KEYS', ARGV[1])}
     """
 
     @classmethod
     async def read(cls, ac: Any, name: str) -> _Schedule:
         base = f"corral:{{{name}}}:rl:{name}:"
-        # (RL_FAST's grants keep their records in one key, ``l``)
-        sec, usec, tat, shifts, records, recent = await ac.eval(
-            cls._READ, 3, base + "t", base + "s", base + "l", f"corral:{{{name}}}:g:*"
+        # (RL_FAST's grants keep their records in the tat key, after the tat)
+        sec, usec, tat, shifts, records = await ac.eval(
+            cls._READ, 2, base + "t", base + "s", f"corral:{{{name}}}:g:*"
         )
         assert tat, "the limiter has no tat: nothing to compare against"
-        records = set(records) | set((recent or b"").split())
+        tat, *recent = tat.split()
+        records = set(records) | set(recent)
         return cls(int(sec) * 1e6 + int(usec), float(tat), float(shifts or 0), records)
 
     def charged_since(self, before: _Schedule) -> float:

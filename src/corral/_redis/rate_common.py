@@ -158,8 +158,6 @@ class RateKeys:
         self.tat = f"{self.prefix}rl:{n}:t"
         base = self.tat[:-1]
         self._keys = [self.tat, base + "q", base + "x", base + "m", base + "s"]
-        #: The recent grants of the lean script (``rate_scripts.RL_FAST``).
-        self.last = base + "l"
         #: RL_ACQUIRE's keys for this limiter alone (the epoch, then ``keys()``), as a tuple.
         self.solo = (self.epoch, *self._keys)
 

@@ -14,7 +14,9 @@ one script touches one Cluster slot) and a limiter name ``n``:
 
 * ``ns:{g}:rl:n:t`` — the limiter's ``tat`` (``%.17g``: exact for a double), expiring a
   second after it passes (a ``tat`` in the past means the whole burst is free: a missing
-  key says the same);
+  key says the same), followed by the records of the recent grants of ``RL_FAST`` (the
+  lean script of the uncontended acquire), newest first: the refund RL_LEAVE gives a
+  grant of its own record, without a key per grant; every write of the tat keeps them;
 * ``ns:{g}:rl:n:q`` zset — its FIFO queue: waiter token -> ticket (``ns:{g}:seq``);
 * ``ns:{g}:rl:n:m`` hash — the same waiters -> their cost (and ``j`` for a joint one);
 * ``ns:{g}:rl:n:x`` zset — the same waiters -> queue lease expiry. A waiter renews it on
@@ -30,8 +32,6 @@ one script touches one Cluster slot) and a limiter name ``n``:
   that report's shift, so a report sent twice moves the schedule once), kept until
   the grant's instant plus a lease: a caller cancelled after the script granted it leaves
   with ``RL_LEAVE``, which refunds the grant if nothing was taken after it;
-* ``ns:{g}:rl:n:l`` — the records of the recent grants of ``RL_FAST`` (the lean script of
-  the uncontended acquire), newest first: the same refund, without a key per grant;
 * ``ns:{g}:r:<token>`` — the marker of a late report applied for a grant that has no record
   of its own (one of ``RL_FAST``'s), so the same report sent again moves nothing;
 * ``ns:{g}:epoch`` hash — ``id``, made once and never expired, and ``rec``: the instant a
@@ -80,15 +80,26 @@ local function epoch(known, fresh)
   end
   return id, rec and tonumber(rec)
 end
-local function get_tat(key, rec, T, burst)
+-- A tat key holds the tat, then the records of RL_FAST's recent grants (`` <token>:<tat>``
+-- each, newest first; see RL_FAST): a write of the tat keeps them (the records read here).
+local tails = {}
+local function read_tat(key)
   local v = redis.call('GET', key)
+  if not v then return nil end
+  local tat, tail = string.match(v, '^(%S+)(.*)$')
+  tails[key] = tail
+  return tat
+end
+local function get_tat(key, rec, T, burst)
+  local v = read_tat(key)
   if v then return tonumber(v) end
   if rec then return rec + burst * T end
   return -1
 end
 local function set_tat(key, tat)
   local s = fmt(tat)
-  redis.call('SET', key, s, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
+  redis.call('SET', key, s .. (tails[key] or ''), 'PX',
+             math.max(math.floor((tat - now) / 1000), 0) + 1000)
   return s
 end
 -- A caller (grant ``tok``) resumed ``need`` us later than the headroom covers: the grants
@@ -113,7 +124,7 @@ local function late(pre, tok, need, tat_keys, total_keys)
     local total = tonumber(redis.call('GET', total_keys[i]) or '0')
     local add = need - (total - tonumber(rec[1 + n + i] or total))
     if add > 0 then
-      local v = redis.call('GET', tat_keys[i])
+      local v = read_tat(tat_keys[i])
       if v then set_tat(tat_keys[i], tonumber(v) + add) end
       total = total + add
       redis.call('SET', total_keys[i], fmt(total), 'PX', 3600000)
@@ -397,7 +408,7 @@ redis.call('DEL', pre .. 'g:' .. token)
 local recorded = {}
 for v in string.gmatch(g, '%S+') do recorded[#recorded + 1] = v end
 for i = 1, n do
-  if redis.call('GET', KEYS[5 * i - 3]) ~= recorded[i + 1] then return 3 end
+  if read_tat(KEYS[5 * i - 3]) ~= recorded[i + 1] then return 3 end
 end
 for i = 1, n do
   local T, c = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
@@ -435,9 +446,10 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 
 # The uncontended acquire of one limiter, lean: RL_ACQUIRE's fast path (mode '0', one
 # limiter, no late reports) and nothing else, so an acquire that finds no queue pays for
-# six commands and three arguments, not for the queue machinery it does not use. A caller
-# it cannot grant (somebody queued, or its cost not due within the horizon) calls
-# RL_ACQUIRE, which queues it: this script then wrote nothing but the epoch.
+# five commands (TIME, the epoch's HGET, EXISTS on the queue, GET and SET of the tat) and
+# three arguments, not for the queue machinery it does not use. A caller it cannot grant
+# (somebody queued, or its cost not due within the horizon) calls RL_ACQUIRE, which queues
+# it: this script then wrote nothing but the epoch.
 #
 # The rules in it (the epoch, the tat, GCRA's due time and take) are copies of
 # ``_PRELUDE``'s and RL_ACQUIRE's, written out in line: the prelude's local functions are
@@ -446,17 +458,23 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 # scripts through the same sequences (see tests/inlines/registry.py).
 #
 # Its grant keeps no record key of its own (a new key per grant, with an expiry, cost as
-# much as the rest of the script): the limiter's ``l`` key lists the recent grants of this
-# script, newest first, with the tat after each. That is what a refund needs: only the
-# last grant of a limiter can be refunded, or one whose later grants were all refunded
-# first (RL_LEAVE's rule: nothing was taken after it). RL_FAST_LEAVE refunds from it; a
-# late report of such a grant leaves a marker instead (see ``late``).
-# KEYS: epoch, tat, queue, recent grants (``l``): every key it touches, as Redis asks (one
-#       hash tag, so one Cluster slot).
-# ARGV: token (also the fresh epoch id if Redis has none), cost, then "known T_us burst
-#       lease_us horizon_us": the known epoch ('' if none) and the limiter's constants, one
-#       argument made again only when the epoch changes (every argument costs the client
-#       more to send than the server to split).
+# much as the rest of the script), nor a key of recent grants (a second SET: a fifth of the
+# script): the tat key itself carries the records of this script's recent grants after the
+# tat, newest first, each ``<token's first 12 characters>:<tat after it>``, and every
+# script that writes the tat keeps them (``_PRELUDE``'s read_tat/set_tat). That is what a
+# refund needs: only the last grant of a limiter can be refunded, or one whose later grants
+# were all refunded first (RL_LEAVE's rule: nothing was taken after it), so the last four
+# or five are kept (up to about 170 bytes), and they live as long as the tat: once the tat
+# has passed, a refund would change nothing (a tat in the past means the whole burst is
+# free).
+# RL_FAST_LEAVE refunds from them; a late report of such a grant leaves a marker instead
+# (see ``late``).
+# KEYS: epoch, tat, queue: every key it touches, as Redis asks (one hash tag, so one Cluster
+#       slot).
+# ARGV: one argument, "token cost known T_us burst horizon_us": the token (also the fresh
+#       epoch id if Redis has none), the cost, the known epoch ('' if none) and the
+#       limiter's constants (every argument costs the client more to pack than the server
+#       to split; the end from ``known`` on is made again only when the epoch changes).
 # -> now (an integer): granted as of now, and the epoch is the known one (the common reply:
 #    one integer is cheaper to parse than an array)
 #  | {1, instant, epoch, now} granted as of ``instant`` (server us)
@@ -466,9 +484,9 @@ return {math.floor(math.max(tat - now, 0)), redis.call('ZCARD', KEYS[3])}
 RL_FAST = """
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
-local token, c = ARGV[1], tonumber(ARGV[2])
-local known, T, B, lease, horizon = string.match(ARGV[3], '^(%S*) (%S+) (%S+) (%S+) (%S+)$')
-T, B = tonumber(T), tonumber(B)
+local token, c, known, T, B, horizon =
+  string.match(ARGV[1], '^(%S+) (%S+) (%S*) (%S+) (%S+) (%S+)$')
+c, T, B = tonumber(c), tonumber(T), tonumber(B)
 -- inline of _PRELUDE's epoch() (``rec`` is read only where it matters: an epoch that is
 -- not the known one, or a missing tat)
 local id = redis.call('HGET', KEYS[1], 'id')
@@ -488,58 +506,58 @@ if id ~= known then
 end
 -- inline of RL_ACQUIRE's fast path, for one limiter
 if redis.call('EXISTS', KEYS[3]) == 1 then return {2, 0, e, now} end
-local l = KEYS[4]
-local got = redis.call('MGET', KEYS[2], l)  -- (get_tat; and the recent grants, see below)
-local tat = got[1]
-if not tat and e == 0 then rec = redis.call('HGET', KEYS[1], 'rec') end
-if tat then tat = tonumber(tat) elseif rec then tat = tonumber(rec) + B * T else tat = -1 end
+local v = redis.call('GET', KEYS[2])  -- (get_tat, and the records after it: read_tat)
+local tat, tail = nil, ''
+if v then
+  tat, tail = string.match(v, '^(%S+)(.*)$')
+  tat = tonumber(tat)
+else
+  if e == 0 then rec = redis.call('HGET', KEYS[1], 'rec') end
+  if rec then tat = tonumber(rec) + B * T else tat = -1 end
+end
 local s = tat + (c - B) * T  -- (due)
 if s < now then s = now end
 if s > now + tonumber(horizon) then return {2, 0, e, now} end
 if s > tat then tat = s end  -- (take)
 tat = tat + c * T
 local ts = string.format('%.17g', tat)  -- (set_tat)
-redis.call('SET', KEYS[2], ts, 'PX', math.max(math.floor((tat - now) / 1000), 0) + 1000)
--- The grant's record, newest first in the limiter's list of recent ones (a grant of cost 0
--- has nothing to refund), as ``<token's first 12 characters>:<tat after it>``. About the
--- last four are kept (110-160 bytes: the string is copied at every grant): only the last
--- grant can be refunded, or one whose later grants were all refunded first, so an older
--- record could serve only after four such refunds in a row, newest first.
+-- This grant's record, first among the recent ones (a grant of cost 0 has nothing to
+-- refund), the oldest beyond 130 bytes gone first (so the last four or five are kept); one
+-- concatenation, one new string.
 if c > 0 then
-  local v = string.sub(token, 1, 12) .. ':' .. ts
-  if got[2] then
-    v = v .. ' ' .. got[2]
-    if #v > 160 then v = string.sub(v, 1, (string.find(v, ' ', 110, true) or 161) - 1) end
-  end
-  redis.call('SET', l, v, 'PX', math.floor((s - now + tonumber(lease)) / 1000) + 1)
+  if #tail > 130 then tail = string.sub(tail, 1, (string.find(tail, ' ', 100, true) or 131) - 1) end
+  v = ts .. ' ' .. string.sub(token, 1, 12) .. ':' .. ts .. tail
+else
+  v = ts .. tail
 end
+-- (set_tat's expiry, a second after the tat passes: the tat is not in the past here, and
+-- x - x % 1 is math.floor(x) without two calls to the math library)
+local ms = (tat - now) / 1000 + 1000
+redis.call('SET', KEYS[2], v, 'PX', ms - ms % 1)
 if s == now and e == 0 then return now end
 return {1, s, e, now}
 """
 
-# KEYS: tat, recent fast grants. ARGV: token, T_us, cost. RL_LEAVE for a grant of RL_FAST
-# (which never queues): out of the recent grants, and refunded if nothing was taken after it
-# (its tat is still the latest; RL_LEAVE's rule). -> as RL_LEAVE: 0 nothing to undo (not
+# KEYS: tat. ARGV: token, T_us, cost. RL_LEAVE for a grant of RL_FAST (which never
+# queues): its record out of the tat key's, and refunded if nothing was taken after it (the
+# tat is still the one it left; RL_LEAVE's rule). -> as RL_LEAVE: 0 nothing to undo (not
 # granted, or no longer among the recent grants: kept) | 2 refunded | 3 kept (something was
 # taken after it)
 # inline of corral._redis.rate_scripts.RL_LEAVE
 RL_FAST_LEAVE = (
     _PRELUDE
     + """
-local g = redis.call('GET', KEYS[2])
-if not g then return 0 end
-local h, tok = ' ' .. g, string.sub(ARGV[1], 1, 12)
-local i = string.find(h, ' ' .. tok .. ':', 1, true)
+local cur = read_tat(KEYS[1])
+if not cur then return 0 end
+local tail, tok = tails[KEYS[1]], string.sub(ARGV[1], 1, 12)
+local i = string.find(tail, ' ' .. tok .. ':', 1, true)
 if not i then return 0 end
-local ts = string.match(h, '^[^ ]+', i + #tok + 2)
-local rest = string.sub(h, 2, i - 1) .. string.sub(h, i + #tok + #ts + 2)
-if string.sub(rest, 1, 1) == ' ' then rest = string.sub(rest, 2) end
-if rest == '' then
-  redis.call('DEL', KEYS[2])
-else
-  redis.call('SET', KEYS[2], rest, 'KEEPTTL')
+local ts = string.match(tail, '^[^ ]+', i + #tok + 2)
+tails[KEYS[1]] = string.sub(tail, 1, i - 1) .. string.sub(tail, i + #tok + #ts + 2)
+if cur ~= ts then
+  redis.call('SET', KEYS[1], cur .. tails[KEYS[1]], 'KEEPTTL')
+  return 3
 end
-if redis.call('GET', KEYS[1]) ~= ts then return 3 end
 set_tat(KEYS[1], tonumber(ts) - tonumber(ARGV[3]) * tonumber(ARGV[2]))
 return 2
 """

@@ -284,7 +284,7 @@ def _leave_fast(first: RateLimit, token: str, cost: float) -> Any:
     k = first._k
     out = None
     with contextlib.suppress(*IO_ERRORS):
-        out = first._s["RL_FAST_LEAVE"](keys=[k.tat, k.last], args=[token, k.interval_us, cost])
+        out = first._s["RL_FAST_LEAVE"](keys=[k.tat], args=[token, k.interval_us, cost])
     return out
 
 
@@ -338,7 +338,6 @@ class RateLimit:
         "_fast",
         "_fast_arg",
         "_fast_consts",
-        "_fast_encode",
         "_fast_keys",
         "_fast_sha",
         "_granted",
@@ -391,14 +390,13 @@ class RateLimit:
         # RL_FAST's constant arguments, encoded once as redis-py would encode them (its own
         # encoder: the keys' bytes must be the other scripts'); see ``_run_fast``.
         k, enc = self._k, client.get_encoder()
-        self._fast_sha = self._s["RL_FAST"].sha
-        self._fast_keys = tuple(enc.encode(x) for x in (k.epoch, k.tat, k.keys()[1], k.last))
-        consts = (k.interval_us, k.burst, self._lease_us, _HORIZON_US)
+        self._fast_sha = enc.encode(self._s["RL_FAST"].sha)
+        self._fast_keys = tuple(enc.encode(x) for x in (k.epoch, k.tat, k.keys()[1]))
+        consts = (k.interval_us, k.burst, _HORIZON_US)
         self._fast_consts = " ".join(repr(x) for x in consts)
-        self._fast_encode = enc.encode
-        #: (the known epoch, RL_FAST's last argument made with it): one attribute, read and
-        #: replaced whole, so a thread never pairs one epoch with another's argument.
-        self._fast_arg: tuple[str, Any] = ("", enc.encode(" " + self._fast_consts))
+        #: (the known epoch, the end of RL_FAST's argument made with it): one attribute,
+        #: read and replaced whole, so a thread never pairs one epoch with another's end.
+        self._fast_arg: tuple[str, str] = ("", f"  {self._fast_consts}")  # (known: '')
         #: RL_FAST first (see ``_acquire``): false while this limiter is contended here.
         self._fast = True
         self._epoch = ""
@@ -487,18 +485,25 @@ class RateLimit:
     # -- the work ------------------------------------------------------------------------
 
     def _run_fast(self, token: str, cost: float) -> Any:
-        """RL_FAST for one acquire of ``cost``, through redis-py's cheapest path (the
-        command itself, its constant arguments encoded once); ``NOSCRIPT`` (Redis
-        restarted, or its scripts flushed) loads it and runs it again."""
+        """RL_FAST for one acquire of ``cost``, through redis-py's cheapest path that keeps
+        its pool (checkout, health check, retries, release): ``execute_command`` itself,
+        the constant parts encoded once, one argument (``token cost known T_us burst
+        horizon_us``: each argument costs redis-py's packing more than a concatenation
+        here or a split in the script). ``NOSCRIPT`` (Redis restarted, or its scripts
+        flushed) loads it and runs it again."""
 
-        known, arg = self._fast_arg
+        known, end = self._fast_arg
         if known != self._epoch:
             known = self._epoch
-            arg = self._fast_encode(f"{known} {self._fast_consts}")
-            self._fast_arg = (known, arg)
-        args = (token, cost, arg)
+            end = f" {known} {self._fast_consts}"
+            self._fast_arg = (known, end)
+        args = (f"{token} {cost!r}{end}",)
         try:
-            r = self._client.execute_command("EVALSHA", self._fast_sha, 4, *self._fast_keys, *args)
+            # (the command name stays a str: a cluster client routes by it; the number of
+            # keys may be bytes: it reads it with int())
+            r = self._client.execute_command(
+                "EVALSHA", self._fast_sha, b"3", *self._fast_keys, *args
+            )
         except NoScriptError:
             r = self._s["RL_FAST"](keys=self._fast_keys, args=args)
         if r.__class__ is int:
