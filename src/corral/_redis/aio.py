@@ -26,6 +26,7 @@ from .common import (
     PICKLE,
     Counter,
     LeaseLost,
+    NotReplicated,
     RedisSingleFlightStatistics,
     RemoteError,
     Serializer,
@@ -103,6 +104,30 @@ async def replicated(
                 raise reply
         return r, int(acks)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def first_item_granted(r: Any) -> bool:
+    """A reply that says "granted" with a 1 first (SF_JOIN, RL_ACQUIRE, LIMITS_ACQUIRE)."""
+    return bool(r[0] == 1)
+
+
+async def replicated_grant(
+    client: Any,
+    script: Any,
+    keys: list[str],
+    args: list[Any],
+    rep: Replicas,
+    granted: Callable[[Any], bool],
+    what: str,
+) -> Any:
+    """The one rule of ``replicas=N`` for a script that may grant (a permit, a leadership, a
+    joint grant): run it and ``WAIT`` (``replicated``); a grant (``granted(reply)``) that
+    fewer than N replicas acknowledged raises ``NotReplicated``, and the caller gives it
+    back. -> the script's reply."""
+    r, acks = await replicated(client, script, keys, args, rep)
+    if granted(r) and acks < rep.n:
+        raise not_replicated(what, acks, rep)
+    return r
 
 
 class SingleFlight:
@@ -286,11 +311,19 @@ class SingleFlight:
         rep = self._replicas
         if rep is None:
             return await self._s["SF_JOIN"](keys=join_keys, args=args)
-        r, acks = await replicated(self._client, self._s["SF_JOIN"], join_keys, args, rep)
-        if r[0] == 1 and acks < rep.n:
+        try:
+            return await replicated_grant(
+                self._client,
+                self._s["SF_JOIN"],
+                join_keys,
+                args,
+                rep,
+                first_item_granted,
+                "redis.SingleFlight.do",
+            )
+        except NotReplicated:
             await self._abandon(keys, token)
-            raise not_replicated("redis.SingleFlight.do", acks, rep)
-        return r
+            raise
 
     async def _lead(
         self,

@@ -19,7 +19,7 @@ from .._core.semaphore import SemaphoreStatistics, check_weight
 from .._shells import check_ctx
 from . import _rt_aio as rt
 from . import scripts
-from .aio import next_message, replicated
+from .aio import next_message, replicated, replicated_grant
 from .common import (
     IO_ERRORS,
     Counter,
@@ -42,7 +42,7 @@ from .common import (
     unavailable,
 )
 from .common import translated as _translated
-from .replicas import check_replicas, not_replicated
+from .replicas import check_replicas
 
 __all__ = ["Permit", "Semaphore"]
 
@@ -337,11 +337,9 @@ class Semaphore:
         sha, _, keys, lease, size = self._fast
         rep = self._replicas
         if rep is not None:
-            r, acks = await replicated(
-                self._client, self._s["SEM_FAST"], keys, [lease, token, n, size], rep
+            r = await replicated_grant(
+                self._client, self._s["SEM_FAST"], keys, [lease, token, n, size], rep, bool, what
             )
-            if r and acks < rep.n:
-                raise not_replicated(what, acks, rep)
             return int(r)
         call = ("EVALSHA", sha, 4, *keys, lease, token, n, size)
         try:
@@ -360,10 +358,9 @@ class Semaphore:
         rep = self._replicas
         if rep is None:
             return await self._s[name](keys=self._k.keys, args=args)
-        r, acks = await replicated(self._client, self._s[name], self._k.keys, args, rep)
-        if r[at] == 1 and acks < rep.n:
-            raise not_replicated(what, acks, rep)
-        return r
+        return await replicated_grant(
+            self._client, self._s[name], self._k.keys, args, rep, lambda r: r[at] == 1, what
+        )
 
     async def _withdraw(self, token: str) -> None:
         with contextlib.suppress(*IO_ERRORS):

@@ -17,7 +17,7 @@ from .._core.context import Context, _check_timeout
 from .._shells import check_ctx
 from . import _rt_aio as rt
 from . import rate_scripts
-from .aio import replicated
+from .aio import first_item_granted, replicated_grant
 from .aio_semaphore import Semaphore
 from .common import (
     IO_ERRORS,
@@ -37,7 +37,6 @@ from .rate_common import (
     ServerClock,
     late_shift_us,
 )
-from .replicas import not_replicated
 
 __all__ = ["Grant", "RateLimit"]
 
@@ -143,9 +142,9 @@ async def _acquire(
                     if rep is None:
                         r = await script(keys=keys, args=args)
                     else:  # a semaphore's replicas=N: the joint grant counts once acknowledged
-                        r, acks = await replicated(first._client, script, keys, args, rep)
-                        if r[0] == 1 and acks < rep.n:
-                            raise not_replicated(what, acks, rep)  # (given back: below)
+                        r = await replicated_grant(  # (a NotReplicated grant: given back below)
+                            first._client, script, keys, args, rep, first_item_granted, what
+                        )
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             carried = []

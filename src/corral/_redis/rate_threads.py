@@ -36,8 +36,7 @@ from .rate_common import (
     ServerClock,
     late_shift_us,
 )
-from .replicas import not_replicated
-from .threads import replicated
+from .threads import first_item_granted, replicated_grant
 from .threads_semaphore import Semaphore
 
 __all__ = ["Grant", "RateLimit"]
@@ -144,9 +143,9 @@ def _acquire(
                     if rep is None:
                         r = script(keys=keys, args=args)
                     else:  # a semaphore's replicas=N: the joint grant counts once acknowledged
-                        r, acks = replicated(first._client, script, keys, args, rep)
-                        if r[0] == 1 and acks < rep.n:
-                            raise not_replicated(what, acks, rep)  # (given back: below)
+                        r = replicated_grant(  # (a NotReplicated grant: given back below)
+                            first._client, script, keys, args, rep, first_item_granted, what
+                        )
             except IO_ERRORS as exc:
                 raise unavailable(what, exc) from exc
             carried = []

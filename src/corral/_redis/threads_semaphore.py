@@ -43,8 +43,8 @@ from .common import (
     unavailable,
 )
 from .common import translated as _translated
-from .replicas import check_replicas, not_replicated
-from .threads import next_message, replicated
+from .replicas import check_replicas
+from .threads import next_message, replicated, replicated_grant
 
 __all__ = ["Permit", "Semaphore"]
 
@@ -335,11 +335,9 @@ class Semaphore:
         sha, _, keys, lease, size = self._fast
         rep = self._replicas
         if rep is not None:
-            r, acks = replicated(
-                self._client, self._s["SEM_FAST"], keys, [lease, token, n, size], rep
+            r = replicated_grant(
+                self._client, self._s["SEM_FAST"], keys, [lease, token, n, size], rep, bool, what
             )
-            if r and acks < rep.n:
-                raise not_replicated(what, acks, rep)
             return int(r)
         call = ("EVALSHA", sha, 4, *keys, lease, token, n, size)
         try:
@@ -358,10 +356,9 @@ class Semaphore:
         rep = self._replicas
         if rep is None:
             return self._s[name](keys=self._k.keys, args=args)
-        r, acks = replicated(self._client, self._s[name], self._k.keys, args, rep)
-        if r[at] == 1 and acks < rep.n:
-            raise not_replicated(what, acks, rep)
-        return r
+        return replicated_grant(
+            self._client, self._s[name], self._k.keys, args, rep, lambda r: r[at] == 1, what
+        )
 
     def _withdraw(self, token: str) -> None:
         with contextlib.suppress(*IO_ERRORS):
