@@ -14,7 +14,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ import pytest
 import corral.redis
 import corral.threads.redis
 
-from .conftest import REDIS_SERVER, _unavailable
+from .conftest import REDIS_SERVER, _unavailable, wait_for
 
 REDIS_CLI = shutil.which("redis-cli")
 CREATE = ["--cluster-replicas", "0", "--cluster-yes"]
@@ -59,7 +58,7 @@ def cluster_url() -> Iterator[str]:
             args += ["--cluster-config-file", f"nodes-{p}.conf"]
             procs.append(subprocess.Popen([REDIS_SERVER, *args], stdout=subprocess.DEVNULL))
         for p in ports:
-            _wait(lambda p=p: _cli(p, "PING") == "PONG")
+            wait_for(lambda p=p: _cli(p, "PING") == "PONG", timeout=30)
         out = subprocess.run(
             [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *CREATE],
             capture_output=True,
@@ -69,7 +68,7 @@ def cluster_url() -> Iterator[str]:
         )
         assert out.returncode == 0, out.stdout + out.stderr
         for p in ports:
-            _wait(lambda p=p: "cluster_state:ok" in _cli(p, "CLUSTER", "INFO"))
+            wait_for(lambda p=p: "cluster_state:ok" in _cli(p, "CLUSTER", "INFO"), timeout=30)
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
         for proc in procs:
@@ -85,13 +84,6 @@ def _cli(port: int, *args: str) -> str:
         [REDIS_CLI, "-p", str(port), *args], capture_output=True, text=True, check=False
     )
     return out.stdout.strip()
-
-
-def _wait(cond: Any, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "the cluster did not come up"
-        time.sleep(0.05)
 
 
 @pytest.mark.timeout(90)
@@ -110,7 +102,7 @@ def test_threads_semaphore_and_singleflight_on_a_cluster(cluster_url: str) -> No
                     target=lambda b=b, got=got: got.append(b.acquire(1, timeout=10))
                 )
                 t.start()
-                _wait(lambda a=a: a.server_statistics().waiting == 1)
+                wait_for(lambda a=a: a.server_statistics().waiting == 1)
                 assert got == []
             t.join(10)
             assert [q.n for q in got] == [1]
