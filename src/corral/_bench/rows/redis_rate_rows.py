@@ -32,7 +32,7 @@ from ..harness import Env, Stopwatch, Timing, check
 from ..registry import Impl, register
 from ._common import peer
 from .ratelimits import accuracy_figures
-from .redis_rows import _PREFIX, _REQUIRES, _url
+from .redis_rows import _PREFIX, _REQUIRES, _reap, _url
 
 HUGE = 10**9  # per second: the limit never binds
 RATE = 500
@@ -201,10 +201,7 @@ def _accuracy(kind: str) -> Callable[[Env, int], Timing]:
             with open(log) as f:
                 times = [float(line) for line in f]
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-                    p.join()
+            _reap(procs)
             os.unlink(log)
         check(len(times) == n, f"{len(times)} acquisitions logged, expected {n}")
         return Timing(t.wall, t.cpu, _describe(times, n))

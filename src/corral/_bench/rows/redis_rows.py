@@ -60,6 +60,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _reap(procs: list[Any]) -> None:
+    """Stop what still runs of a row's worker processes (after a run that failed or hung)."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+            p.join()
+
+
 def _url() -> str:
     """The Redis to measure against: CORRAL_BENCH_REDIS_URL, else a server of our own."""
     if "url" in _state:
@@ -110,9 +118,7 @@ def _shutdown() -> None:
             client.rpush(f"{_PREFIX}:job:{i}", json.dumps({"op": "stop"}))
         for p in procs:
             p.join(5)
-            if p.is_alive():
-                p.terminate()
-                p.join()
+        _reap(procs)
         client.close()
     server = _state.pop("server", None)
     if server is not None:
@@ -460,10 +466,7 @@ def _waves(share_for: float) -> Any:
                 for line in f:
                     counts[line.strip()] = counts.get(line.strip(), 0) + 1
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-                    p.join()
+            _reap(procs)
             os.unlink(log)
         check(len(counts) == n, f"{len(counts)} of {n} key-waves executed")
         total = sum(counts.values())
