@@ -26,7 +26,7 @@ from ._core.channel import (
 from ._core.clock import Clock, check_clock
 from ._core.context import CancelContext, Context, check_ctx
 from ._core.group import GroupState, GroupStatistics, check_group_args, check_limit
-from ._core.joint import JointLimiter, run_joints
+from ._core.joint import JointLimiter, named_costs, run_joints
 from ._core.ratelimit import RateLimitState, RateLimitStatistics, check_cost, check_rate_args
 from ._core.semaphore import SemaphoreState, SemaphoreStatistics, check_size, check_weight
 from ._errors import GroupError, WouldBlock
@@ -483,18 +483,14 @@ class LimitsBase(views.Flavoured):
 
     def _parts(self, costs: Mapping[Limiter, float] | None, what: str) -> list[tuple[Any, Any]]:
         """One ``(state, cost)`` per limiter, in ``id(state)`` order (the lock order)."""
-        given: dict[Any, Any] = {}
-        if costs is not None:
-            if not isinstance(costs, Mapping):
-                raise TypeError(
-                    f"{what}: costs must be a mapping of limiter to cost, "
-                    f"got {type(costs).__name__}"
-                )
-            for lim, c in costs.items():
-                st = _state_of(lim, what)
-                if st not in self._states:
-                    raise ValueError(f"{what}: costs names {lim!r}, which is not in these Limits")
-                given[st] = _check_part(st, c, what)
+        states = self._states
+
+        def member(lim: object) -> RateLimitState | SemaphoreState | None:
+            st = _state_of(lim, what)
+            return st if st in states else None
+
+        named: dict[RateLimitState | SemaphoreState, Any] = named_costs(costs, member, what)
+        given = {st: _check_part(st, c, what) for st, c in named.items()}
         parts = [(st, given.get(st, 1)) for st in self._states]
         for st, c in parts:
             if st not in given:

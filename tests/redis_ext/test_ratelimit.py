@@ -59,6 +59,13 @@ def test_bad_arguments_are_typed_errors_naming_them(client: Any) -> None:
         R(object(), "a", 10)
     with pytest.raises(TypeError, match=r"redis\.Limits: limiters must be corral\.threads\.redis"):
         corral.threads.redis.Limits(corral.threads.RateLimit(10))  # type: ignore[arg-type]
+    # costs=: the local Limits' rule (_core.joint.named_costs), so the same errors
+    lim = corral.threads.redis.Limits(R(client, "a", 10, tag="t"), R(client, "b", 10, tag="t"))
+    with pytest.raises(TypeError, match="costs must be a mapping of limiter to cost, got list"):
+        lim.acquire([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"costs names .*, which is not in these Limits"):
+        lim.try_acquire({R(client, "a", 10, tag="t"): 1})  # an equal limiter, not one of these
+    assert client.keys("*") == []  # nothing was written
 
 
 def test_limits_across_tags_is_a_cross_slot_error(client: Any) -> None:
@@ -84,7 +91,8 @@ def test_threads_weighted_burst_then_paced(client: Any) -> None:
     assert not rl.try_acquire(1)  # the burst is spent
     t = time.monotonic()
     rl.acquire(5)  # 5 units at 100/s: 50 ms
-    assert 0.04 <= time.monotonic() - t < 1.0
+    # Not early (the rate); the upper bound only says it did not hang (a loaded CI host).
+    assert 0.04 <= time.monotonic() - t < 10
     s = rl.statistics()
     assert (s.acquired, s.granted, s.waiting, s.burst) == (3, 10, 0, 5)
 
@@ -102,7 +110,7 @@ async def _weighted(redis_url: str) -> None:
         t = time.monotonic()
         async with rl.acquire(5):
             pass
-        assert 0.04 <= time.monotonic() - t < 1.0
+        assert 0.04 <= time.monotonic() - t < 10  # not early; not hung
         assert rl.statistics().granted == 10
 
 

@@ -185,9 +185,10 @@ def test_waiting_on_a_rate_holds_no_permit(client: Any) -> None:
     rpm.acquire()  # spent for 1,000 s
     ctx = corral.with_cancel(corral.background())
     t, out = _in_thread(lambda: T.Limits(rpm, sem).acquire(ctx=ctx))
-    wait_for(lambda: _rate_queued(client) == 1)
+    # Queued in Redis by the script, then counted by this process when the script returned
+    # (the local count follows the reply): wait for both.
+    wait_for(lambda: _rate_queued(client) == 1 and sem.statistics().waiting == 1)
     assert _server(sem) == (0, 1)  # queued there too, holding nothing
-    assert sem.statistics().waiting == 1  # (this process's view counts it)
     assert sem.try_acquire() is None  # FIFO: it does not pass the joint waiter
     ctx.cancel()
     t.join(20)
@@ -414,27 +415,26 @@ def test_one_grant_rule_for_the_semaphore_and_the_joint_script() -> None:
 
 def test_joint_grant_passes_the_room_left_on_to_the_waiters_behind(client: Any) -> None:
     """Three permits come back: the joint waiter at the head takes one, and the semaphore
-    waiter behind it gets another at once, by the joint script's own grant loop, not at its
-    next check (half a lease later)."""
-    lease = 10.0  # a waiter checks every 5 s by itself
+    waiter behind it gets another in the same script, by the joint script's own grant loop,
+    not at its next check (half a lease later: 30 s, past every wait here)."""
+    lease = 60.0
     rpm, sem = _rl(client), _sem(client, size=3, lease=lease)
     a = T.Semaphore(client, "conc", 3, lease=lease, tag=TAG)
     blocker = a.acquire(3)
     tj, joint = _in_thread(lambda: T.Limits(rpm, sem).acquire(timeout=20))
     wait_for(lambda: _server(sem) == (3, 1))
-    ts, alone = _in_thread(lambda: (a.acquire(1, timeout=20), time.monotonic()))
+    ts, alone = _in_thread(lambda: a.acquire(1, timeout=20))
     wait_for(lambda: _server(sem) == (3, 2))
-    released = time.monotonic()
     blocker.release()
     tj.join(20)
-    ts.join(20)
     assert joint
+    # The joint grant's script granted the waiter behind it too: both hold, none waits.
+    assert _server(sem) == (2, 0)
+    ts.join(20)
     assert alone
-    permit, at = alone[0]
-    assert at - released < 2.0, at - released
     assert sem.statistics().waiting == 0
     joint[0].release()
-    permit.release()
+    alone[0].release()
 
 
 def test_a_semaphore_of_another_size_is_a_size_conflict(client: Any) -> None:

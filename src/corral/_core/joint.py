@@ -28,12 +28,34 @@ meanwhile; that is the price of "waits holding none" with FIFO.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from .waiter import Entry, Waiter, WaiterFactory
 
-__all__ = ["Joint", "JointEntry", "JointLimiter", "joint_acquire", "run_joints"]
+__all__ = ["Joint", "JointEntry", "JointLimiter", "joint_acquire", "named_costs", "run_joints"]
+
+K = TypeVar("K")
+
+
+def named_costs(costs: object, member: Callable[[Any], K | None], what: str) -> dict[K, Any]:
+    """A ``Limits``' ``costs=`` argument, checked (the one rule of both ``Limits``, the
+    local one and ``corral.redis.Limits``): None, or a mapping of its own limiters to costs.
+    ``member(limiter)`` -> the limiter's key in the result, or None if these Limits do not
+    hold it. -> {key: the cost as given}; each Limits checks the cost's value itself."""
+    if costs is None:
+        return {}
+    if not isinstance(costs, Mapping):
+        raise TypeError(
+            f"{what}: costs must be a mapping of limiter to cost, got {type(costs).__name__}"
+        )
+    given: dict[K, Any] = {}
+    for lim, c in costs.items():
+        key = member(lim)
+        if key is None:
+            raise ValueError(f"{what}: costs names {lim!r}, which is not in these Limits")
+        given[key] = c
+    return given
 
 
 class JointLimiter(Protocol):

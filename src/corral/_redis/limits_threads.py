@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core.context import Context, _check_timeout
+from .._core.joint import named_costs
 from .._core.semaphore import check_weight
 from . import _rt_threads as rt
 from .rate_common import CrossSlot
@@ -139,17 +140,10 @@ class Limits:
             return None
 
     def _costs(self, costs: Mapping[Any, float] | None, what: str) -> tuple[list[float], int]:
-        given: dict[int, Any] = {}
-        if costs is not None:
-            if not isinstance(costs, Mapping):
-                raise TypeError(
-                    f"{what}: costs must be a mapping of limiter to cost, "
-                    f"got {type(costs).__name__}"
-                )
-            for lim, c in costs.items():
-                if not any(lim is m for m in self._limiters):
-                    raise ValueError(f"{what}: costs names {lim!r}, which is not in these Limits")
-                given[id(lim)] = c
+        limiters = self._limiters
+        given = named_costs(
+            costs, lambda lim: id(lim) if any(lim is m for m in limiters) else None, what
+        )
         cs = [m._k.cost(given.get(id(m), 1), what) for m in self._members]
         sem = self._sem
         weight = 0 if sem is None else check_weight(given.get(id(sem), 1), sem.size, what)
