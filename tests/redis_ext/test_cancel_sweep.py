@@ -87,25 +87,9 @@ async def test_async_acquire_cancelled_at_every_step(
             await other.server_statistics()  # start the name's epoch...
             await c.hset("{" + name + "}:e", "t0", "0")  # ...and let its grace be over
             blocker = await other.acquire() if contended else None
-            task: asyncio.Task[Any] | None = None
-            sweep = Sweep(sem._s, at, before, lambda: task.cancel() if task else None)  # noqa: B023
-            got: list[Any] = []
-
-            async def take(sem: corral.redis.Semaphore = sem, got: list[Any] = got) -> None:
-                got.append(await sem.acquire(timeout=10))
-                await asyncio.sleep(0)  # a cancellation owed is raised here
-
-            task = asyncio.create_task(take())
-            if blocker is not None:
-                while not await _queued(other):
-                    if task.done():
-                        break
-                    await asyncio.sleep(0.005)
-                await blocker.release()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            tasks: list[asyncio.Task[Any]] = []
+            sweep = Sweep(sem._s, at, before, lambda: _cancel(tasks))  # noqa: B023
+            got = await _take(lambda: sem.acquire(timeout=10), tasks, other, blocker)  # noqa: B023
             st = await other.server_statistics()
             if got:  # completed: the permit stands, held until released
                 assert (st.held, st.waiting) == (1, 0), (at, sweep.calls)
@@ -123,6 +107,39 @@ async def test_async_acquire_cancelled_at_every_step(
 
 async def _queued(sem: corral.redis.Semaphore) -> bool:
     return (await sem.server_statistics()).waiting == 1
+
+
+def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    """The sweep's cut: cancel the acquiring task (none yet: nothing to cancel)."""
+    for task in tasks:
+        task.cancel()
+
+
+async def _take(
+    acquire: Any, tasks: list[asyncio.Task[Any]], other: Any, blocker: Any
+) -> list[Any]:
+    """Run ``acquire()`` as a task (put in ``tasks``, for the sweep to cancel); with a
+    ``blocker`` (``other``'s permit), release it once the acquire queued behind it.
+    -> [what the acquire returned], or [] when it was cancelled."""
+    got: list[Any] = []
+
+    async def take() -> None:
+        got.append(await acquire())
+        await asyncio.sleep(0)  # a cancellation owed is raised here
+
+    task = asyncio.create_task(take())
+    tasks.append(task)
+    if blocker is not None:
+        while not await _queued(other):
+            if task.done():
+                break
+            await asyncio.sleep(0.005)
+        await blocker.release()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return got
 
 
 @pytest.mark.timeout(120)
@@ -272,27 +289,10 @@ async def test_async_joint_acquire_cancelled_at_every_step(
             await c.hset(sem._k.keys[4], "t0", "0")  # the grace is over
             lim = corral.redis.Limits(rpm, sem)
             blocker = await other.acquire() if contended else None
-            task: asyncio.Task[Any] | None = None
-            cancel = lambda: task.cancel() if task else None  # noqa: B023, E731
-            sweep = Sweep(rpm._s, at, before, cancel)
-            sweep_sem = Sweep(sem._s, 10**6, before, cancel)  # (counts its calls)
-            got: list[Any] = []
-
-            async def take(lim: corral.redis.Limits = lim, got: list[Any] = got) -> None:
-                got.append(await lim.acquire(timeout=10))
-                await asyncio.sleep(0)  # a cancellation owed is raised here
-
-            task = asyncio.create_task(take())
-            if blocker is not None:
-                while not await _queued(other):
-                    if task.done():
-                        break
-                    await asyncio.sleep(0.005)
-                await blocker.release()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            tasks: list[asyncio.Task[Any]] = []
+            sweep = Sweep(rpm._s, at, before, lambda: _cancel(tasks))  # noqa: B023
+            sweep_sem = Sweep(sem._s, 10**6, before, lambda: _cancel(tasks))  # noqa: B023
+            got = await _take(lambda: lim.acquire(timeout=10), tasks, other, blocker)  # noqa: B023
             st = await other.server_statistics()
             calls = (sweep.calls, sweep_sem.calls)
             if got:  # completed: the grant stands, its permit held until released

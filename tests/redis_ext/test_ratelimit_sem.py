@@ -279,7 +279,7 @@ def test_semaphore_waiter_first_in_line_keeps_its_place(client: Any) -> None:
     wait_for(lambda: _server(sem) == (1, 1))
     tj, joint = _in_thread(lambda: T.Limits(rpm, sem).acquire({sem: 1}, timeout=20))
     wait_for(lambda: _server(sem) == (1, 2))
-    time.sleep(0.2)
+    time.sleep(0.2)  # (not synchronization: time for a wrong grant to show)
     assert not joint
     assert rpm.available() == pytest.approx(5, abs=0.01)
     blocker.release()

@@ -23,7 +23,7 @@ import pytest
 
 import corral.threads.redis as T
 
-from .conftest import cluster_env
+from .conftest import cluster_env, wait_for
 from .test_ratelimit_fleet import PROCS, _fleet, _worst_window
 
 VICTIM = """
@@ -43,6 +43,11 @@ fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 os.write(fd, f"G {g.fence} {time.monotonic():.6f} {os.getpid()}\\n".encode())
 time.sleep(120)  # holds the permit (renewed) until killed
 """
+
+
+def _expiry(client: Any, holders: str) -> float:
+    """The latest lease expiry among a semaphore's holders (ms, the server's clock)."""
+    return max(score for _, score in client.zrange(holders, 0, -1, withscores=True))
 
 
 def _no_grace(client: Any, sem: Any) -> None:
@@ -72,9 +77,12 @@ def test_sigkilled_holder_of_a_joint_grant_gives_the_permit_back_at_lease_expiry
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < end, "the victim was never granted"
             time.sleep(0.01)
-        # Past a renewal or two: the permit is held under a renewed lease.
-        time.sleep(lease)
         assert sem.server_statistics().held == 1
+        # Killed once a renewal extended the holder's lease (its expiry, the score in the
+        # holders' sorted set, moved on): the permit is held under a renewed lease.
+        holders = sem._k.keys[1]
+        granted_until = _expiry(client, holders)
+        wait_for(lambda: _expiry(client, holders) > granted_until)
         killed = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=10)
